@@ -1,0 +1,179 @@
+#include "ml/layers/conv2d.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/status.h"
+#include "ml/random.h"
+
+namespace p2p::ml {
+
+Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int padding)
+    : in_(input), out_c_(out_channels), kernel_(kernel), stride_(stride), padding_(padding) {
+  P2P_CHECK(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+            "conv out_c={} k={} s={} p={}", out_channels, kernel, stride, padding);
+  out_ = {out_c_, ConvOutExtent(in_.h, kernel, stride, padding),
+          ConvOutExtent(in_.w, kernel, stride, padding)};
+  P2P_CHECK(out_.h > 0 && out_.w > 0, "input {} too small for conv kernel {} padding {}",
+            in_.ToString(), kernel, padding);
+  pitch_ = wide() ? padded_w() : out_.w;
+  const int gemm_cols = (out_.h - 1) * pitch_ + out_.w;  // the last row needs no trailing gap
+  cols_.resize(k_size(), gemm_cols);
+  y_.resize(out_c_, gemm_cols);
+  dy_.setZero(out_c_, gemm_cols);
+  dcols_.resize(k_size(), gemm_cols);
+  padded_.setZero(in_.c * padded_h() * padded_w());
+}
+
+std::string Conv2d::Name() const {
+  return fmt::format("conv2d({}->{}, k{} s{} p{})", in_.c, out_c_, kernel_, stride_, padding_);
+}
+
+Shape Conv2d::OutputShape(Shape input) const {
+  P2P_CHECK(input == in_, "conv built for {}, got {}", in_.ToString(), input.ToString());
+  return out_;
+}
+
+void Conv2d::Bind(float* params, float* grads) {
+  params_ = params;
+  grads_ = grads;
+}
+
+void Conv2d::Init(Rng& rng) {
+  const float stddev = std::sqrt(2.0f / static_cast<float>(k_size()));
+  FillNormal(rng, stddev, {params_, size_t(out_c_) * k_size()});
+  b().setZero();
+}
+
+// cols_(row, oh*pitch + ow) = xp[c, oh*s + ki, ow*s + kj] with row = (c*k + ki)*k + kj, where xp
+// is x zero-padded by p. Wide (stride 1): row r is xp from offset (c*hp + ki)*wp + kj onwards.
+void Conv2d::Im2col(const float* x) {
+  const float* src = Pad(x);
+  const int hp = padded_h(), wp = padded_w(), ow_n = out_.w;
+  float* cols = cols_.data();
+  for (int c = 0; c < in_.c; ++c) {
+    for (int ki = 0; ki < kernel_; ++ki) {
+      for (int kj = 0; kj < kernel_; ++kj, cols += cols_.cols()) {
+        const float* plane = src + (c * hp + ki) * wp + kj;
+        if (wide()) {
+          std::copy(plane, plane + cols_.cols(), cols);  // ends inside xp: see gemm_cols
+          continue;
+        }
+        for (int oh = 0; oh < out_.h; ++oh) {
+          const float* run = plane + oh * stride_ * wp;
+          for (int ow = 0; ow < ow_n; ++ow) cols[oh * ow_n + ow] = run[ow * stride_];
+        }
+      }
+    }
+  }
+}
+
+const float* Conv2d::Pad(const float* x) {
+  if (padding_ == 0) return x;
+  const int wp = padded_w();
+  for (int c = 0; c < in_.c; ++c) {
+    for (int h = 0; h < in_.h; ++h) {
+      float* dst = padded_.data() + (c * padded_h() + h + padding_) * wp + padding_;
+      std::copy_n(x + (c * in_.h + h) * in_.w, in_.w, dst);
+    }
+  }
+  return padded_.data();
+}
+
+// The adjoint of Im2col: accumulates dcols_ into a zeroed padded gradient, then crops it to dx.
+void Conv2d::Col2im(float* dx) {
+  float* dst = padding_ == 0 ? dx : padded_.data();
+  const int hp = padded_h(), wp = padded_w(), ow_n = out_.w;
+  std::fill(dst, dst + in_.c * hp * wp, 0.0f);
+  const float* dcols = dcols_.data();
+  for (int c = 0; c < in_.c; ++c) {
+    for (int ki = 0; ki < kernel_; ++ki) {
+      for (int kj = 0; kj < kernel_; ++kj, dcols += dcols_.cols()) {
+        float* plane = dst + (c * hp + ki) * wp + kj;
+        if (wide()) {  // gap columns of dcols_ are 0, since dy_'s are
+          Eigen::Map<Eigen::ArrayXf>(plane, dcols_.cols()) +=
+              Eigen::Map<const Eigen::ArrayXf>(dcols, dcols_.cols());
+          continue;
+        }
+        for (int oh = 0; oh < out_.h; ++oh) {
+          float* run = plane + oh * stride_ * wp;
+          for (int ow = 0; ow < ow_n; ++ow) run[ow * stride_] += dcols[oh * ow_n + ow];
+        }
+      }
+    }
+  }
+  if (padding_ > 0) Crop(dx);
+}
+
+void Conv2d::Crop(float* dx) {
+  const int wp = padded_w();
+  for (int c = 0; c < in_.c; ++c) {
+    for (int h = 0; h < in_.h; ++h) {
+      const float* src = padded_.data() + (c * padded_h() + h + padding_) * wp + padding_;
+      std::copy_n(src, in_.w, dx + (c * in_.h + h) * in_.w);
+    }
+  }
+  padded_.setZero();  // Pad relies on a zero border
+}
+
+void Conv2d::Scatter(float* y) const {
+  for (int o = 0; o < out_c_; ++o) {
+    const float bias = params_[size_t(out_c_) * k_size() + o];
+    for (int oh = 0; oh < out_.h; ++oh, y += out_.w) {
+      Eigen::Map<Eigen::ArrayXf>(y, out_.w) =
+          Eigen::Map<const Eigen::ArrayXf>(&y_(o, oh * pitch_), out_.w) + bias;
+    }
+  }
+}
+
+void Conv2d::Gather(const float* dy) {
+  for (int o = 0; o < out_c_; ++o) {
+    for (int oh = 0; oh < out_.h; ++oh, dy += out_.w) {
+      std::copy_n(dy, out_.w, &dy_(o, oh * pitch_));
+    }
+  }
+}
+
+// dW(o, r) += dy_.row(o) . (im2col row r), reading row r straight from the padded sample: in the
+// wide layout it is the slice starting at (c*hp + ki)*wp + kj, so no im2col copy is needed.
+void Conv2d::AccumulateDwDirect(const float* xp) {
+  MatrixMap dw = dW();
+  for (int r = 0; r < k_size(); ++r) {
+    const int c = r / (kernel_ * kernel_), ki = (r / kernel_) % kernel_, kj = r % kernel_;
+    const Eigen::Map<const Eigen::RowVectorXf> row(xp + (c * padded_h() + ki) * padded_w() + kj,
+                                                   dy_.cols());
+    for (int o = 0; o < out_c_; ++o) dw(o, r) += dy_.row(o).dot(row);
+  }
+}
+
+void Conv2d::Forward(const Matrix& input, Matrix& output, bool /*training*/) {
+  P2P_CHECK(input.cols() == in_.size(), "conv input has {} columns, want {}", input.cols(),
+            in_.size());
+  output.resize(input.rows(), out_.size());
+  for (Eigen::Index n = 0; n < input.rows(); ++n) {
+    Im2col(input.row(n).data());
+    y_.noalias() = W() * cols_;
+    Scatter(output.row(n).data());
+  }
+}
+
+void Conv2d::Backward(const Matrix& input, const Matrix& doutput, Matrix* dinput) {
+  if (dinput != nullptr) dinput->resize(input.rows(), in_.size());
+  for (Eigen::Index n = 0; n < input.rows(); ++n) {
+    Gather(doutput.row(n).data());
+    if (direct_dw()) {
+      AccumulateDwDirect(Pad(input.row(n).data()));
+    } else {
+      Im2col(input.row(n).data());  // recomputed: cheaper than keeping N copies out of cache
+      dW().noalias() += dy_ * cols_.transpose();
+    }
+    db() += ConstMatrixMap(doutput.row(n).data(), out_c_, out_.h * out_.w).rowwise().sum();
+    if (dinput == nullptr) continue;
+    dcols_.noalias() = W().transpose() * dy_;
+    Col2im(dinput->row(n).data());
+  }
+}
+
+}  // namespace p2p::ml

@@ -1,0 +1,76 @@
+// Model: a Sequential stack of layers over one flat parameter buffer and one gradient buffer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ml/layer.h"
+#include "ml/loss.h"
+
+namespace p2p::ml {
+
+struct ModelOptions {
+  std::string name = "mlp";              // logreg | mlp | lenet5 | cnn-cifar
+  std::vector<int> hidden = {256, 128};  // mlp hidden widths
+  Shape input{1, 28, 28};
+  int num_classes = 10;
+  float dropout = 0.0f;                     // dropout before the last linear layer (0 = none)
+  LossKind loss = LossKind::kCrossEntropy;  // kNll appends LogSoftmax to the model
+  uint64_t seed = 1;
+};
+
+class Model {
+ public:
+  // Builds the named model; an unknown name is kInvalidArgument listing the valid names.
+  static Result<std::unique_ptr<Model>> Create(const ModelOptions& options);
+  static std::vector<std::string> Names();
+
+  size_t NumParams() const { return params_.size(); }
+  std::span<float> Params() { return params_; }
+  std::span<const float> Params() const { return params_; }
+  // The gradient of the last ComputeGradient, no copy.
+  std::span<const float> Grads() const { return grads_; }
+  std::span<float> MutableGrads() { return grads_; }
+
+  // Re-initialises all parameters deterministically from `seed` (Kaiming-normal conv weights,
+  // N(0, 0.01) linear weights, zero biases). Same seed, same model options -> same bits.
+  void Init(uint64_t seed);
+
+  // x: (N, input.size()). Returns the model's final output (logits, or log-probs for NLL).
+  const Matrix& Forward(const Matrix& x, bool training);
+  // Zeroes the gradient buffer, runs forward and backward on the batch, leaves the mean-over-batch
+  // gradient in Grads() and returns the mean loss.
+  float ComputeGradient(const Matrix& x, std::span<const int32_t> labels);
+  // Mean loss and number of correct argmax predictions over a batch, without touching gradients.
+  struct Eval {
+    double loss_sum = 0;
+    int64_t correct = 0;
+    int64_t count = 0;
+  };
+  Eval Evaluate(const Matrix& x, std::span<const int32_t> labels);
+
+  const ModelOptions& options() const { return options_; }
+  std::string Summary() const;  // one line per layer with output shape and parameter count
+
+  // Used by the registry; prefer Create().
+  Model(ModelOptions options, std::vector<std::unique_ptr<Layer>> layers);
+
+ private:
+  ModelOptions options_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Shape> shapes_;  // shapes_[i] is the input shape of layer i; back() the output
+  AlignedFloats params_;
+  AlignedFloats grads_;
+  // activations_[i] = output of layer i (the input x is not copied);
+  // deltas_[i] = d(mean loss)/d(activations_[i]).
+  std::vector<Matrix> activations_;
+  std::vector<Matrix> deltas_;
+  Matrix eval_batch_;  // Evaluate's current slice of a large x
+  std::unique_ptr<Loss> loss_;
+};
+
+}  // namespace p2p::ml
