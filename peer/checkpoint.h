@@ -1,0 +1,38 @@
+// Checkpoints: everything needed to resume training bit-exactly after epoch `epoch`.
+//
+// File format (little-endian), written atomically (temp file + fsync + rename) so a crash leaves
+// either the previous checkpoint or the new one, never a torn file:
+//   "P2PCKPT1" | u64 meta_len | meta JSON | u64 n | n float32 params
+//   | u32 k | k x (u64 len | len float32 optimizer buffer) | u32 crc32 of all preceding bytes
+// meta: {"epoch", "model", "num_params", "config", "optimizer": {step, lr}, "plateau": {...},
+//        "early_stopping": {...}}
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ml/optimizer.h"
+
+namespace p2p::peer {
+
+struct Checkpoint {
+  int epoch = 0;       // last completed epoch (1-based)
+  std::string model;   // model name, checked on resume
+  std::string config;  // fingerprint of the run's configuration, checked on resume
+  std::vector<float> params;
+  ml::Optimizer::State optimizer;
+  ml::ReduceLrOnPlateau::State plateau;
+  ml::EarlyStopping::State early_stopping;
+  nlohmann::json extra = nlohmann::json::object();  // free-form, e.g. the run id
+};
+
+// Path of the checkpoint file inside `dir`.
+std::string CheckpointPath(const std::string& dir);
+Status SaveCheckpoint(const std::string& dir, const Checkpoint& ckpt);
+// kNotFound if there is no checkpoint; kDataLoss naming the file if it is corrupt or truncated.
+Result<Checkpoint> LoadCheckpoint(const std::string& dir);
+
+}  // namespace p2p::peer

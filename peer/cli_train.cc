@@ -1,0 +1,42 @@
+// `p2ptrain train`: single-process training, the study's baseline role.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+#include "ml/threads.h"
+#include "peer/cli.h"
+#include "peer/trainer.h"
+
+namespace p2p::peer {
+namespace {
+
+Status RunTrain(TrainConfig& config) {
+  P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
+  ml::SetThreads(config.threads);
+  spdlog::info("training {} on {} for {} epochs (batch {}, {} lr {}, {} threads)",
+               config.model.name, config.data.name, config.epochs, config.batch_size,
+               config.optimizer.name, config.optimizer.lr, config.threads);
+  P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
+  spdlog::info("model {} with {} parameters", config.model.name, trainer->model().NumParams());
+  P2P_ASSIGN_OR_RETURN(EpochResult last, trainer->Run());
+  if (last.epoch < trainer->first_epoch()) {
+    fmt::print("nothing to do: the checkpoint already has {} epochs\n", last.epoch);
+    return Status::Ok();
+  }
+  fmt::print("final test accuracy: {:.4f} (epoch {}, loss {:.4f}, parameters {})\n",
+             last.test_accuracy, last.epoch, last.train_loss, last.param_hash);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Action AddTrainCommand(CLI::App& app) {
+  auto config = std::make_shared<TrainConfig>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train a model in one process (the study's single-machine baseline)");
+  AddTrainFlags(*cmd, *config);
+  return [config] { return ExitCodeFor(RunTrain(*config)); };
+}
+
+}  // namespace p2p::peer

@@ -1,0 +1,113 @@
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "ml/dataset.h"
+#include "ml/loss.h"
+#include "ml/model.h"
+#include "ml/optimizer.h"
+#include "peer/cli.h"
+
+namespace p2p::peer {
+namespace {
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+void AddDataFlags(CLI::App& cmd, TrainConfig& c) {
+  cmd.add_option("--dataset", c.data.name, "Dataset: " + JoinNames(ml::DatasetNames()))
+      ->check(CLI::IsMember(ml::DatasetNames()));
+  cmd.add_option("--data-dir", c.data.data_dir,
+                 "Directory of the dataset files (default: the dataset's standard location, e.g. "
+                 "/usr/share/datasets/fashion-mnist)");
+  cmd.add_option("--shard", c.shard_path, "Train on a shard file written by `p2ptrain split`");
+  cmd.add_option("--data-seed", c.data.seed,
+                 "Seed of the train/validation split and of the partition among peers");
+  cmd.add_option("--synthetic-train", c.data.synthetic_train, "synthetic: training samples");
+  cmd.add_option("--synthetic-test", c.data.synthetic_test, "synthetic: test samples");
+  cmd.add_option("--synthetic-dim", c.data.synthetic_dim, "synthetic: features per sample");
+}
+
+void AddModelFlags(CLI::App& cmd, TrainConfig& c) {
+  cmd.add_option("--model,--model_str", c.model.name, "Model: " + JoinNames(ml::Model::Names()))
+      ->check(CLI::IsMember(ml::Model::Names()));
+  cmd.add_option("--hidden", c.model.hidden, "mlp hidden layer widths, comma-separated")
+      ->delimiter(',');
+  cmd.add_option("--dropout", c.model.dropout, "Dropout before the last layer (0 = off)")
+      ->check(CLI::Range(0.0f, 0.95f));
+  cmd.add_option("--loss", c.loss,
+                 "Loss: cross_entropy (on logits) or NLL (model ends in "
+                 "log-softmax)")
+      ->check(CLI::IsMember({"cross_entropy", "NLL", "nll"}));
+}
+
+void AddOptimizerFlags(CLI::App& cmd, TrainConfig& c) {
+  cmd.add_option("--optimizer", c.optimizer.name, "Optimizer: " + JoinNames(ml::Optimizer::Names()))
+      ->check(CLI::IsMember(ml::Optimizer::Names()));
+  cmd.add_option("--lr", c.optimizer.lr, "Learning rate")->check(CLI::PositiveNumber);
+  cmd.add_option("--momentum", c.optimizer.momentum,
+                 "Momentum (sgd, rmsprop); default 0.9 for sgd, 0 otherwise")
+      ->default_str("0.9 for sgd")
+      ->check(CLI::Range(0.0f, 1.0f));
+  cmd.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
+  cmd.add_option("--weight-decay", c.optimizer.weight_decay, "Weight decay")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--lr-plateau,!--no-lr-plateau", c.lr_plateau,
+               "ReduceLROnPlateau on validation loss (factor 0.1, patience 5, min lr 1e-6)");
+  cmd.add_flag("--early-stopping,!--no-early-stopping", c.early_stopping,
+               "Stop when validation loss has not improved for --patience epochs");
+  cmd.add_option("--patience", c.early_stopping_patience, "Early-stopping patience in epochs")
+      ->check(CLI::PositiveNumber);
+}
+
+void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
+  cmd.add_option("--batch_size,--batch", c.batch_size, "Minibatch size")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--epochs", c.epochs, "Number of epochs")->check(CLI::PositiveNumber);
+  cmd.add_option("--seed", c.seed, "Seed of model initialisation and batch order");
+  cmd.add_option("--threads", c.threads, "Compute threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--evaluation{true},!--no-evaluation", c.evaluation,
+               "Evaluate validation loss and test accuracy every epoch (the study's flag)");
+  cmd.add_option("--metrics", c.metrics_path, "Write per-epoch metrics as JSON lines to FILE");
+  cmd.add_option("--checkpoint-dir", c.checkpoint_dir,
+                 "Save parameters and optimizer state after every epoch (atomically) in DIR");
+  cmd.add_flag("--resume", c.resume, "Continue from the checkpoint in --checkpoint-dir");
+  cmd.add_option("--progress", c.progress,
+                 "Progress display: auto (bar on a terminal, a line every 10 s otherwise), bar, "
+                 "lines, off")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "off"}));
+}
+
+}  // namespace
+
+void AddTrainFlags(CLI::App& cmd, TrainConfig& config) {
+  AddDataFlags(cmd, config);
+  AddModelFlags(cmd, config);
+  AddOptimizerFlags(cmd, config);
+  AddRunFlags(cmd, config);
+}
+
+Status FinishTrainFlags(TrainConfig& config) {
+  if (config.loss == "nll") config.loss = "NLL";
+  config.ResolveDefaults();
+  if (config.threads == 0) config.threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (config.optimizer.nesterov && config.optimizer.momentum <= 0) {
+    return InvalidArgument("--nesterov needs --momentum > 0");
+  }
+  if (config.resume && config.checkpoint_dir.empty()) {
+    return InvalidArgument("--resume needs --checkpoint-dir");
+  }
+  return Status::Ok();
+}
+
+int ExitCodeFor(const Status& status) {
+  if (status.ok()) return kExitOk;
+  spdlog::error("{}", status.message());
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime;
+}
+
+}  // namespace p2p::peer

@@ -1,0 +1,32 @@
+// p2ptrain: peer-to-peer data-parallel training. See README.md and `p2ptrain --help`.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "peer/cli.h"
+
+int main(int argc, char** argv) {
+  using namespace p2p::peer;
+  CLI::App app{
+      "p2ptrain: peer-to-peer data-parallel training with compressed, signed gradient exchange.\n"
+      "Run `p2ptrain <command> --help` for the flags of a command."};
+  app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();
+  const Action train = AddTrainCommand(app);
+  const Action split = AddSplitCommand(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("p2ptrain"));
+  spdlog::set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
+  try {
+    if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("split")) return split();
+  } catch (const std::exception& e) {
+    spdlog::critical("internal error: {} (please report this with the command line)", e.what());
+    return kExitRuntime;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,43 @@
+// Configuration of one training process (the single-process baseline, and later each peer).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ml/dataset.h"
+#include "ml/model.h"
+#include "ml/optimizer.h"
+
+namespace p2p::peer {
+
+struct TrainConfig {
+  ml::DataOptions data;
+  ml::ModelOptions model;
+  // lr 0.02 is the study's. momentum < 0 means "the optimizer's default": 0.9 for sgd (plain SGD
+  // needs many more epochs), 0 for the others; ResolveDefaults() fills it in.
+  ml::OptimizerOptions optimizer = {.name = "sgd", .lr = 0.02f, .momentum = -1.0f};
+  std::string loss = "cross_entropy";
+  std::string shard_path;  // train from a `p2ptrain split` shard file instead of --dataset
+  int batch_size = 64;
+  int epochs = 10;
+  uint64_t seed = 1;           // model init and batch order
+  int threads = 0;             // 0 = all cores
+  bool evaluation = true;      // validation loss + test accuracy every epoch
+  bool lr_plateau = true;      // ReduceLROnPlateau on validation loss
+  bool early_stopping = true;  // the study's early stopping (patience 10)
+  int early_stopping_patience = 10;
+  std::string metrics_path;
+  std::string checkpoint_dir;
+  bool resume = false;
+  std::string progress = "auto";  // auto | bar | lines | off
+  int size = 1, rank = 0;         // this process's place among peers (1, 0 when alone)
+  std::vector<double> partition;  // shard weights, empty = equal
+
+  // A stable text of everything that must agree between a checkpoint and a resumed run (and,
+  // later, between peers): model, data, optimizer, batch size, seed.
+  std::string Fingerprint() const;
+  void ResolveDefaults();
+};
+
+}  // namespace p2p::peer

@@ -1,0 +1,71 @@
+#include "peer/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/subprocess.h"
+
+namespace p2p::peer {
+namespace {
+
+Checkpoint Sample() {
+  Checkpoint c;
+  c.epoch = 3;
+  c.model = "mlp";
+  c.config = "model=mlp seed=1";
+  c.params = {1.5f, -2.0f, 3.25f};
+  c.optimizer.step = 42;
+  c.optimizer.lr = 0.01f;
+  c.optimizer.buffers = {{0.1f, 0.2f, 0.3f}, {4.f, 5.f, 6.f}};
+  c.plateau = {0.5, 2, true};
+  c.early_stopping = {0.4, 1, true};
+  return c;
+}
+
+TEST(CheckpointTest, RoundTripIsExact) {
+  test::TempDir dir;
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), Sample()).ok());
+  auto loaded = LoadCheckpoint(dir.path());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const Checkpoint want = Sample();
+  EXPECT_EQ(loaded->epoch, want.epoch);
+  EXPECT_EQ(loaded->config, want.config);
+  EXPECT_EQ(loaded->params, want.params);
+  EXPECT_EQ(loaded->optimizer.step, want.optimizer.step);
+  EXPECT_EQ(loaded->optimizer.buffers, want.optimizer.buffers);
+  EXPECT_EQ(loaded->plateau.bad_epochs, 2);
+  EXPECT_EQ(loaded->early_stopping.counter, 1);
+}
+
+TEST(CheckpointTest, MissingIsNotFound) {
+  test::TempDir dir;
+  EXPECT_EQ(LoadCheckpoint(dir.path()).status().code(), StatusCode::kNotFound);
+}
+
+TEST(CheckpointTest, FlippedByteIsDetected) {
+  test::TempDir dir;
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), Sample()).ok());
+  const std::string path = CheckpointPath(dir.path());
+  std::string bytes = test::ReadFile(path);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  auto loaded = LoadCheckpoint(dir.path());
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find(path), std::string::npos);
+}
+
+TEST(CheckpointTest, TruncatedFileIsDetected) {
+  test::TempDir dir;
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), Sample()).ok());
+  const std::string path = CheckpointPath(dir.path());
+  const std::string bytes = test::ReadFile(path);
+  for (size_t keep : {size_t{0}, size_t{5}, size_t{20}, bytes.size() - 1}) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, keep);
+    EXPECT_EQ(LoadCheckpoint(dir.path()).status().code(), StatusCode::kDataLoss) << keep;
+  }
+}
+
+}  // namespace
+}  // namespace p2p::peer
