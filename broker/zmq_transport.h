@@ -1,0 +1,86 @@
+// ZmqTransport: a brokerless ZeroMQ mesh between the ranks of one run (spec: docs/wire-format.md).
+//
+// Rank i binds one ROUTER on its own endpoint and connects one DEALER to every other rank's
+// ROUTER; its DEALERs carry routing id "r<i>", so a ROUTER knows which rank each frame came from.
+// Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked (broker/chunking.h) into frames
+// of at most max_chunk_bytes; the ROUTER's ZMQ_MAXMSGSIZE drops any peer that sends a bigger frame.
+// Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns only when
+// every rank reached us and we reached every rank.
+//
+// Socket options: finite ZMQ_LINGER (queued frames are flushed for at most `linger` on Close),
+// ZMTP heartbeats, ROUTER_MANDATORY on the ROUTER, ZMQ_IMMEDIATE on DEALERs (frames are only
+// queued to a live connection; a send to a vanished rank fails with Unavailable after
+// send_timeout instead of piling up).
+//
+// Thread-safety: ZeroMQ sockets are single-threaded. Connect, Send, Broadcast, Receive and Close
+// must be called from one thread at a time (the transport's owner); Stats() may be called from any
+// thread. The transport owns its ZeroMQ context; Close (or the destructor) terminates it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/transport.h"
+#include "broker/zmq_endpoint.h"
+
+namespace p2p::broker {
+
+struct ZmqTransportOptions {
+  int rank = 0;
+  int size = 1;
+  // endpoints[i] is where rank i is reachable ("tcp://host:port" or "ipc://path"; see
+  // ParsePeerList). May be left empty at Create and supplied with SetEndpoints before Connect
+  // (the rendezvous flow: bind an ephemeral port, register bound_endpoint(), learn the rest).
+  std::vector<std::string> endpoints;
+  // What to bind; empty = BindEndpointFor(endpoints[rank]). "tcp://127.0.0.1:*" binds a free port.
+  std::string bind_endpoint;
+  std::string run_id;  // carried in HELLO; a peer of another run is refused. May be empty.
+  size_t max_chunk_bytes = size_t{1} << 20;
+  uint64_t max_message_bytes = uint64_t{256} << 20;  // after reassembly
+  uint64_t max_pending_bytes = uint64_t{1} << 30;    // incomplete messages, all senders together
+  int hwm = 1000;                                    // frames queued per peer and direction
+  std::chrono::milliseconds linger{1000};
+  std::chrono::milliseconds send_timeout{10000};  // a blocked frame send fails after this
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds heartbeat_timeout{5000};
+  std::chrono::milliseconds reassembly_timeout{
+      60000};  // incomplete messages idle longer are dropped
+};
+
+class ZmqTransport final : public Transport {
+ public:
+  // Validates the options, creates the context and binds the ROUTER. InvalidArgument for bad
+  // options; IoError if the bind fails (e.g. the port is taken).
+  static Result<std::unique_ptr<ZmqTransport>> Create(ZmqTransportOptions options);
+  ~ZmqTransport() override;
+
+  // The address the ROUTER actually bound (ZMQ_LAST_ENDPOINT), e.g. "tcp://127.0.0.1:41235".
+  const std::string& bound_endpoint() const;
+  // Supplies the endpoint list when it was not known at Create. Only before Connect.
+  Status SetEndpoints(std::vector<std::string> endpoints);
+
+  int rank() const override;
+  int size() const override;
+  // HELLO handshake with every rank. Timeout naming the ranks that did not answer; InvalidArgument
+  // if a peer reports another run id or size.
+  Status Connect(Deadline deadline) override;
+  // Unavailable if `to_rank` cannot take the frames within send_timeout (gone or not draining).
+  Status Send(int to_rank, std::span<const std::byte> msg) override;
+  Status Broadcast(std::span<const std::byte> msg) override;
+  // Blocks in zmq_poll until a whole message is reassembled or the deadline passes. A deadline in
+  // the past still picks up what already arrived. Malformed frames are dropped and counted.
+  Result<std::optional<Message>> Receive(Deadline deadline) override;
+  TransportStats Stats() const override;
+  // Closes the sockets and terminates the context; blocks at most `linger` flushing. Idempotent.
+  Status Close() override;
+
+  struct Impl;
+
+ private:
+  explicit ZmqTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::broker

@@ -1,0 +1,281 @@
+// AmqpTransport against a real RabbitMQ (see amqp_test_broker.h for which one). Ranks run as
+// threads, each with its own transport and connection.
+#include "broker/amqp_transport.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "broker/amqp_session.h"
+#include "broker/amqp_url.h"
+#include "tests/broker/amqp_test_broker.h"
+
+namespace p2p::broker {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace p2p::broker::amqp_test;
+
+class AmqpTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(Broker().error.empty()) << Broker().error; }
+
+  AmqpOptions Options(const std::string& run_id, int rank, int size) {
+    AmqpOptions o;
+    o.url = url_.empty() ? Broker().url : url_;
+    o.run_id = run_id;
+    o.rank = rank;
+    o.size = size;
+    return o;
+  }
+
+  std::vector<std::unique_ptr<AmqpTransport>> MakeRanks(const std::string& run_id, int size) {
+    std::vector<std::unique_ptr<AmqpTransport>> ranks;
+    for (int r = 0; r < size; ++r) {
+      auto t = AmqpTransport::Create(Options(run_id, r, size));
+      EXPECT_TRUE(t.ok()) << t.status().ToString();
+      if (t.ok()) ranks.push_back(std::move(t).value());
+    }
+    return ranks;
+  }
+
+  // Connects every rank from its own thread (Connect blocks until all have said hello).
+  static void ConnectAll(std::vector<std::unique_ptr<AmqpTransport>>& ranks,
+                         std::chrono::milliseconds stagger = 0ms) {
+    std::vector<Status> results(ranks.size());
+    std::vector<std::thread> threads;
+    Deadline deadline = DeadlineIn(30s);
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      if (r > 0) std::this_thread::sleep_for(stagger);
+      threads.emplace_back([&, r] { results[r] = ranks[r]->Connect(deadline); });
+    }
+    for (auto& t : threads) t.join();
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      ASSERT_TRUE(results[r].ok()) << "rank " << r << ": " << results[r].ToString();
+    }
+  }
+
+  static Message MustReceive(AmqpTransport& t, std::chrono::milliseconds timeout = 20s) {
+    Result<std::optional<Message>> m = t.Receive(DeadlineIn(timeout));
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_TRUE(m.ok() && m->has_value()) << "rank " << t.rank() << ": nothing received";
+    return m.ok() && m->has_value() ? std::move(**m) : Message{};
+  }
+
+  static void ExpectNothing(AmqpTransport& t, std::chrono::milliseconds timeout = 300ms) {
+    Result<std::optional<Message>> m = t.Receive(DeadlineIn(timeout));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_FALSE(m->has_value()) << "rank " << t.rank() << " got an unexpected message from "
+                                 << (*m)->from_rank;
+  }
+
+  static Result<bool> QueueExists(const std::string& url, const std::string& queue) {
+    amqp::SessionConfig config{ParseAmqpUrl(url).value()};
+    P2P_ASSIGN_OR_RETURN(amqp::Session s, amqp::Session::Open(config, DeadlineIn(10s)));
+    return s.QueueExists(queue);
+  }
+
+  std::string url_;  // overrides the broker URL (other vhost)
+};
+
+TEST_F(AmqpTransportTest, ThreeRanksPointToPoint) {
+  auto ranks = MakeRanks(UniqueRunId("p2p"), 3);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  for (int r = 0; r < 3; ++r) {
+    int to = (r + 1) % 3;
+    ASSERT_TRUE(ranks[r]->Send(to, ToBytes(fmt::format("from {} to {}", r, to))).ok());
+  }
+  for (int r = 0; r < 3; ++r) {
+    int from = (r + 2) % 3;
+    Message m = MustReceive(*ranks[r]);
+    EXPECT_EQ(m.from_rank, from);
+    EXPECT_EQ(ToString(m.payload), fmt::format("from {} to {}", from, r));
+    ExpectNothing(*ranks[r]);
+  }
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
+}
+
+TEST_F(AmqpTransportTest, BroadcastReachesEveryoneButTheSender) {
+  auto ranks = MakeRanks(UniqueRunId("bcast"), 3);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  for (int r = 0; r < 3; ++r)
+    ASSERT_TRUE(ranks[r]->Broadcast(ToBytes(fmt::format("hi from {}", r))).ok());
+  for (int r = 0; r < 3; ++r) {
+    std::set<int> senders;
+    for (int i = 0; i < 2; ++i) {
+      Message m = MustReceive(*ranks[r]);
+      EXPECT_EQ(ToString(m.payload), fmt::format("hi from {}", m.from_rank));
+      senders.insert(m.from_rank);
+    }
+    EXPECT_EQ(senders.size(), 2u);
+    EXPECT_FALSE(senders.contains(r));
+    ExpectNothing(*ranks[r]);  // no echo of its own broadcast
+  }
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
+}
+
+TEST_F(AmqpTransportTest, LateJoinerIsHeard) {  // the hello protocol: rank 2 starts 2 s later
+  auto ranks = MakeRanks(UniqueRunId("late"), 3);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks, /*stagger=*/1s));
+  ASSERT_TRUE(ranks[2]->Send(0, ToBytes("late")).ok());
+  EXPECT_EQ(ToString(MustReceive(*ranks[0]).payload), "late");
+}
+
+TEST_F(AmqpTransportTest, FortyMegabytesArriveChunkedAndIntact) {
+  auto ranks = MakeRanks(UniqueRunId("big"), 3);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  Bytes big(40'000'000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>((i * 2654435761u) >> 24);
+  ASSERT_TRUE(ranks[0]->Broadcast(big).ok());
+  ASSERT_TRUE(ranks[0]->Send(1, ToBytes("after")).ok());
+  ASSERT_TRUE(ranks[0]->Flush(DeadlineIn(60s)).ok());
+  for (int r : {1, 2}) {
+    Message m = MustReceive(*ranks[r], 60s);
+    EXPECT_EQ(m.from_rank, 0);
+    EXPECT_TRUE(m.payload == big) << "rank " << r << ": payload differs (" << m.payload.size()
+                                  << " bytes)";
+  }
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "after");  // order kept per sender
+  TransportStats s0 = ranks[0]->Stats();
+  EXPECT_GE(s0.bytes_sent, big.size());  // 3 chunks of <= 16 MiB, published once
+  EXPECT_LT(s0.bytes_sent, big.size() + 4096);
+  EXPECT_EQ(ranks[1]->Stats().messages_received, 2u);
+}
+
+TEST_F(AmqpTransportTest, ReceiveTimeoutReturnsNullopt) {
+  auto ranks = MakeRanks(UniqueRunId("timeout"), 2);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  auto start = Clock::now();
+  Result<std::optional<Message>> m = ranks[0]->Receive(DeadlineIn(300ms));
+  auto elapsed = Clock::now() - start;
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->has_value());
+  EXPECT_GE(elapsed, 290ms);
+  EXPECT_LT(elapsed, 2s);
+}
+
+TEST_F(AmqpTransportTest, CloseRemovesQueuesAndExchange) {
+  std::string run = UniqueRunId("close");
+  auto ranks = MakeRanks(run, 3);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(QueueExists(Broker().url, ranks[0]->queue_name(r)).value(), true);
+  }
+  ASSERT_TRUE(ranks[0]->Broadcast(ToBytes("bye")).ok());  // unread messages do not block Close
+  std::string exchange = ranks[0]->exchange_name();
+  for (auto& t : ranks) ASSERT_TRUE(t->Close().ok());
+  EXPECT_TRUE(ranks[0]->Close().ok());  // idempotent
+  for (int r = 0; r < 3; ++r) {
+    Result<bool> exists = QueueExists(Broker().url, fmt::format("p2p.{}.rank{}", run, r));
+    ASSERT_TRUE(exists.ok()) << exists.status().ToString();
+    EXPECT_FALSE(*exists) << "queue of rank " << r << " survived Close";
+  }
+  amqp::SessionConfig config{ParseAmqpUrl(Broker().url).value()};
+  auto s = amqp::Session::Open(config, DeadlineIn(10s));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->ExchangeExists(exchange).value(), false) << "auto-delete exchange survived";
+  EXPECT_FALSE(ranks[0]->Send(1, ToBytes("x")).ok());  // used after Close
+}
+
+TEST_F(AmqpTransportTest, ConnectTimesOutNamingMissingRanks) {
+  auto t = AmqpTransport::Create(Options(UniqueRunId("alone"), 0, 3)).value();
+  Status s = t->Connect(DeadlineIn(1s));
+  EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.ToString();
+  EXPECT_NE(s.message().find("1,2"), std::string::npos) << s.message();
+  EXPECT_TRUE(t->Close().ok());
+}
+
+TEST_F(AmqpTransportTest, WrongPasswordIsAnErrorNotAHang) {
+  AmqpUrl u = ParseAmqpUrl(Broker().url).value();
+  url_ = fmt::format("amqp://{}:wrong-password@{}/", u.user, u.Endpoint());
+  auto t = AmqpTransport::Create(Options(UniqueRunId("auth"), 0, 1)).value();
+  auto start = Clock::now();
+  Status s = t->Connect(DeadlineIn(20s));
+  EXPECT_LT(Clock::now() - start, 15s) << "should fail at once, not retry until the deadline";
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("ACCESS_REFUSED"), std::string::npos) << s.message();
+}
+
+TEST_F(AmqpTransportTest, UnreachablePortIsUnavailableWithinDeadline) {
+  int port = FreePort();
+  url_ = fmt::format("amqp://guest:guest@127.0.0.1:{}/", port);
+  auto t = AmqpTransport::Create(Options(UniqueRunId("down"), 0, 2)).value();
+  auto start = Clock::now();
+  Status s = t->Connect(DeadlineIn(1500ms));
+  auto elapsed = Clock::now() - start;
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("scripts/start-rabbitmq.sh"), std::string::npos) << s.message();
+  EXPECT_LT(elapsed, 2500ms);
+  EXPECT_EQ(t->Send(1, ToBytes("x")).code(), StatusCode::kInvalidArgument);  // not connected
+}
+
+TEST_F(AmqpTransportTest, TlsAgainstAPlainPortFailsWithinDeadline) {
+  AmqpUrl u = ParseAmqpUrl(Broker().url).value();
+  url_ = fmt::format("amqps://guest:guest@{}/?verify=verify_none", u.Endpoint());
+  auto t = AmqpTransport::Create(Options(UniqueRunId("tls"), 0, 1)).value();
+  auto start = Clock::now();
+  Status s = t->Connect(DeadlineIn(3s));
+  EXPECT_FALSE(s.ok());
+  EXPECT_LT(Clock::now() - start, 6s) << s.ToString();
+}
+
+TEST_F(AmqpTransportTest, RejectsBadOptionsAndCalls) {
+  EXPECT_FALSE(AmqpTransport::Create(Options("bad run id", 0, 1)).ok());
+  EXPECT_FALSE(AmqpTransport::Create(Options("r", 2, 2)).ok());
+  AmqpOptions tls = Options("r", 0, 1);
+  tls.url = "amqp://h/";
+  tls.tls_insecure = true;
+  EXPECT_FALSE(AmqpTransport::Create(tls).ok());
+  auto ranks = MakeRanks(UniqueRunId("calls"), 2);
+  EXPECT_EQ(ranks[0]->Receive(DeadlineIn(10ms)).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  EXPECT_EQ(ranks[0]->Send(0, ToBytes("me")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ranks[0]->Send(2, ToBytes("nobody")).code(), StatusCode::kInvalidArgument);
+}
+
+// The caller "computes" for longer than two heartbeat intervals without touching the transport;
+// the I/O thread must keep the connection alive (no reconnect) and deliver afterwards.
+TEST_F(AmqpTransportTest, HeartbeatsAreServicedWhileTheCallerIsBusy) {
+  AmqpUrl u = ParseAmqpUrl(Broker().url).value();
+  url_ = fmt::format("amqp://{}:{}@{}/?heartbeat=2", u.user, u.password, u.Endpoint());
+  auto ranks = MakeRanks(UniqueRunId("hb"), 2);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  std::this_thread::sleep_for(7s);
+  ASSERT_TRUE(ranks[1]->Send(0, ToBytes("still here")).ok());
+  EXPECT_EQ(ToString(MustReceive(*ranks[0]).payload), "still here");
+  EXPECT_EQ(ranks[0]->reconnects(), 0u);
+  EXPECT_EQ(ranks[1]->reconnects(), 0u);
+}
+
+// Needs rabbitmqctl on the local node: the test gets a vhost of its own and has the broker close
+// every connection on it, twice, while messages are in flight.
+TEST_F(AmqpTransportTest, ReconnectsAndRedeliversAfterTheBrokerDropsConnections) {
+  if (Broker().node.empty()) GTEST_SKIP() << "needs a local scripts/start-rabbitmq.sh broker";
+  std::string vhost = UniqueRunId("vh");
+  ASSERT_EQ(Ctl("add_vhost " + vhost).exit_code, 0);
+  ASSERT_EQ(Ctl("set_permissions -p " + vhost + " guest '.*' '.*' '.*'").exit_code, 0);
+  AmqpUrl u = ParseAmqpUrl(Broker().url).value();
+  url_ = fmt::format("amqp://guest:guest@{}/{}", u.Endpoint(), vhost);
+  auto ranks = MakeRanks(UniqueRunId("reconnect"), 2);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(ranks[0]->Send(1, ToBytes(fmt::format("before {}", round))).ok());
+    CommandResult c = Ctl("close_all_connections -p " + vhost + " 'p2ptrain test'");
+    ASSERT_EQ(c.exit_code, 0) << c.out;
+    ASSERT_TRUE(ranks[0]->Send(1, ToBytes(fmt::format("during {}", round))).ok());
+    ASSERT_TRUE(ranks[1]->Send(0, ToBytes(fmt::format("back {}", round))).ok());
+    EXPECT_EQ(ToString(MustReceive(*ranks[1], 30s).payload), fmt::format("before {}", round));
+    EXPECT_EQ(ToString(MustReceive(*ranks[1], 30s).payload), fmt::format("during {}", round));
+    EXPECT_EQ(ToString(MustReceive(*ranks[0], 30s).payload), fmt::format("back {}", round));
+    ExpectNothing(*ranks[1]);  // no duplicates
+  }
+  EXPECT_GE(ranks[0]->reconnects(), 1u);
+  EXPECT_GE(ranks[1]->reconnects(), 1u);
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
+  Ctl("delete_vhost " + vhost);
+}
+
+}  // namespace
+}  // namespace p2p::broker
