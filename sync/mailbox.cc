@@ -1,0 +1,116 @@
+#include "sync/mailbox.h"
+
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace p2p::sync {
+
+uint64_t RejectCounts::total() const {
+  uint64_t t = 0;
+  for (const auto& [reason, n] : by_reason) t += n;
+  return t;
+}
+
+Mailbox::Mailbox(broker::Transport& transport, Options options)
+    : transport_(transport), options_(std::move(options)) {}
+
+Status Mailbox::Send(broker::Envelope env, int to) {
+  env.run_id = options_.run_id;
+  env.sender = transport_.rank();
+  env.receiver = to;
+  env.seq = next_seq_++;
+  P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
+  return to == broker::kAllRanks ? transport_.Broadcast(bytes) : transport_.Send(to, bytes);
+}
+
+void Mailbox::Reject(const std::string& reason, const std::string& detail) {
+  ++rejects_.by_reason[reason];
+  // One log line per reason: a flood of bad messages must not become a flood of log lines.
+  if (logged_reasons_.insert(reason).second) {
+    spdlog::warn("dropped a message ({}): {}; further drops for this reason are only counted",
+                 reason, detail);
+  }
+}
+
+void Mailbox::Park(broker::Envelope env) {
+  const Round round{env.epoch, env.step};
+  const auto done = completed_.find(env.type);
+  if (done != completed_.end() && round <= done->second) {
+    return Reject("stale",
+                  fmt::format("{} for epoch {} step {} from rank {} arrived after its "
+                              "round completed",
+                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender));
+  }
+  if (done != completed_.end() && round.epoch == done->second.epoch &&
+      round.step > done->second.step + options_.max_rounds_ahead) {
+    return Reject("out_of_window", fmt::format("rank {} is {} rounds ahead", env.sender,
+                                               round.step - done->second.step));
+  }
+  const Key key{env.type, round, env.sender};
+  if (parked_.contains(key)) {
+    return Reject("duplicate",
+                  fmt::format("second {} for epoch {} step {} from rank {}",
+                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender));
+  }
+  parked_.emplace(key, std::move(env));
+}
+
+Status Mailbox::ReceiveOne(broker::Deadline deadline) {
+  P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> msg, transport_.Receive(deadline));
+  if (!msg) return Timeout("deadline passed");
+  auto env = broker::DecodeEnvelope(msg->payload);
+  if (!env.ok()) {
+    Reject("malformed", env.status().message());
+    return Status::Ok();
+  }
+  if (env->run_id != options_.run_id) {
+    Reject("wrong_run",
+           fmt::format("run id '{}' is not this run's '{}'", env->run_id, options_.run_id));
+  } else if (env->sender < 0 || env->sender >= size() || env->sender == rank()) {
+    Reject("unexpected_sender", fmt::format("sender rank {} in a run of {}", env->sender, size()));
+  } else if (env->receiver != broker::kAllRanks && env->receiver != rank()) {
+    Reject("misaddressed", fmt::format("addressed to rank {}", env->receiver));
+  } else {
+    Park(std::move(*env));
+  }
+  return Status::Ok();
+}
+
+Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType type, Round round,
+                                                         const std::vector<int>& from,
+                                                         broker::Deadline deadline,
+                                                         const std::string& what) {
+  auto missing = [&] {
+    std::vector<int> out;
+    for (int r : from) {
+      if (!parked_.contains(Key{type, round, r})) out.push_back(r);
+    }
+    return out;
+  };
+  for (auto still = missing(); !still.empty(); still = missing()) {
+    Status s = ReceiveOne(deadline);
+    if (s.code() == StatusCode::kTimeout) {
+      return Timeout(
+          "{}: nothing from rank(s) {} before the deadline; a peer may have died or "
+          "be far slower (see --peer-timeout)",
+          what, fmt::join(still, ", "));
+    }
+    P2P_RETURN_IF_ERROR(s);
+  }
+  std::map<int, broker::Envelope> out;
+  for (int r : from) {
+    auto node = parked_.extract(Key{type, round, r});
+    out.emplace(r, std::move(node.mapped()));
+  }
+  auto& done = completed_[type];
+  done = std::max(done, round);
+  // Late duplicates parked before the round completed can never be asked for again.
+  std::erase_if(parked_, [&](const auto& entry) {
+    return std::get<0>(entry.first) == type && std::get<1>(entry.first) <= done;
+  });
+  return out;
+}
+
+}  // namespace p2p::sync

@@ -1,0 +1,33 @@
+// Strategy: how peers combine their gradients in one synchronisation round.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "sync/mailbox.h"
+
+namespace p2p::sync {
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  // `grad` holds this peer's mean gradient over `samples` samples (0: it had no data this round).
+  // On success it holds the sample-weighted average over all peers — bitwise the same on every
+  // peer. On error `grad` is unspecified and must not be applied.
+  virtual Status Average(Round round, uint32_t samples, std::span<float> grad) = 0;
+};
+
+struct StrategyOptions {
+  std::chrono::milliseconds peer_timeout{std::chrono::seconds(60)};
+};
+
+// By name ("allgather-average"); an unknown name is InvalidArgument listing the valid ones.
+Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
+                                               const StrategyOptions& options);
+std::vector<std::string> StrategyNames();
+
+}  // namespace p2p::sync

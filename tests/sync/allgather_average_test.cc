@@ -1,0 +1,149 @@
+#include "sync/allgather_average.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "broker/inproc_transport.h"
+#include "sync/agreement.h"
+#include "sync/gradient_body.h"
+
+namespace p2p::sync {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Rank r's gradient: values that differ per rank and per coordinate.
+std::vector<float> GradientOf(int rank, size_t p) {
+  std::vector<float> g(p);
+  for (size_t i = 0; i < p; ++i) g[i] = 0.001f * float(i % 97) - 0.3f * float(rank) + 1.0f / 3;
+  return g;
+}
+
+// Runs `body(rank, mailbox)` on W threads over an in-process group; returns each rank's Status.
+template <typename Body>
+std::vector<Status> RunGroup(int w, Body body) {
+  auto group = broker::MakeInProcGroup(w);
+  std::vector<Status> results(w);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < w; ++r) {
+    threads.emplace_back([&, r] {
+      Mailbox mailbox(*group[r], {.run_id = "test-run"});
+      results[r] = body(r, mailbox);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+class AllgatherTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(AllgatherTest, EveryRankGetsTheExactSampleWeightedAverage) {
+  const int w = GetParam();
+  constexpr size_t kP = 1000;
+  std::vector<std::vector<float>> out(w);
+  const auto statuses = RunGroup(w, [&](int r, Mailbox& mailbox) -> Status {
+    AllgatherAverage strategy(mailbox, {.peer_timeout = 10s});
+    for (uint64_t step = 0; step < 3; ++step) {  // several rounds: no cross-talk between them
+      out[r] = GradientOf(r, kP);
+      P2P_RETURN_IF_ERROR(strategy.Average({1, step}, 10 + r, out[r]));
+    }
+    return Status::Ok();
+  });
+  for (int r = 0; r < w; ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r].ToString();
+
+  double total = 0;
+  for (int r = 0; r < w; ++r) total += 10 + r;
+  double max_diff = 0;
+  for (size_t i = 0; i < kP; ++i) {
+    double expected = 0;
+    for (int r = 0; r < w; ++r) expected += (10 + r) / total * GradientOf(r, kP)[i];
+    max_diff = std::max(max_diff, std::abs(expected - out[0][i]));
+  }
+  EXPECT_LT(max_diff, 1e-6) << "max |float average - double reference|";
+  for (int r = 1; r < w; ++r) EXPECT_EQ(out[r], out[0]) << "rank " << r << " differs bitwise";
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, AllgatherTest, ::testing::Range(1, 9));
+
+TEST(AllgatherTest, MissingPeerTimesOutNamingIt) {
+  auto group = broker::MakeInProcGroup(3);
+  Mailbox m0(*group[0], {.run_id = "r"});
+  Mailbox m1(*group[1], {.run_id = "r"});
+  AllgatherAverage s1(m1, {.peer_timeout = 50ms});
+  std::vector<float> g(4, 1.0f);
+  // Rank 0 sends its gradient; rank 2 never does.
+  AllgatherAverage s0(m0, {.peer_timeout = 1ms});
+  (void)s0.Average({1, 0}, 1, g);
+  Status s = s1.Average({1, 0}, 1, g);
+  ASSERT_EQ(s.code(), StatusCode::kTimeout);
+  EXPECT_NE(s.message().find("rank(s) 2"), std::string::npos) << s.message();
+}
+
+TEST(AllgatherTest, WrongLengthGradientFailsTheRoundWithoutApplyingIt) {
+  const auto statuses = RunGroup(2, [](int r, Mailbox& mailbox) -> Status {
+    AllgatherAverage strategy(mailbox, {.peer_timeout = 5s});
+    std::vector<float> g(r == 0 ? 4 : 5, 1.0f);
+    return strategy.Average({1, 0}, 1, g);
+  });
+  EXPECT_EQ(statuses[0].code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(statuses[0].message().find("rank 1"), std::string::npos) << statuses[0].message();
+}
+
+TEST(MailboxTest, StaleDuplicateForeignAndMalformedMessagesAreCounted) {
+  auto group = broker::MakeInProcGroup(2);
+  Mailbox receiver(*group[1], {.run_id = "run"});
+  Mailbox sender(*group[0], {.run_id = "run"});
+  Mailbox stranger(*group[0], {.run_id = "other-run"});
+  broker::Envelope e;
+  e.type = broker::MessageType::kGradient;
+  e.epoch = 1;
+  auto send_step = [&](Mailbox& from, int64_t step) {
+    e.step = step;
+    ASSERT_TRUE(from.Send(e).ok());
+  };
+  auto collect_step = [&](int64_t step) {
+    auto got = receiver.Collect(broker::MessageType::kGradient, {1, step}, {0},
+                                broker::DeadlineIn(1s), "round");
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->at(0).step, step);
+  };
+  send_step(sender, 1);    // a future round: parked
+  send_step(sender, 1);    // its duplicate, while parked
+  send_step(stranger, 0);  // wrong run
+  const std::byte junk[] = {std::byte{0xc1}, std::byte{0x00}};
+  ASSERT_TRUE(group[0]->Send(1, junk).ok());  // not msgpack
+  send_step(sender, 0);
+  collect_step(0);       // reads all five messages above
+  send_step(sender, 0);  // round (1, 0) is complete now: stale
+  collect_step(1);       // served from the parked message
+  send_step(sender, 2);
+  collect_step(2);  // reads the stale message first
+  const auto& by = receiver.rejects().by_reason;
+  EXPECT_EQ(by.at("duplicate"), 1u);
+  EXPECT_EQ(by.at("wrong_run"), 1u);
+  EXPECT_EQ(by.at("malformed"), 1u);
+  EXPECT_EQ(by.at("stale"), 1u);
+  EXPECT_EQ(receiver.rejects().total(), 4u);
+}
+
+TEST(AgreementTest, MismatchedStartIsAnErrorShowingBothValues) {
+  const auto statuses = RunGroup(3, [](int r, Mailbox& mailbox) -> Status {
+    return AgreeOnStart(mailbox, "model=mlp", r == 2 ? "bbbb" : "aaaa", broker::DeadlineIn(5s));
+  });
+  EXPECT_EQ(statuses[0].code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(statuses[0].message().find("rank 2"), std::string::npos) << statuses[0].message();
+  EXPECT_NE(statuses[0].message().find("bbbb"), std::string::npos);
+  EXPECT_EQ(statuses[2].code(), StatusCode::kInvalidArgument);
+}
+
+TEST(AgreementTest, MatchingPeersAgree) {
+  const auto statuses = RunGroup(4, [](int, Mailbox& mailbox) -> Status {
+    P2P_RETURN_IF_ERROR(AgreeOnStart(mailbox, "cfg", "h0", broker::DeadlineIn(5s)));
+    return AgreeOnEnd(mailbox, 3, "h1", broker::DeadlineIn(5s));
+  });
+  for (const auto& s : statuses) EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+}  // namespace
+}  // namespace p2p::sync
