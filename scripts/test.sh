@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README, CI): install what is missing, build, start the real services the
+# tests need (RabbitMQ on loopback), run every test with ctest, stop the services.
+# Usage: scripts/test.sh [extra ctest args, e.g. -L ml or -R Envelope]
+# Env: BUILD_DIR (default build), JOBS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-2}
+
+scripts/setup.sh
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DP2P_BUILD_TESTS=ON -DP2P_BUILD_BENCH=ON >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
+
+started_rabbit=0
+cleanup() {
+  if [ "$started_rabbit" = 1 ]; then scripts/stop-rabbitmq.sh >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+if [ -z "${P2P_AMQP_URL:-}" ] && [ -x scripts/start-rabbitmq.sh ]; then
+  # The AMQP tests run against this broker; its own node name and data directory keep it apart
+  # from any RabbitMQ already on the machine.
+  export P2P_RABBIT_PORT=${P2P_RABBIT_PORT:-5679}
+  P2P_AMQP_URL=$(scripts/start-rabbitmq.sh | tail -n 1)
+  export P2P_AMQP_URL
+  started_rabbit=1
+fi
+
+ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "$@"
