@@ -47,7 +47,8 @@ inline constexpr uint64_t kDefaultMaxEnvelopeBytes = uint64_t{256} << 20;
   X(kTask, 9, "TASK")           \
   X(kResult, 10, "RESULT")      \
   X(kHello, 11, "HELLO")        \
-  X(kParamsHash, 12, "PARAMS_HASH")
+  X(kParamsHash, 12, "PARAMS_HASH")   \
+  X(kEpochEnd, 13, "EPOCH_END")
 
 enum class MessageType : uint8_t {
 #define P2P_ENVELOPE_TYPE_ENUM(e, v, n) e = v,

@@ -14,16 +14,24 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 
 started_rabbit=0
 cleanup() {
-  if [ "$started_rabbit" = 1 ]; then scripts/stop-rabbitmq.sh >/dev/null 2>&1 || true; fi
+  if [ "$started_rabbit" = 1 ]; then scripts/stop-rabbitmq.sh "$P2P_RABBIT_PORT" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 if [ -z "${P2P_AMQP_URL:-}" ] && [ -x scripts/start-rabbitmq.sh ]; then
   # The AMQP tests run against this broker; its own node name and data directory keep it apart
   # from any RabbitMQ already on the machine.
-  export P2P_RABBIT_PORT=${P2P_RABBIT_PORT:-5679}
-  P2P_AMQP_URL=$(scripts/start-rabbitmq.sh | tail -n 1)
-  export P2P_AMQP_URL
-  started_rabbit=1
+  # A port another program holds is skipped: try a few.
+  for port in ${P2P_RABBIT_PORT:-5679 5689 5699 5709}; do
+    if P2P_AMQP_URL=$(scripts/start-rabbitmq.sh "$port" 2>/tmp/p2ptrain-rabbit-$$.err | tail -n 1) \
+        && [ -n "$P2P_AMQP_URL" ]; then
+      export P2P_RABBIT_PORT=$port P2P_AMQP_URL
+      started_rabbit=1
+      break
+    fi
+    echo "test.sh: RabbitMQ on port $port: $(cat /tmp/p2ptrain-rabbit-$$.err)" >&2
+  done
+  rm -f /tmp/p2ptrain-rabbit-$$.err
+  [ "$started_rabbit" = 1 ] || { echo "test.sh: could not start RabbitMQ (see above)" >&2; exit 1; }
 fi
 
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "$@"

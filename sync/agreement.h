@@ -7,15 +7,20 @@
 // and proves that all peers ended with identical parameters.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "sync/mailbox.h"
 
 namespace p2p::sync {
 
-Status AgreeOnStart(Mailbox& mailbox, const std::string& config_fingerprint,
-                    const std::string& params_hash, broker::Deadline deadline);
+// Also shares each peer's local step count (peers with unequal shards need one agreed number of
+// rounds per epoch); returns local_steps of every rank, indexed by rank.
+Result<std::vector<uint64_t>> AgreeOnStart(Mailbox& mailbox, const std::string& config_fingerprint,
+                                           const std::string& params_hash, uint64_t local_steps,
+                                           broker::Deadline deadline);
 Status AgreeOnEnd(Mailbox& mailbox, uint64_t epochs_done, const std::string& params_hash,
                   broker::Deadline deadline);
 

@@ -16,7 +16,15 @@ AllgatherAverage::AllgatherAverage(Mailbox& mailbox, StrategyOptions options)
   }
 }
 
+namespace {
+double SecondsSince(broker::Clock::time_point t) {
+  return std::chrono::duration<double>(broker::Clock::now() - t).count();
+}
+}  // namespace
+
 Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float> grad) {
+  ++timings_.rounds;
+  auto t = broker::Clock::now();
   broker::Envelope env;
   env.type = broker::MessageType::kGradient;
   env.epoch = round.epoch;
@@ -24,12 +32,16 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   env.codec.id = "none";
   env.body = EncodeGradientBody(samples, grad);
   P2P_RETURN_IF_ERROR(mailbox_.Send(std::move(env)));
-  const auto deadline = broker::Clock::now() + options_.peer_timeout;
+  timings_.send_seconds += SecondsSince(t);
+  t = broker::Clock::now();
+  const auto deadline = t + options_.peer_timeout;
   P2P_ASSIGN_OR_RETURN(
       auto received,
       mailbox_.Collect(broker::MessageType::kGradient, round, others_, deadline,
                        fmt::format("gradients of epoch {} step {}", round.epoch, round.step)));
 
+  timings_.wait_seconds += SecondsSince(t);
+  t = broker::Clock::now();
   // Decode every gradient before summing, so a bad one fails the round before any state changes.
   const size_t p = grad.size();
   mine_.assign(grad.begin(), grad.end());
@@ -55,6 +67,7 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
     if (w == 0.0f) continue;
     for (size_t i = 0; i < p; ++i) grad[i] += w * g[i];
   }
+  timings_.reduce_seconds += SecondsSince(t);
   return Status::Ok();
 }
 

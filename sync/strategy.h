@@ -1,6 +1,7 @@
 // Strategy: how peers combine their gradients in one synchronisation round.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -12,6 +13,14 @@
 
 namespace p2p::sync {
 
+// Where a strategy's time went, summed over rounds (the study's send and receive/wait times).
+struct SyncTimings {
+  double send_seconds = 0;    // encoding and handing our gradient to the transport
+  double wait_seconds = 0;    // blocked until every needed peer's gradient arrived
+  double reduce_seconds = 0;  // decoding and averaging
+  uint64_t rounds = 0;
+};
+
 class Strategy {
  public:
   virtual ~Strategy() = default;
@@ -19,6 +28,10 @@ class Strategy {
   // On success it holds the sample-weighted average over all peers — bitwise the same on every
   // peer. On error `grad` is unspecified and must not be applied.
   virtual Status Average(Round round, uint32_t samples, std::span<float> grad) = 0;
+  const SyncTimings& timings() const { return timings_; }
+
+ protected:
+  SyncTimings timings_;
 };
 
 struct StrategyOptions {

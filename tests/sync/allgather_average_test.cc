@@ -2,11 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include "broker/inproc_transport.h"
 #include "sync/agreement.h"
 #include "sync/gradient_body.h"
+#include "tests/sync/run_group.h"
 
 namespace p2p::sync {
 namespace {
@@ -18,22 +17,6 @@ std::vector<float> GradientOf(int rank, size_t p) {
   std::vector<float> g(p);
   for (size_t i = 0; i < p; ++i) g[i] = 0.001f * float(i % 97) - 0.3f * float(rank) + 1.0f / 3;
   return g;
-}
-
-// Runs `body(rank, mailbox)` on W threads over an in-process group; returns each rank's Status.
-template <typename Body>
-std::vector<Status> RunGroup(int w, Body body) {
-  auto group = broker::MakeInProcGroup(w);
-  std::vector<Status> results(w);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < w; ++r) {
-    threads.emplace_back([&, r] {
-      Mailbox mailbox(*group[r], {.run_id = "test-run"});
-      results[r] = body(r, mailbox);
-    });
-  }
-  for (auto& t : threads) t.join();
-  return results;
 }
 
 class AllgatherTest : public ::testing::TestWithParam<int> {};
@@ -98,11 +81,11 @@ TEST(MailboxTest, StaleDuplicateForeignAndMalformedMessagesAreCounted) {
   broker::Envelope e;
   e.type = broker::MessageType::kGradient;
   e.epoch = 1;
-  auto send_step = [&](Mailbox& from, int64_t step) {
+  auto send_step = [&](Mailbox& from, uint64_t step) {
     e.step = step;
     ASSERT_TRUE(from.Send(e).ok());
   };
-  auto collect_step = [&](int64_t step) {
+  auto collect_step = [&](uint64_t step) {
     auto got = receiver.Collect(broker::MessageType::kGradient, {1, step}, {0},
                                 broker::DeadlineIn(1s), "round");
     ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -129,7 +112,8 @@ TEST(MailboxTest, StaleDuplicateForeignAndMalformedMessagesAreCounted) {
 
 TEST(AgreementTest, MismatchedStartIsAnErrorShowingBothValues) {
   const auto statuses = RunGroup(3, [](int r, Mailbox& mailbox) -> Status {
-    return AgreeOnStart(mailbox, "model=mlp", r == 2 ? "bbbb" : "aaaa", broker::DeadlineIn(5s));
+    return AgreeOnStart(mailbox, "model=mlp", r == 2 ? "bbbb" : "aaaa", 10, broker::DeadlineIn(5s))
+        .status();
   });
   EXPECT_EQ(statuses[0].code(), StatusCode::kInvalidArgument);
   EXPECT_NE(statuses[0].message().find("rank 2"), std::string::npos) << statuses[0].message();
@@ -138,8 +122,12 @@ TEST(AgreementTest, MismatchedStartIsAnErrorShowingBothValues) {
 }
 
 TEST(AgreementTest, MatchingPeersAgree) {
-  const auto statuses = RunGroup(4, [](int, Mailbox& mailbox) -> Status {
-    P2P_RETURN_IF_ERROR(AgreeOnStart(mailbox, "cfg", "h0", broker::DeadlineIn(5s)));
+  const auto statuses = RunGroup(4, [](int r, Mailbox& mailbox) -> Status {
+    P2P_ASSIGN_OR_RETURN(auto steps, AgreeOnStart(mailbox, "cfg", "h0", 100 + r,
+                                                  broker::DeadlineIn(5s)));
+    for (int i = 0; i < 4; ++i) {
+      if (steps[i] != uint64_t(100 + i)) return InvalidArgument("rank {} steps {}", i, steps[i]);
+    }
     return AgreeOnEnd(mailbox, 3, "h1", broker::DeadlineIn(5s));
   });
   for (const auto& s : statuses) EXPECT_TRUE(s.ok()) << s.ToString();

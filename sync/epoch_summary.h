@@ -1,0 +1,40 @@
+// End-of-epoch exchange: every peer contributes the totals it measured on its part of the data
+// (training loss, its slice of the validation and test sets) and the hash of its parameters; every
+// peer gets the run-wide totals, summed in rank order so all peers compute identical numbers.
+//
+// Identical numbers matter: ReduceLROnPlateau and early stopping act on the validation loss, and
+// peers that disagreed about it would change learning rate or stop at different epochs and then
+// deadlock. The hash check catches divergence one epoch after it happens, with a clear error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "broker/transport.h"
+#include "common/status.h"
+#include "sync/mailbox.h"
+
+namespace p2p::sync {
+
+struct EpochTotals {
+  double train_loss_sum = 0;  // sum over samples of the per-sample training loss
+  uint64_t train_samples = 0;
+  double val_loss_sum = 0;
+  uint64_t val_samples = 0;
+  uint64_t test_correct = 0;
+  uint64_t test_samples = 0;
+  std::string param_hash;  // HashFloats of the parameters after the epoch (16 hex digits)
+};
+
+// Body layout (little-endian): f64 train_loss_sum | u64 train_samples | f64 val_loss_sum |
+// u64 val_samples | u64 test_correct | u64 test_samples | 16 bytes param_hash (ASCII hex).
+broker::Bytes EncodeEpochTotals(const EpochTotals& totals);
+// DataLoss for a body of the wrong length, a non-hex hash, non-finite sums or correct > samples.
+Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body);
+
+// Broadcasts `mine` for `epoch` and returns the sum over all ranks (param_hash: the common hash).
+// Internal error naming the ranks and hashes if parameters diverged; Timeout naming missing ranks.
+Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const EpochTotals& mine,
+                                        broker::Deadline deadline);
+
+}  // namespace p2p::sync
