@@ -69,6 +69,10 @@ template <typename... Args>
 Status Unavailable(fmt::format_string<Args...> f, Args&&... args) {
   return {StatusCode::kUnavailable, fmt::format(f, std::forward<Args>(args)...)};
 }
+template <typename... Args>
+Status Internal(fmt::format_string<Args...> f, Args&&... args) {
+  return {StatusCode::kInternal, fmt::format(f, std::forward<Args>(args)...)};
+}
 
 // A value or the Status explaining why there is none.
 template <typename T>

@@ -7,9 +7,16 @@ namespace p2p::peer {
 
 std::string TrainConfig::Fingerprint() const {
   const std::string data_source = shard_path.empty() ? data.name : "shard:" + shard_path;
-  return fmt::format("model={} hidden={} loss={} data={} optimizer={} batch={} seed={} size={}",
-                     model.name, fmt::join(model.hidden, "x"), loss, data_source, optimizer.name,
-                     batch_size, seed, size);
+  const std::string synthetic =
+      data.name == "synthetic"
+          ? fmt::format(" synthetic={}x{}", data.synthetic_train, data.synthetic_dim)
+          : "";
+  return fmt::format(
+      "model={} hidden={} dropout={} loss={} data={}{} data_seed={} optimizer={} lr={} "
+      "momentum={} nesterov={} wd={} batch={} seed={} size={} partition={} sync_every={}",
+      model.name, fmt::join(model.hidden, "x"), model.dropout, loss, data_source, synthetic,
+      data.seed, optimizer.name, optimizer.lr, optimizer.momentum, optimizer.nesterov,
+      optimizer.weight_decay, batch_size, seed, size, fmt::join(partition, ":"), sync_every);
 }
 
 void TrainConfig::ResolveDefaults() {

@@ -33,9 +33,12 @@ struct TrainConfig {
   std::string progress = "auto";  // auto | bar | lines | off
   int size = 1, rank = 0;         // this process's place among peers (1, 0 when alone)
   std::vector<double> partition;  // shard weights, empty = equal
+  // Minibatches per synchronisation round (gradient accumulation when alone); 0 = one round per
+  // epoch over the whole shard (the study's scheme).
+  int64_t sync_every = 1;
 
-  // A stable text of everything that must agree between a checkpoint and a resumed run (and,
-  // later, between peers): model, data, optimizer, batch size, seed.
+  // A stable text of everything that must agree between a checkpoint and a resumed run and between
+  // the peers of a run: model, data, optimizer, batch size, seed, partition, sync schedule.
   std::string Fingerprint() const;
   void ResolveDefaults();
 };

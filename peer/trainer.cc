@@ -116,14 +116,34 @@ Result<EpochResult> Trainer::Run() {
   return last;
 }
 
+int64_t Trainer::local_steps() const {
+  const size_t batch = static_cast<size_t>(config_.batch_size);
+  return static_cast<int64_t>((data_.train.size() + batch - 1) / batch);
+}
+
+void Trainer::set_epoch_hook(EpochHook hook) {
+  epoch_hook_ = std::move(hook);
+  // Contiguous slice `rank` of `size`: together the peers evaluate every sample exactly once.
+  auto slice = [&](const ml::Dataset& d) {
+    const size_t n = d.size(), size = static_cast<size_t>(config_.size);
+    const size_t r = static_cast<size_t>(config_.rank);
+    std::vector<size_t> rows;
+    for (size_t i = n * r / size; i < n * (r + 1) / size; ++i) rows.push_back(i);
+    return d.Subset(rows);
+  };
+  val_eval_ = slice(data_.validation);
+  test_eval_ = slice(data_.test);
+  sliced_eval_ = true;
+}
+
 Result<EpochResult> Trainer::RunEpoch(int epoch) {
   EpochResult r;
   r.epoch = epoch;
   const auto start = Clock::now();
-  P2P_RETURN_IF_ERROR(TrainOneEpoch(epoch, r));
-  Evaluate(r);
+  sync::EpochTotals totals;
+  P2P_RETURN_IF_ERROR(TrainOneEpoch(epoch, r, totals));
+  P2P_RETURN_IF_ERROR(Evaluate(epoch, r, totals));
   r.wall_seconds = Since(start);
-  r.param_hash = HashFloats(model_->Params());
   P2P_RETURN_IF_ERROR(SaveCheckpointAfter(epoch));
   P2P_RETURN_IF_ERROR(WriteMetrics(r));
   progress_.End(fmt::format("loss {:.4f} val_loss {:.4f} test_acc {:.4f} lr {:.3g} {:.1f}s",
@@ -131,51 +151,108 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
   return r;
 }
 
-Status Trainer::TrainOneEpoch(int epoch, EpochResult& r) {
+// One epoch of minibatches in rounds of `sync_every` batches. A round's gradient is the mean over
+// its samples; with sync_every 1 it is the model's own gradient buffer (no copy), otherwise the
+// sample-weighted sum of the round's batches is accumulated and divided once at the end.
+Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   const ml::Dataset& train = data_.train;
   // Each epoch's order depends only on (seed, rank, epoch), so a resumed run sees the same batches.
   // (SeededPermutation mixes its seed, so neighbouring values give unrelated orders.)
   const uint64_t epoch_seed = config_.seed ^ ((uint64_t(config_.rank) << 32) | uint64_t(epoch));
   const auto order = ml::SeededPermutation(train.size(), epoch_seed);
   const size_t batch = static_cast<size_t>(config_.batch_size);
-  const int64_t steps = static_cast<int64_t>((train.size() + batch - 1) / batch);
+  const int64_t steps = steps_per_epoch_ > 0 ? steps_per_epoch_ : local_steps();
+  const int64_t per_round =
+      config_.sync_every > 0 ? config_.sync_every : std::max<int64_t>(steps, 1);
+  const bool accumulate = per_round > 1;
   progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
   ml::Matrix x;
   std::vector<int32_t> y;
-  double loss_sum = 0;
+  int64_t round_samples = 0;
+  if (accumulate) accumulated_.assign(model_->NumParams(), 0.0f);
   for (int64_t step = 0; step < steps; ++step) {
-    const size_t begin = static_cast<size_t>(step) * batch;
+    const size_t begin = std::min(static_cast<size_t>(step) * batch, train.size());
     const auto rows = std::span(order).subspan(begin, std::min(batch, train.size() - begin));
-    GatherBatch(train, rows, x, y);
-    auto t = Clock::now();
-    loss_sum += model_->ComputeGradient(x, y);
-    r.compute_seconds += Since(t);
-    if (hook_) {
-      t = Clock::now();
-      const StepInfo info{epoch, step, static_cast<int64_t>(rows.size())};
-      P2P_RETURN_IF_ERROR(hook_(info, model_->MutableGrads()));
-      r.hook_seconds += Since(t);
+    if (!rows.empty()) {
+      GatherBatch(train, rows, x, y);
+      const auto t = Clock::now();
+      const float loss = model_->ComputeGradient(x, y);
+      totals.train_loss_sum += double(loss) * double(rows.size());
+      if (accumulate) {
+        ml::VectorMap acc(accumulated_.data(), static_cast<Eigen::Index>(accumulated_.size()));
+        const auto g = model_->Grads();
+        acc += ml::ConstVectorMap(g.data(), static_cast<Eigen::Index>(g.size())) *
+               static_cast<float>(rows.size());
+      }
+      r.compute_seconds += Since(t);
+    } else if (!accumulate) {
+      auto g = model_->MutableGrads();  // an exhausted shard contributes nothing to this round
+      std::fill(g.begin(), g.end(), 0.0f);
     }
-    t = Clock::now();
-    optimizer_->Step(model_->Params(), model_->Grads());
-    r.update_seconds += Since(t);
-    progress_.Update(step + 1, fmt::format("loss {:.4f}", loss_sum / double(step + 1)));
+    round_samples += static_cast<int64_t>(rows.size());
+    totals.train_samples += rows.size();
+    if ((step + 1) % per_round == 0 || step + 1 == steps) {
+      std::span<float> grad = model_->MutableGrads();
+      if (accumulate) {
+        if (round_samples > 0) {
+          ml::VectorMap acc(accumulated_.data(), static_cast<Eigen::Index>(accumulated_.size()));
+          acc /= static_cast<float>(round_samples);
+        }
+        grad = accumulated_;
+      }
+      P2P_RETURN_IF_ERROR(FinishRound({epoch, step / per_round, round_samples}, grad, r));
+      round_samples = 0;
+      if (accumulate) std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
+    }
+    progress_.Update(step + 1, fmt::format("loss {:.4f}", totals.train_samples > 0
+                                                              ? totals.train_loss_sum /
+                                                                    double(totals.train_samples)
+                                                              : 0.0));
   }
-  r.train_loss = steps > 0 ? loss_sum / double(steps) : 0.0;
-  r.samples_per_second = r.compute_seconds > 0 ? double(train.size()) / r.compute_seconds : 0.0;
+  r.samples = static_cast<int64_t>(totals.train_samples);
+  r.samples_per_second = r.compute_seconds > 0 ? double(r.samples) / r.compute_seconds : 0.0;
   return Status::Ok();
 }
 
-void Trainer::Evaluate(EpochResult& r) {
+// Combines the round's gradient with the other peers' (if any) and applies it.
+Status Trainer::FinishRound(const StepInfo& info, std::span<float> grad, EpochResult& r) {
+  ++r.rounds;
+  if (hook_) {
+    const auto t = Clock::now();
+    P2P_RETURN_IF_ERROR(hook_(info, grad));
+    r.hook_seconds += Since(t);
+  } else if (info.samples == 0) {
+    return Status::Ok();  // alone and out of data: nothing to apply
+  }
+  const auto t = Clock::now();
+  optimizer_->Step(model_->Params(), grad);
+  r.update_seconds += Since(t);
+  return Status::Ok();
+}
+
+Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
+  const auto t = Clock::now();
+  if (config_.evaluation) {
+    const auto val = EvaluateAll(*model_, sliced_eval_ ? val_eval_ : data_.validation);
+    const auto test = EvaluateAll(*model_, sliced_eval_ ? test_eval_ : data_.test);
+    totals.val_loss_sum = val.loss_sum;
+    totals.val_samples = static_cast<uint64_t>(val.count);
+    totals.test_correct = static_cast<uint64_t>(test.correct);
+    totals.test_samples = static_cast<uint64_t>(test.count);
+  }
+  totals.param_hash = HashFloats(model_->Params());
+  if (epoch_hook_) P2P_RETURN_IF_ERROR(epoch_hook_(epoch, totals));
+  r.eval_seconds = Since(t);
+  r.param_hash = totals.param_hash;
+  auto mean = [](double sum, uint64_t n) { return n > 0 ? sum / double(n) : 0.0; };
+  r.train_loss = mean(totals.train_loss_sum, totals.train_samples);
+  r.val_loss = mean(totals.val_loss_sum, totals.val_samples);
+  r.test_accuracy = mean(double(totals.test_correct), totals.test_samples);
   r.lr = optimizer_->lr();
-  if (!config_.evaluation) return;
-  const auto val = EvaluateAll(*model_, data_.validation);
-  r.val_loss = val.count > 0 ? val.loss_sum / double(val.count) : 0.0;
-  const auto test = EvaluateAll(*model_, data_.test);
-  r.test_accuracy = test.count > 0 ? double(test.correct) / double(test.count) : 0.0;
-  if (val.count == 0) return;  // no validation data: neither schedule has a signal
+  if (totals.val_samples == 0) return Status::Ok();  // no validation signal for the schedules
   if (config_.lr_plateau) plateau_.Step(r.val_loss, *optimizer_);
   if (config_.early_stopping) r.early_stop = early_stopping_.ShouldStop(r.val_loss);
+  return Status::Ok();
 }
 
 Status Trainer::SaveCheckpointAfter(int epoch) {
@@ -192,22 +269,27 @@ Status Trainer::SaveCheckpointAfter(int epoch) {
 }
 
 Status Trainer::WriteMetrics(const EpochResult& r) {
-  return metrics_.Write({{"event", "epoch"},
-                         {"rank", config_.rank},
-                         {"epoch", r.epoch},
-                         {"loss", r.train_loss},
-                         {"val_loss", r.val_loss},
-                         {"test_accuracy", r.test_accuracy},
-                         {"lr", r.lr},
-                         {"compute_s", r.compute_seconds},
-                         {"sync_s", r.hook_seconds},
-                         {"update_s", r.update_seconds},
-                         {"epoch_s", r.wall_seconds},
-                         {"samples_per_s", r.samples_per_second},
-                         {"peak_rss_mb", PeakRssMb()},
-                         {"cpu_s", CpuSeconds()},
-                         {"param_hash", r.param_hash},
-                         {"early_stop", r.early_stop}});
+  nlohmann::json record = {{"event", "epoch"},
+                           {"rank", config_.rank},
+                           {"epoch", r.epoch},
+                           {"loss", r.train_loss},
+                           {"val_loss", r.val_loss},
+                           {"test_accuracy", r.test_accuracy},
+                           {"lr", r.lr},
+                           {"compute_s", r.compute_seconds},
+                           {"sync_s", r.hook_seconds},
+                           {"update_s", r.update_seconds},
+                           {"eval_s", r.eval_seconds},
+                           {"epoch_s", r.wall_seconds},
+                           {"samples", r.samples},
+                           {"rounds", r.rounds},
+                           {"samples_per_s", r.samples_per_second},
+                           {"peak_rss_mb", PeakRssMb()},
+                           {"cpu_s", CpuSeconds()},
+                           {"param_hash", r.param_hash},
+                           {"early_stop", r.early_stop}};
+  if (metrics_extra_) record.update(metrics_extra_(r.epoch));
+  return metrics_.Write(record);
 }
 
 }  // namespace p2p::peer

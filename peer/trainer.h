@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 
 #include "common/status.h"
@@ -12,23 +13,34 @@
 #include "peer/metrics.h"
 #include "peer/progress.h"
 #include "peer/train_config.h"
+#include "sync/epoch_summary.h"
 
 namespace p2p::peer {
 
+// One synchronisation round: the gradient of `samples` local samples (0 when this peer's shard
+// is exhausted before the agreed number of steps), averaged over `sync_every` minibatches.
 struct StepInfo {
-  int epoch = 0;     // 1-based
-  int64_t step = 0;  // 0-based within the epoch
+  int epoch = 0;      // 1-based
+  int64_t round = 0;  // 0-based within the epoch
   int64_t samples = 0;
 };
 
-// Called after the local gradient of a step is in `grad` and before the optimizer applies it.
-// A peer replaces `grad` by the average over all peers here. Returning an error stops training.
+// Called with the local mean gradient of a round before the optimizer applies it. A peer replaces
+// `grad` by the average over all peers here. Returning an error stops training.
 using GradientHook = std::function<Status(const StepInfo&, std::span<float> grad)>;
+// Called at the end of an epoch with this process's totals (training loss, its slice of the
+// validation and test sets, parameter hash); a peer replaces them with the run-wide totals so that
+// every peer's LR schedule and early stopping see the same numbers.
+using EpochHook = std::function<Status(int epoch, sync::EpochTotals& totals)>;
+// Extra fields for an epoch's metrics record (e.g. a peer's network counters for that epoch).
+using MetricsExtra = std::function<nlohmann::json(int epoch)>;
 
 struct EpochResult {
   int epoch = 0;
   double train_loss = 0, val_loss = 0, test_accuracy = 0, lr = 0;
-  double compute_seconds = 0, update_seconds = 0, hook_seconds = 0, wall_seconds = 0;
+  double compute_seconds = 0, update_seconds = 0, hook_seconds = 0, eval_seconds = 0;
+  double wall_seconds = 0;
+  int64_t samples = 0, rounds = 0;  // this process's training samples and sync rounds
   double samples_per_second = 0;
   bool early_stop = false;
   std::string param_hash;
@@ -41,6 +53,14 @@ class Trainer {
   static Result<std::unique_ptr<Trainer>> Create(TrainConfig config);
 
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
+  // Evaluates only slice `rank` of `size` of the validation and test sets and lets `hook` combine
+  // the slices' totals across peers.
+  void set_epoch_hook(EpochHook hook);
+  void set_metrics_extra(MetricsExtra extra) { metrics_extra_ = std::move(extra); }
+  // Minibatches per epoch on this process's data, and the number every peer runs (the largest
+  // among peers, agreed at start; 0 = local_steps()). Extra steps contribute no samples.
+  int64_t local_steps() const;
+  void set_steps_per_epoch(int64_t steps) { steps_per_epoch_ = steps; }
   // Trains for the remaining epochs; returns the last epoch's result.
   Result<EpochResult> Run();
 
@@ -53,8 +73,9 @@ class Trainer {
           std::unique_ptr<ml::Optimizer> optimizer, MetricsWriter metrics);
   Status MaybeResume();
   Result<EpochResult> RunEpoch(int epoch);
-  Status TrainOneEpoch(int epoch, EpochResult& result);
-  void Evaluate(EpochResult& result);
+  Status TrainOneEpoch(int epoch, EpochResult& result, sync::EpochTotals& totals);
+  Status FinishRound(const StepInfo& info, std::span<float> grad, EpochResult& result);
+  Status Evaluate(int epoch, EpochResult& result, sync::EpochTotals& totals);
   Status SaveCheckpointAfter(int epoch);
   Status WriteMetrics(const EpochResult& r);
 
@@ -67,6 +88,12 @@ class Trainer {
   MetricsWriter metrics_;
   Progress progress_;
   GradientHook hook_;
+  EpochHook epoch_hook_;
+  MetricsExtra metrics_extra_;
+  ml::Dataset val_eval_, test_eval_;  // what Evaluate measures: whole sets, or this peer's slices
+  bool sliced_eval_ = false;
+  ml::AlignedFloats accumulated_;  // sum of sample-weighted gradients of the current round
+  int64_t steps_per_epoch_ = 0;
   int first_epoch_ = 1;
 };
 
