@@ -19,11 +19,16 @@ using Action = std::function<int()>;
 
 // Flags shared by every role that trains (train, peer): data, model, optimizer, run control.
 void AddTrainFlags(CLI::App& cmd, TrainConfig& config);
+// --size/--rank/--partition: which shard of the training data this process trains on.
+void AddShardFlags(CLI::App& cmd, TrainConfig& config);
 // Turns parsed flag text into config fields; a bad value is kInvalidArgument naming the flag.
 Status FinishTrainFlags(TrainConfig& config);
 
 Action AddTrainCommand(CLI::App& app);
 Action AddSplitCommand(CLI::App& app);
+Action AddLaunchCommand(CLI::App& app);
+Action AddPeerCommand(CLI::App& app);
+Action AddBrokerCommand(CLI::App& app);
 
 // Runs a Status-returning body, printing the error and mapping it to an exit code.
 int ExitCodeFor(const Status& status);

@@ -36,6 +36,7 @@ Action AddTrainCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "train", "Train a model in one process (the study's single-machine baseline)");
   AddTrainFlags(*cmd, *config);
+  AddShardFlags(*cmd, *config);
   return [config] { return ExitCodeFor(RunTrain(*config)); };
 }
 

@@ -78,11 +78,21 @@ void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
   cmd.add_flag("--resume", c.resume, "Continue from the checkpoint in --checkpoint-dir");
   cmd.add_option("--progress", c.progress,
                  "Progress display: auto (bar on a terminal, a line every 10 s otherwise), bar, "
-                 "lines, off")
-      ->check(CLI::IsMember({"auto", "bar", "lines", "off"}));
+                 "lines, off, json (JSON events on stdout, read by `p2ptrain launch`)")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "off", "json"}));
 }
 
 }  // namespace
+
+void AddShardFlags(CLI::App& cmd, TrainConfig& c) {
+  cmd.add_option("--size", c.size, "Number of peers the training data is divided among")
+      ->check(CLI::Range(1, 4096));
+  cmd.add_option("--rank", c.rank, "This peer's rank, 0..size-1: which shard it trains on")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--partition", c.partition,
+                 "Unequal shards: one weight per rank, e.g. 3,1,1,1 (default: equal shards)")
+      ->delimiter(',');
+}
 
 void AddTrainFlags(CLI::App& cmd, TrainConfig& config) {
   AddDataFlags(cmd, config);
@@ -100,6 +110,19 @@ Status FinishTrainFlags(TrainConfig& config) {
   }
   if (config.resume && config.checkpoint_dir.empty()) {
     return InvalidArgument("--resume needs --checkpoint-dir");
+  }
+  if (config.rank >= config.size) {
+    return InvalidArgument("--rank {} is outside 0..{} (--size {})", config.rank, config.size - 1,
+                           config.size);
+  }
+  if (!config.partition.empty()) {
+    if (static_cast<int>(config.partition.size()) != config.size) {
+      return InvalidArgument("--partition has {} weights but --size is {}; give one per rank",
+                             config.partition.size(), config.size);
+    }
+    for (double w : config.partition) {
+      if (!(w > 0)) return InvalidArgument("--partition weights must be positive, got {}", w);
+    }
   }
   return Status::Ok();
 }

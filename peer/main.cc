@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   const Action train = AddTrainCommand(app);
   const Action split = AddSplitCommand(app);
+  const Action launch = AddLaunchCommand(app);
+  const Action peer = AddPeerCommand(app);
+  const Action rendezvous = AddBrokerCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -24,6 +27,9 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("split")) return split();
+    if (app.got_subcommand("launch")) return launch();
+    if (app.got_subcommand("peer")) return peer();
+    if (app.got_subcommand("broker")) return rendezvous();
   } catch (const std::exception& e) {
     spdlog::critical("internal error: {} (please report this with the command line)", e.what());
     return kExitRuntime;

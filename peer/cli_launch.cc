@@ -1,0 +1,280 @@
+// `p2ptrain launch`: start W local peers (`p2ptrain peer`, one per rank) and supervise them as one
+// job through RunGroup (peer/launcher.h).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "peer/cli.h"
+#include "peer/launcher.h"
+
+namespace p2p::peer {
+namespace {
+
+constexpr int kMaxSize = 64;
+constexpr std::string_view kDefaultBroker = "amqp://guest:guest@127.0.0.1:5672/";
+
+struct LaunchArgs {
+  int size = 0;
+  std::string transport = "zmq";
+  std::string broker{kDefaultBroker};
+  std::string run_id;
+  std::string metrics_dir;
+  int zmq_base_port = 0;  // 0: ipc:// endpoints in a private temp directory
+  std::string progress = "auto";
+  double grace_s = 5;
+  std::vector<std::string> peer_args;
+  CLI::Option* broker_flag = nullptr;
+};
+
+// Peer flags the launcher sets itself, and what to do instead.
+struct ReservedFlag {
+  std::string_view flag, instead;
+};
+constexpr ReservedFlag kReservedFlags[] = {
+    {"--size", "pass --size to launch"},
+    {"--rank", "launch gives every peer its rank"},
+    {"--run-id", "pass --run-id to launch"},
+    {"--peers", "launch picks the endpoints (--zmq-base-port P for tcp://127.0.0.1:P+rank)"},
+    {"--metrics", "pass --metrics-dir DIR to launch: rank r writes DIR/rank-r.jsonl"},
+    {"--transport", "pass --transport to launch"},
+    {"--broker", "pass --broker to launch"},
+    {"--progress", "launch shows one combined line (set it with launch --progress)"},
+};
+
+Status CheckPeerArgs(const std::vector<std::string>& peer_args) {
+  for (const std::string& arg : peer_args) {
+    const std::string_view name = std::string_view(arg).substr(0, arg.find('='));
+    for (const ReservedFlag& reserved : kReservedFlags) {
+      if (name == reserved.flag) {
+        return InvalidArgument(
+            "{} after `--` is set by launch for every peer; {} (see `p2ptrain launch --help`)",
+            reserved.flag, reserved.instead);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckArgs(const LaunchArgs& a) {
+  if (a.transport != "amqp" && a.broker_flag->count() > 0) {
+    return InvalidArgument("--broker is for --transport amqp");
+  }
+  if (a.transport != "zmq" && a.zmq_base_port != 0) {
+    return InvalidArgument("--zmq-base-port is for --transport zmq");
+  }
+  if (a.zmq_base_port != 0 && a.zmq_base_port + a.size - 1 > 65535) {
+    return InvalidArgument("--zmq-base-port {} + {} ranks goes past port 65535", a.zmq_base_port,
+                           a.size);
+  }
+  const bool id_ok = std::all_of(a.run_id.begin(), a.run_id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (a.run_id.empty() || !id_ok || a.run_id.front() == '.') {
+    return InvalidArgument("--run-id '{}' must be letters, digits, '-', '_' or '.'", a.run_id);
+  }
+  return CheckPeerArgs(a.peer_args);
+}
+
+std::string DefaultRunId() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &utc);
+  return fmt::format("launch-{}-{}", getpid(), stamp);
+}
+
+// A fresh private directory for the ranks' ipc:// sockets, removed with them.
+class SocketDir {
+ public:
+  static Result<std::unique_ptr<SocketDir>> Create() {
+    std::string tmpl = "/tmp/p2ptrain-launch-XXXXXX";  // short: socket paths have ~107 bytes
+    if (mkdtemp(tmpl.data()) == nullptr) return IoError("mkdtemp {}: {}", tmpl, strerror(errno));
+    return std::unique_ptr<SocketDir>(new SocketDir(tmpl));
+  }
+  ~SocketDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit SocketDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+std::string PeerList(const LaunchArgs& a, const SocketDir* sockets) {
+  std::string csv;
+  for (int r = 0; r < a.size; ++r) {
+    csv += r > 0 ? "," : "";
+    csv += sockets != nullptr ? fmt::format("ipc://{}/rank-{}.sock", sockets->path(), r)
+                              : fmt::format("tcp://127.0.0.1:{}", a.zmq_base_port + r);
+  }
+  return csv;
+}
+
+std::string MetricsFile(const LaunchArgs& a, int rank) {
+  return (std::filesystem::path(a.metrics_dir) / fmt::format("rank-{}.jsonl", rank)).string();
+}
+
+bool HasFlag(const std::vector<std::string>& args, std::string_view flag) {
+  return std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
+    return std::string_view(arg).substr(0, arg.find('=')) == flag;
+  });
+}
+
+// Rank r's command line: the peer flags ("{rank}" replaced by r) and the launcher's own.
+std::vector<std::string> PeerArgv(const LaunchArgs& a, const std::string& exe,
+                                  const std::string& transport_flag,
+                                  const std::string& transport_value, int r) {
+  std::vector<std::string> argv = {exe, "peer"};
+  for (std::string arg : a.peer_args) {
+    for (size_t at; (at = arg.find("{rank}")) != std::string::npos;) {
+      arg.replace(at, 6, std::to_string(r));
+    }
+    argv.push_back(std::move(arg));
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!HasFlag(a.peer_args, "--threads")) {
+    argv.insert(argv.end(), {"--threads", std::to_string(std::max(1, cores / a.size))});
+  }
+  argv.insert(argv.end(), {"--size", std::to_string(a.size), "--rank", std::to_string(r),
+                           "--run-id", a.run_id, "--transport", a.transport, "--progress", "json",
+                           "--metrics", MetricsFile(a, r), transport_flag, transport_value});
+  return argv;
+}
+
+// Where the peers meet, for the log (without the broker's credentials).
+std::string MeetingPlace(const LaunchArgs& a, const SocketDir* sockets) {
+  if (a.transport == "amqp") {
+    const size_t scheme = a.broker.find("://"), at = a.broker.rfind('@');
+    const bool userinfo = scheme != std::string::npos && at != std::string::npos && at > scheme;
+    return "amqp via " +
+           (userinfo ? a.broker.substr(0, scheme + 3) + a.broker.substr(at + 1) : a.broker);
+  }
+  if (sockets != nullptr) return fmt::format("zmq over ipc sockets in {}", sockets->path());
+  return fmt::format("zmq on tcp://127.0.0.1:{}..{}", a.zmq_base_port,
+                     a.zmq_base_port + a.size - 1);
+}
+
+LaunchOptions::Display DisplayFor(const std::string& progress) {
+  if (progress == "bar") return LaunchOptions::Display::kTerminal;
+  if (progress == "lines") return LaunchOptions::Display::kLines;
+  if (progress == "off") return LaunchOptions::Display::kOff;
+  return LaunchOptions::Display::kAuto;
+}
+
+void PrintResults(const LaunchArgs& a, const LaunchResult& result) {
+  fmt::print("launch: {} ranks finished in {:.2f} s; metrics in {}\n", a.size, result.wall_s,
+             (std::filesystem::path(a.metrics_dir) / "rank-<r>.jsonl").string());
+  for (size_t r = 0; r < result.ranks.size(); ++r) {
+    const RankOutcome& o = result.ranks[r];
+    if (o.stdout_dropped > 0) {
+      fmt::print("[rank {}] ({} earlier lines not shown)\n", r, o.stdout_dropped);
+    }
+    for (const std::string& line : o.stdout_lines) fmt::print("[rank {}] {}\n", r, line);
+  }
+  std::fflush(stdout);
+}
+
+Status RunLaunch(LaunchArgs& a) {
+  if (a.run_id.empty()) a.run_id = DefaultRunId();
+  if (a.metrics_dir.empty()) a.metrics_dir = (std::filesystem::path("runs") / a.run_id).string();
+  P2P_RETURN_IF_ERROR(CheckArgs(a));
+  std::error_code ec;
+  std::filesystem::create_directories(a.metrics_dir, ec);
+  if (ec) return IoError("creating --metrics-dir {}: {}", a.metrics_dir, ec.message());
+  std::error_code exe_ec;
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe", exe_ec).string();
+  if (exe_ec) return IoError("finding this executable: {}", exe_ec.message());
+
+  std::unique_ptr<SocketDir> sockets;
+  if (a.transport == "zmq" && a.zmq_base_port == 0) {
+    P2P_ASSIGN_OR_RETURN(sockets, SocketDir::Create());
+  }
+  const bool zmq = a.transport == "zmq";
+  const std::string flag = zmq ? "--peers" : "--broker";
+  const std::string value = zmq ? PeerList(a, sockets.get()) : a.broker;
+  LaunchSpec spec;
+  for (int r = 0; r < a.size; ++r) spec.argv_per_rank.push_back(PeerArgv(a, exe, flag, value, r));
+  spdlog::info("launching {} peers (run {}, {}); metrics in {}", a.size, a.run_id,
+               MeetingPlace(a, sockets.get()), a.metrics_dir);
+  spdlog::debug("rank 0: {}", fmt::join(spec.argv_per_rank[0], " "));
+
+  LaunchOptions options;
+  options.display = DisplayFor(a.progress);
+  options.grace = std::chrono::milliseconds(static_cast<int64_t>(a.grace_s * 1000));
+  options.forward_stdout = false;  // results are printed at the end, in rank order
+  P2P_ASSIGN_OR_RETURN(LaunchResult result, RunGroup(spec, options));
+  PrintResults(a, result);
+  return Status::Ok();
+}
+
+constexpr const char* kDescription =
+    "Start --size peers on this machine (`p2ptrain peer`, one process per rank) and supervise them "
+    "as one job. Every flag after `--` goes to every peer (training flags: see `p2ptrain peer "
+    "--help`); \"{rank}\" in them becomes the rank, e.g. --shard shards/rank-{rank}.shard.\n"
+    "Launch sets --size, --rank, --run-id, --transport, --progress json, --metrics "
+    "DIR/rank-<r>.jsonl and the endpoints itself (and --threads cores/size unless given). With "
+    "zmq (the default) peers talk over ipc:// sockets in a private temp directory: no service "
+    "needed. With amqp they meet on the RabbitMQ --broker.\n"
+    "Output: each line prefixed \"[rank r]\"; one combined progress line; at the end a summary "
+    "and each rank's result lines. If a peer fails, the others are stopped (SIGTERM, SIGKILL "
+    "after --grace) and launch exits non-zero with that peer's error and last output lines. "
+    "Ctrl-C stops all peers.\n"
+    "Example:\n"
+    "  p2ptrain launch --size 4 -- --dataset fashion-mnist --model mlp --epochs 3\n"
+    "  p2ptrain launch --size 2 --transport amqp --run-id exp1 -- --model lenet5";
+
+}  // namespace
+
+Action AddLaunchCommand(CLI::App& app) {
+  auto args = std::make_shared<LaunchArgs>();
+  CLI::App* cmd = app.add_subcommand("launch", kDescription);
+  cmd->add_option("--size", args->size, "Number of peers to start (1..64)")
+      ->required()
+      ->check(CLI::Range(1, kMaxSize));
+  cmd->add_option("--transport", args->transport,
+                  "zmq (ZeroMQ mesh over local sockets, needs nothing installed) or amqp")
+      ->check(CLI::IsMember({"zmq", "amqp"}));
+  args->broker_flag = cmd->add_option("--broker", args->broker, "amqp: the RabbitMQ broker URL");
+  cmd->add_option("--run-id", args->run_id, "Name of the run (default launch-<pid>-<time>)");
+  cmd->add_option("--metrics-dir", args->metrics_dir,
+                  "Where rank r writes rank-r.jsonl (default runs/<run-id>/)");
+  cmd->add_option("--zmq-base-port", args->zmq_base_port,
+                  "zmq: use tcp://127.0.0.1:P+rank instead of ipc:// sockets")
+      ->check(CLI::Range(1, 65535));
+  cmd->add_option("--progress", args->progress,
+                  "Combined progress line: auto (redrawn on a terminal, a line every 10 s "
+                  "otherwise), bar, lines, off")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "off"}));
+  cmd->add_option("--grace", args->grace_s,
+                  "Seconds the other peers get to exit after a failure before SIGKILL")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("peer-flags", args->peer_args, "Flags for every peer, after `--`");
+  cmd->footer("Peer flags go after `--`: p2ptrain launch --size 4 -- --model mlp --epochs 3\n");
+  // Unknown flags before `--` are collected so the error can say where peer flags go.
+  cmd->allow_extras();
+  return [args, cmd] {
+    for (const std::string& extra : cmd->remaining()) {
+      if (extra == "--") continue;  // CLI11 lists the separator itself
+      return ExitCodeFor(InvalidArgument(
+          "launch does not know {}; peer flags go after `--`, e.g. p2ptrain launch --size {} -- "
+          "--epochs 3",
+          extra, args->size));
+    }
+    return ExitCodeFor(RunLaunch(*args));
+  };
+}
+
+}  // namespace p2p::peer

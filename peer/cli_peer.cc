@@ -1,0 +1,100 @@
+// `p2ptrain peer` (one peer of a run) and `p2ptrain broker` (the ZeroMQ rendezvous service).
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <memory>
+
+#include "broker/rendezvous.h"
+#include "peer/cli.h"
+#include "peer/peer_run.h"
+
+namespace p2p::peer {
+namespace {
+
+void AddConnectionFlags(CLI::App& cmd, PeerOptions& o) {
+  cmd.add_option("--transport", o.transport,
+                 "How peers talk: zmq (brokerless ZeroMQ mesh) or amqp (through RabbitMQ)")
+      ->check(CLI::IsMember({"zmq", "amqp"}));
+  cmd.add_option("--broker", o.broker_url, "amqp: the broker, amqp[s]://user:pass@host:port/vhost");
+  cmd.add_option("--tls-ca", o.tls_ca, "amqps: CA certificate file that signed the broker's");
+  cmd.add_flag("--tls-insecure", o.tls_insecure,
+               "amqps: do NOT verify the broker's certificate (testing only)");
+  cmd.add_option("--peers", o.peers,
+                 "zmq: every rank's endpoint in rank order, host:port,... (or ipc://path,...)");
+  cmd.add_option("--rendezvous", o.rendezvous,
+                 "zmq: HOST:PORT of a `p2ptrain broker` to learn the other peers from");
+  cmd.add_option("--bind", o.bind, "zmq + rendezvous: endpoint to bind (port 0 = any free port)");
+  cmd.add_option("--advertise", o.advertise,
+                 "zmq + rendezvous: host name or address the other peers reach this one at "
+                 "(default: this host's name)");
+  cmd.add_option("--run-id", o.run_id,
+                 "Name of the run, the same on every peer (required for amqp; default for zmq: "
+                 "p2ptrain)");
+}
+
+void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
+  cmd.add_option("--sync-every", o.sync_every,
+                 "Minibatches per gradient exchange, or 'epoch': average the whole shard's "
+                 "gradients and exchange once per epoch (the study's scheme)");
+  cmd.add_option("--strategy", o.strategy, "How gradients are combined: allgather-average")
+      ->check(CLI::IsMember({"allgather-average"}));
+  cmd.add_option("--compression", o.compression,
+                 "Gradient codec on the wire: none (more codecs: see the README)")
+      ->expected(0, 1)
+      ->default_str("none");
+  cmd.add_option("--peer-timeout", o.peer_timeout_s,
+                 "Seconds to wait for any other peer before failing the run with an error");
+}
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+}  // namespace
+
+Action AddPeerCommand(CLI::App& app) {
+  auto config = std::make_shared<TrainConfig>();
+  auto options = std::make_shared<PeerOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "peer",
+      "Run one peer of a data-parallel run: train on shard --rank of --size and average "
+      "gradients with the other peers every --sync-every minibatches.\n"
+      "Example (two hosts over ZeroMQ):\n"
+      "  hostA$ p2ptrain peer --size 2 --rank 0 --peers hostA:5555,hostB:5555\n"
+      "  hostB$ p2ptrain peer --size 2 --rank 1 --peers hostA:5555,hostB:5555\n"
+      "Example (RabbitMQ):\n"
+      "  p2ptrain peer --size 4 --rank R --transport amqp --broker amqp://u:p@mq:5672/ "
+      "--run-id exp1\n"
+      "Local runs: `p2ptrain launch` starts all ranks for you.");
+  AddTrainFlags(*cmd, *config);
+  AddShardFlags(*cmd, *config);
+  AddConnectionFlags(*cmd, *options);
+  AddSyncFlags(*cmd, *options);
+  return [config, options] {
+    Status s = FinishPeerFlags(*config, *options);
+    if (s.ok()) s = RunPeer(*config, *options);
+    return ExitCodeFor(s);
+  };
+}
+
+Action AddBrokerCommand(CLI::App& app) {
+  auto options = std::make_shared<broker::RendezvousOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "broker",
+      "Run the rendezvous service ZeroMQ peers register with (`p2ptrain peer --rendezvous "
+      "HOST:PORT`), so a multi-host ZeroMQ run needs no hand-written --peers list. Gradients do "
+      "not pass through it. Stops on SIGINT/SIGTERM.");
+  cmd->add_option("--bind", options->bind, "ZeroMQ endpoint to listen on");
+  cmd->add_option("--max-size", options->max_size, "Largest run size accepted")
+      ->check(CLI::PositiveNumber);
+  return [options] {
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    options->on_bound = [](const std::string& endpoint) {
+      spdlog::info("rendezvous listening on {}", endpoint);
+    };
+    return ExitCodeFor(broker::RunRendezvous(*options, g_stop));
+  };
+}
+
+}  // namespace p2p::peer

@@ -1,0 +1,28 @@
+// Options of `p2ptrain peer` beyond training: how to reach the other peers and how to sync.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace p2p::peer {
+
+struct PeerOptions {
+  std::string transport = "zmq";  // zmq | amqp
+  // amqp: amqp[s]://user:pass@host:port/vhost
+  std::string broker_url = "amqp://guest:guest@127.0.0.1:5672/";
+  std::string tls_ca;         // amqps: CA bundle that signed the broker's certificate
+  bool tls_insecure = false;  // amqps: skip certificate verification (testing only)
+  // zmq: every rank's endpoint ("host:port", "tcp://host:port" or "ipc://path"), rank order...
+  std::string peers;
+  // ...or the `p2ptrain broker` rendezvous to register with and learn them from.
+  std::string rendezvous;
+  std::string bind = "tcp://*:0";  // zmq + rendezvous: what this peer binds (0 = a free port)
+  std::string advertise;           // zmq + rendezvous: host others reach us at (default hostname)
+  std::string run_id;              // names the run on the broker; all peers of a run share it
+  std::string sync_every = "1";    // N minibatches per round, or "epoch"
+  std::string strategy = "allgather-average";
+  std::string compression = "none";
+  double peer_timeout_s = 60;  // longest wait for any peer's message before failing
+};
+
+}  // namespace p2p::peer

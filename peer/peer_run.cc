@@ -1,0 +1,186 @@
+#include "peer/peer_run.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <regex>
+
+#include "common/hash.h"
+#include "ml/threads.h"
+#include "peer/cli.h"
+#include "peer/trainer.h"
+#include "peer/transport_factory.h"
+#include "sync/agreement.h"
+#include "sync/epoch_summary.h"
+#include "sync/strategy.h"
+
+namespace p2p::peer {
+namespace {
+
+using broker::DeadlineIn;
+
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+}
+
+// Per-epoch deltas of the counters that only grow (transport, strategy, mailbox rejects).
+class EpochCounters {
+ public:
+  EpochCounters(broker::Transport& transport, const sync::Strategy& strategy,
+                const sync::Mailbox& mailbox)
+      : transport_(transport), strategy_(strategy), mailbox_(mailbox) {
+    Snapshot();
+  }
+
+  nlohmann::json Next() {
+    const auto stats = transport_.Stats();
+    const auto& t = strategy_.timings();
+    nlohmann::json rejected = nlohmann::json::object();
+    for (const auto& [reason, n] : mailbox_.rejects().by_reason) {
+      const uint64_t before = rejects_.contains(reason) ? rejects_.at(reason) : 0;
+      if (n > before) rejected[reason] = n - before;
+    }
+    nlohmann::json out = {
+        {"send_s", t.send_seconds - timings_.send_seconds},
+        {"wait_s", t.wait_seconds - timings_.wait_seconds},
+        {"reduce_s", t.reduce_seconds - timings_.reduce_seconds},
+        {"bytes_sent", stats.bytes_sent - stats_.bytes_sent},
+        {"bytes_received", stats.bytes_received - stats_.bytes_received},
+        {"messages_sent", stats.messages_sent - stats_.messages_sent},
+        {"messages_received", stats.messages_received - stats_.messages_received},
+        {"rejected", rejected},
+        {"rejected_frames", stats.rejected - stats_.rejected},
+    };
+    Snapshot();
+    return out;
+  }
+
+ private:
+  void Snapshot() {
+    stats_ = transport_.Stats();
+    timings_ = strategy_.timings();
+    rejects_ = mailbox_.rejects().by_reason;
+  }
+  broker::Transport& transport_;
+  const sync::Strategy& strategy_;
+  const sync::Mailbox& mailbox_;
+  broker::TransportStats stats_;
+  sync::SyncTimings timings_;
+  std::map<std::string, uint64_t> rejects_;
+};
+
+Result<int64_t> ParseSyncEvery(const std::string& text) {
+  if (text == "epoch") return 0;
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < 1) {
+    return InvalidArgument(
+        "--sync-every '{}' is neither a positive number of minibatches nor "
+        "'epoch'",
+        text);
+  }
+  return n;
+}
+
+Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
+             broker::Transport& transport) {
+  sync::Mailbox mailbox(transport, {.run_id = options.run_id});
+  P2P_ASSIGN_OR_RETURN(auto strategy,
+                       sync::MakeStrategy(options.strategy, mailbox,
+                                          {.peer_timeout = Millis(options.peer_timeout_s)}));
+  // Everything that must match, including where everyone starts (resumed runs).
+  const std::string fingerprint = fmt::format("{} epochs={} first_epoch={}", config.Fingerprint(),
+                                              config.epochs, trainer.first_epoch());
+  P2P_ASSIGN_OR_RETURN(
+      auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
+                                     static_cast<uint64_t>(trainer.local_steps()),
+                                     DeadlineIn(Millis(options.peer_timeout_s))));
+  const int64_t agreed = static_cast<int64_t>(*std::max_element(steps.begin(), steps.end()));
+  trainer.set_steps_per_epoch(agreed);
+  spdlog::info(
+      "all {} peers agree on the configuration and initial parameters; {} steps per "
+      "epoch ({} with data here)",
+      config.size, agreed, trainer.local_steps());
+
+  trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
+    const sync::Round round{static_cast<uint64_t>(info.epoch), static_cast<uint64_t>(info.round)};
+    return strategy->Average(round, static_cast<uint32_t>(info.samples), grad);
+  });
+  trainer.set_epoch_hook([&](int epoch, sync::EpochTotals& totals) -> Status {
+    P2P_ASSIGN_OR_RETURN(totals,
+                         sync::ExchangeEpochTotals(mailbox, static_cast<uint64_t>(epoch), totals,
+                                                   DeadlineIn(Millis(options.peer_timeout_s))));
+    return Status::Ok();
+  });
+  EpochCounters counters(transport, *strategy, mailbox);
+  trainer.set_metrics_extra([&](int) {
+    nlohmann::json extra = counters.Next();
+    extra["transport"] = options.transport;
+    extra["size"] = config.size;
+    return extra;
+  });
+
+  P2P_ASSIGN_OR_RETURN(EpochResult last, trainer.Run());
+  P2P_RETURN_IF_ERROR(sync::AgreeOnEnd(mailbox, static_cast<uint64_t>(last.epoch), last.param_hash,
+                                       DeadlineIn(Millis(options.peer_timeout_s))));
+  if (mailbox.rejects().total() > 0) {
+    spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
+                 mailbox.rejects().total());
+  }
+  fmt::print(
+      "final test accuracy: {:.4f} (epoch {}, loss {:.4f}, parameters {}, all {} peers "
+      "agree)\n",
+      last.test_accuracy, last.epoch, last.train_loss, last.param_hash, config.size);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
+  P2P_ASSIGN_OR_RETURN(config.sync_every, ParseSyncEvery(options.sync_every));
+  if (options.compression == "true" || options.compression.empty()) options.compression = "qsgd";
+  if (options.compression != "none") {
+    return InvalidArgument("--compression '{}' is not available yet; valid: none",
+                           options.compression);
+  }
+  if (!(options.peer_timeout_s > 0)) {
+    return InvalidArgument("--peer-timeout must be positive seconds");
+  }
+  static const std::regex kRunId("[A-Za-z0-9._-]{1,128}");
+  if (options.run_id.empty()) {
+    if (options.transport == "amqp") {
+      return InvalidArgument(
+          "--transport amqp needs --run-id NAME (the same on every peer, unique per run: it "
+          "names the run's exchange and queues on the broker)");
+    }
+    options.run_id = "p2ptrain";
+  }
+  if (!std::regex_match(options.run_id, kRunId)) {
+    return InvalidArgument("--run-id '{}' must be 1-128 characters of A-Z a-z 0-9 . _ -",
+                           options.run_id);
+  }
+  return FinishTrainFlags(config);
+}
+
+Status RunPeer(TrainConfig config, const PeerOptions& options) {
+  ml::SetThreads(config.threads);
+  spdlog::info("peer {} of {} (run '{}', {} transport): {} on {}, batch {}, sync every {}",
+               config.rank, config.size, options.run_id, options.transport, config.model.name,
+               config.data.name, config.batch_size, options.sync_every);
+  P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
+  const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
+  P2P_ASSIGN_OR_RETURN(auto transport,
+                       CreateTransport(options, config.rank, config.size, connect_deadline));
+  if (Status s = transport->Connect(connect_deadline); !s.ok()) {
+    return s.Annotate(fmt::format("connecting peer {} to the other {} peers over {}", config.rank,
+                                  config.size - 1, options.transport));
+  }
+  Status trained = Train(*trainer, config, options, *transport);
+  Status closed = transport->Close();
+  if (!trained.ok()) return trained.Annotate(fmt::format("peer {}", config.rank));
+  return closed;
+}
+
+}  // namespace p2p::peer

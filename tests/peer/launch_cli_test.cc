@@ -1,0 +1,121 @@
+// `p2ptrain launch` as a real child process: usage errors, help, and (with `p2ptrain peer`) a
+// small run of two local peers.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/subprocess.h"
+
+namespace p2p {
+namespace {
+
+using test::P2ptrainBin;
+using test::RunProcess;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::vector<std::string> Launch(std::vector<std::string> args) {
+  args.insert(args.begin(), {P2ptrainBin(), "launch"});
+  return args;
+}
+
+TEST(LaunchCliTest, UsageErrorsExitWith2AndSayWhatIsWrong) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--", "--epochs", "1"}, "--size is required"},
+      {{"--size", "0"}, "--size"},
+      {{"--size", "65"}, "--size"},
+      {{"--size", "2", "--transport", "mpi"}, "--transport"},
+      {{"--size", "2", "--broker", "amqp://h/"}, "--broker is for --transport amqp"},
+      {{"--size", "2", "--transport", "amqp", "--zmq-base-port", "7000"},
+       "--zmq-base-port is for --transport zmq"},
+      {{"--size", "2", "--run-id", "a/b"}, "--run-id"},
+      {{"--size", "2", "--epochs", "3"}, "peer flags go after `--`"},
+      {{"--size", "2", "--", "--epochs", "1", "--rank", "1"}, "--rank after `--` is set by launch"},
+      {{"--size", "2", "--", "--size", "4"}, "pass --size to launch"},
+      {{"--size", "2", "--", "--metrics=m.jsonl"}, "--metrics-dir"},
+      {{"--size", "2", "--", "--peers", "a:1,b:2"}, "--peers after `--`"},
+      {{"--size", "2", "--", "--run-id", "x"}, "pass --run-id to launch"},
+  };
+  for (const Case& c : cases) {
+    test::TempDir dir;
+    auto args = Launch(c.args);
+    // Never leave a runs/ directory behind, whatever happens.
+    args.insert(args.begin() + 2, {"--metrics-dir", dir.File("m")});
+    auto r = RunProcess(args);
+    EXPECT_EQ(r.exit_code, 2) << c.args[0] << " ... " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.expected)) << r.err;
+  }
+}
+
+TEST(LaunchCliTest, HelpExplainsTheFlagsWithAnExample) {
+  auto r = RunProcess(Launch({"--help"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* text : {"Example", "p2ptrain launch --size 4 --", "--transport", "--metrics-dir",
+                           "--zmq-base-port", "{rank}", "ipc://"}) {
+    EXPECT_THAT(r.out, HasSubstr(text)) << r.out;
+  }
+}
+
+bool HavePeerCommand() { return RunProcess({P2ptrainBin(), "peer", "--help"}).exit_code == 0; }
+
+std::vector<std::string> SmallRun(const std::string& metrics_dir) {
+  return Launch({"--size", "2", "--run-id", "launch-test", "--metrics-dir", metrics_dir,
+                 "--progress", "lines", "--", "--dataset", "synthetic", "--synthetic-train", "2000",
+                 "--model", "logreg", "--epochs", "1", "--threads", "1"});
+}
+
+TEST(LaunchCliTest, TwoLocalPeersTrainToTheSameParameters) {
+  if (!HavePeerCommand()) GTEST_SKIP() << "p2ptrain peer is not built yet";
+  test::TempDir dir;
+  auto args = SmallRun(dir.File("metrics"));
+  args.insert(args.end(), {"--checkpoint-dir", dir.File("ckpt-{rank}")});
+  auto r = RunProcess(args, std::chrono::minutes(3));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("launch: 2 ranks finished in")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[rank 0] final test accuracy")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[rank 1] final test accuracy")) << r.out;
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr("\"event\""))) << "progress events leaked";
+  EXPECT_THAT(r.err, HasSubstr("[rank 0] ")) << r.err;
+  std::vector<nlohmann::json> last;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto lines = test::ReadLines(dir.File("metrics/rank-" + std::to_string(rank) + ".jsonl"));
+    ASSERT_EQ(lines.size(), 1u) << "rank " << rank;
+    last.push_back(nlohmann::json::parse(lines.back()));
+  }
+  EXPECT_EQ(last[0]["param_hash"], last[1]["param_hash"]);
+  // "{rank}" in a peer flag became each peer's rank.
+  EXPECT_TRUE(std::filesystem::is_directory(dir.File("ckpt-0")));
+  EXPECT_TRUE(std::filesystem::is_directory(dir.File("ckpt-1")));
+}
+
+TEST(LaunchCliTest, APeerUsageErrorIsReportedWithTheRankAndExits2) {
+  if (!HavePeerCommand()) GTEST_SKIP() << "p2ptrain peer is not built yet";
+  test::TempDir dir;
+  auto args = SmallRun(dir.File("metrics"));
+  args.insert(args.end(), {"--optimizer", "nope"});
+  auto r = RunProcess(args, std::chrono::minutes(1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, ::testing::ContainsRegex("rank [01] of 2 exited with code 2")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("nope")) << r.err;
+}
+
+TEST(LaunchCliTest, APeerRuntimeFailureStopsTheRunAndExits1) {
+  if (!HavePeerCommand()) GTEST_SKIP() << "p2ptrain peer is not built yet";
+  test::TempDir dir;
+  auto args =
+      Launch({"--size", "2", "--metrics-dir", dir.File("metrics"), "--progress", "off", "--",
+              "--dataset", "mnist", "--data-dir", dir.File("no-such-dir"), "--threads", "1"});
+  auto r = RunProcess(args, std::chrono::minutes(1));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, ::testing::ContainsRegex("rank [01] of 2 exited with code 1")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no-such-dir")) << r.err;
+}
+
+}  // namespace
+}  // namespace p2p

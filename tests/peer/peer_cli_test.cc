@@ -1,0 +1,276 @@
+// End-to-end tests of `p2ptrain peer`: real peer processes over real ZeroMQ sockets and a real
+// RabbitMQ, training on the real Fashion-MNIST.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <regex>
+#include <nlohmann/json.hpp>
+
+#include "tests/broker/amqp_test_broker.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/subprocess.h"
+
+namespace p2p {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Child;
+using test::P2ptrainBin;
+using test::ProcessResult;
+
+// Rank r's `p2ptrain peer` command line: `common` flags plus the per-rank ones.
+std::vector<std::string> PeerArgs(const std::vector<std::string>& common, int size, int rank,
+                                  const test::TempDir& dir) {
+  std::vector<std::string> argv = {
+      P2ptrainBin(), "peer",
+      "--size",      std::to_string(size),
+      "--rank",      std::to_string(rank),
+      "--threads",   "1",
+      "--progress",  "off",
+      "--metrics",   dir.File("rank-" + std::to_string(rank) + ".jsonl")};
+  argv.insert(argv.end(), common.begin(), common.end());
+  return argv;
+}
+
+std::string IpcPeers(const test::TempDir& dir, int size) {
+  std::string peers;
+  for (int r = 0; r < size; ++r) {
+    peers += (r ? "," : "") + fmt::format("ipc://{}/rank-{}.sock", dir.path(), r);
+  }
+  return peers;
+}
+
+// Starts `size` peers and waits for all of them.
+std::vector<ProcessResult> RunPeers(const std::vector<std::string>& common, int size,
+                                    const test::TempDir& dir) {
+  std::vector<std::unique_ptr<Child>> children;
+  for (int r = 0; r < size; ++r) {
+    children.push_back(std::make_unique<Child>(PeerArgs(common, size, r, dir)));
+  }
+  std::vector<ProcessResult> results;
+  for (auto& c : children) results.push_back(c->Wait(5min));
+  return results;
+}
+
+std::vector<nlohmann::json> Records(const test::TempDir& dir, int rank) {
+  std::vector<nlohmann::json> out;
+  for (const auto& line : test::ReadLines(dir.File("rank-" + std::to_string(rank) + ".jsonl"))) {
+    out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+// Every peer exited 0 and wrote `epochs` records; returns the common final parameter hash.
+std::string ExpectAgreement(const std::vector<ProcessResult>& results, const test::TempDir& dir,
+                            size_t epochs) {
+  std::string hash;
+  for (size_t r = 0; r < results.size(); ++r) {
+    EXPECT_EQ(results[r].exit_code, 0) << "rank " << r << ": " << results[r].err;
+    EXPECT_NE(results[r].out.find("all " + std::to_string(results.size()) + " peers agree"),
+              std::string::npos)
+        << results[r].out;
+    const auto records = Records(dir, static_cast<int>(r));
+    EXPECT_EQ(records.size(), epochs) << "rank " << r;
+    if (records.empty()) continue;
+    const std::string h = records.back()["param_hash"];
+    if (hash.empty()) hash = h;
+    EXPECT_EQ(h, hash) << "rank " << r << " ended with different parameters";
+  }
+  return hash;
+}
+
+const std::vector<std::string> kFashionMlp = {"--model",  "mlp", "--dataset",      "fashion-mnist",
+                                              "--epochs", "1",   "--peer-timeout", "60"};
+
+TEST(PeerCliTest, FourPeersOverZeroMqAndRabbitMqTrainIdenticallyAndBeatOnePeerAlone) {
+  const auto& broker = broker::amqp_test::Broker();
+  ASSERT_TRUE(broker.error.empty()) << broker.error;
+
+  test::TempDir zmq_dir;
+  auto zmq_flags = kFashionMlp;
+  zmq_flags.insert(zmq_flags.end(), {"--transport", "zmq", "--peers", IpcPeers(zmq_dir, 4)});
+  const std::string zmq_hash = ExpectAgreement(RunPeers(zmq_flags, 4, zmq_dir), zmq_dir, 1);
+
+  test::TempDir amqp_dir;
+  const std::string run_id = broker::amqp_test::UniqueRunId("fourpeers");
+  auto amqp_flags = kFashionMlp;
+  amqp_flags.insert(amqp_flags.end(),
+                    {"--transport", "amqp", "--broker", broker.url, "--run-id", run_id});
+  const std::string amqp_hash = ExpectAgreement(RunPeers(amqp_flags, 4, amqp_dir), amqp_dir, 1);
+  // The transport must not change a single bit of the result.
+  EXPECT_EQ(zmq_hash, amqp_hash);
+
+  const auto record = Records(zmq_dir, 0).at(0);
+  EXPECT_LT(record["loss"].get<double>(), 1.6);  // from ln(10) = 2.30 at initialisation
+  EXPECT_GT(record["bytes_sent"].get<uint64_t>(), 0u);
+  EXPECT_GT(record["bytes_received"].get<uint64_t>(), 0u);
+  EXPECT_EQ(record["rounds"], 211);  // ceil(13500 / 64): one exchange per minibatch
+
+  // One peer alone, the same number of its own steps on the same shard.
+  test::TempDir alone_dir;
+  auto alone = test::RunProcess({P2ptrainBin(), "train", "--model", "mlp", "--epochs", "1",
+                                 "--size", "4", "--rank", "0", "--threads", "1", "--progress",
+                                 "off", "--metrics", alone_dir.File("m.jsonl")});
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  const auto alone_record = nlohmann::json::parse(test::ReadLines(alone_dir.File("m.jsonl")).at(0));
+  EXPECT_GT(record["test_accuracy"].get<double>(), alone_record["test_accuracy"].get<double>());
+
+  if (!broker.node.empty()) {
+    const auto queues = broker::amqp_test::Ctl("list_queues name");
+    EXPECT_EQ(queues.out.find(run_id), std::string::npos) << "left behind:\n" << queues.out;
+  }
+}
+
+TEST(PeerCliTest, SyncEveryEpochExchangesOncePerEpoch) {
+  test::TempDir dir;
+  const std::vector<std::string> flags = {
+      "--dataset",      "synthetic", "--synthetic-train", "3000",          "--model", "logreg",
+      "--epochs",       "2",         "--sync-every",      "epoch",         "--lr",    "0.5",
+      "--peer-timeout", "30",        "--peers",           IpcPeers(dir, 3)};
+  ExpectAgreement(RunPeers(flags, 3, dir), dir, 2);
+  for (const auto& record : Records(dir, 1)) EXPECT_EQ(record["rounds"], 1);
+  const auto records = Records(dir, 1);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_LT(records[1]["val_loss"].get<double>(), records[0]["val_loss"].get<double>());
+}
+
+TEST(PeerCliTest, UnequalPartitionsStillAgree) {
+  test::TempDir dir;
+  const std::vector<std::string> flags = {
+      "--dataset",      "synthetic", "--synthetic-train", "3000",
+      "--model",        "mlp",       "--hidden",          "16",
+      "--epochs",       "1",         "--partition",       "3,1",
+      "--peer-timeout", "30",        "--peers",           IpcPeers(dir, 2)};
+  ExpectAgreement(RunPeers(flags, 2, dir), dir, 1);
+  // Both run the larger shard's number of rounds; the smaller one sends empty gradients at the end.
+  EXPECT_EQ(Records(dir, 0).at(0)["rounds"], Records(dir, 1).at(0)["rounds"]);
+  EXPECT_GT(Records(dir, 0).at(0)["samples"], Records(dir, 1).at(0)["samples"]);
+}
+
+// kill -9 one peer mid-training: the others fail within --peer-timeout, naming the dead rank.
+void KillOnePeerAndExpectCleanFailure(std::vector<std::string> flags, const test::TempDir& dir) {
+  flags.insert(flags.end(), {"--dataset", "synthetic", "--synthetic-train", "20000", "--model",
+                             "mlp", "--epochs", "1000", "--peer-timeout", "3"});
+  std::vector<std::unique_ptr<Child>> children;
+  for (int r = 0; r < 3; ++r)
+    children.push_back(std::make_unique<Child>(PeerArgs(flags, 3, r, dir)));
+  ASSERT_TRUE(test::WaitForLines(dir.File("rank-1.jsonl"), 1, 2min))
+      << "rank 1 never finished an epoch";
+  children[1]->Kill(SIGKILL);
+  const auto start = std::chrono::steady_clock::now();
+  for (int r : {0, 2}) {
+    const ProcessResult result = children[r]->Wait(1min);
+    EXPECT_FALSE(result.timed_out) << "rank " << r << " hung after its peer died";
+    EXPECT_EQ(result.exit_code, 1) << result.err;
+    // "nothing from rank(s) 1 before the deadline" or "ranks [1, 2] unreachable" (a survivor
+    // may also notice the other survivor leaving after its own failure).
+    EXPECT_TRUE(std::regex_search(result.err, std::regex(R"(rank\(s\) 1\b|ranks \[1[,\]])")))
+        << result.err;
+  }
+  // --peer-timeout 3 plus teardown; far below the test's own timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+}
+
+TEST(PeerCliTest, KilledPeerOverZeroMqFailsTheOthersClearly) {
+  test::TempDir dir;
+  KillOnePeerAndExpectCleanFailure({"--peers", IpcPeers(dir, 3)}, dir);
+}
+
+TEST(PeerCliTest, KilledPeerOverRabbitMqFailsTheOthersAndTheyRemoveTheirQueues) {
+  const auto& broker = broker::amqp_test::Broker();
+  ASSERT_TRUE(broker.error.empty()) << broker.error;
+  test::TempDir dir;
+  const std::string run_id = broker::amqp_test::UniqueRunId("kill");
+  KillOnePeerAndExpectCleanFailure(
+      {"--transport", "amqp", "--broker", broker.url, "--run-id", run_id}, dir);
+  if (broker.node.empty()) return;
+  // The survivors deleted their queues; the dead peer's expires on its own (x-expires).
+  const auto queues = broker::amqp_test::Ctl("list_queues name");
+  EXPECT_EQ(queues.out.find(run_id + ".rank0"), std::string::npos) << queues.out;
+  EXPECT_EQ(queues.out.find(run_id + ".rank2"), std::string::npos) << queues.out;
+}
+
+TEST(PeerCliTest, PeersFindEachOtherThroughTheRendezvous) {
+  const int port = broker::amqp_test::FreePort();
+  Child rendezvous({P2ptrainBin(), "broker", "--bind", fmt::format("tcp://127.0.0.1:{}", port)});
+  test::TempDir dir;
+  const std::vector<std::string> flags = {
+      "--dataset", "synthetic", "--synthetic-train", "2000", "--model", "logreg", "--epochs", "1",
+      "--rendezvous", fmt::format("127.0.0.1:{}", port), "--bind", "tcp://127.0.0.1:0",
+      "--advertise", "127.0.0.1", "--run-id", "rendezvous-test", "--peer-timeout", "30"};
+  ExpectAgreement(RunPeers(flags, 3, dir), dir, 1);
+  rendezvous.Kill(SIGTERM);
+  const auto stopped = rendezvous.Wait(30s);
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;  // a clean stop on SIGTERM
+}
+
+TEST(PeerCliTest, PeersWithDifferentConfigurationsRefuseToStart) {
+  test::TempDir dir;
+  const std::string peers = IpcPeers(dir, 2);
+  std::vector<std::unique_ptr<Child>> children;
+  for (int r = 0; r < 2; ++r) {
+    children.push_back(std::make_unique<Child>(
+        PeerArgs({"--dataset", "synthetic", "--model", "logreg", "--peers", peers, "--lr",
+                  r == 0 ? "0.1" : "0.2", "--peer-timeout", "30"},
+                 2, r, dir)));
+  }
+  for (auto& c : children) {
+    const auto result = c->Wait(1min);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_NE(result.err.find("start agreement"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("lr=0.2"), std::string::npos) << result.err;
+  }
+}
+
+TEST(PeerCliTest, BadFlagsAreUsageErrors) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--size", "2", "--rank", "2", "--peers", "a:1,b:2"}, "--rank 2 is outside 0..1"},
+      {{"--size", "2", "--rank", "0", "--sync-every", "0", "--peers", "a:1,b:2"}, "--sync-every"},
+      {{"--size", "2", "--rank", "0", "--transport", "amqp"}, "--run-id"},
+      {{"--size", "2", "--rank", "0"}, "--peers"},
+      {{"--size", "3", "--rank", "0", "--peers", "a:1,b:2"}, "--size is 3"},
+      {{"--size", "2", "--rank", "0", "--compression", "zstd", "--peers", "a:1,b:2"},
+       "--compression"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> argv = {P2ptrainBin(), "peer", "--dataset", "synthetic"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    const auto r = test::RunProcess(argv, 1min);
+    EXPECT_EQ(r.exit_code, 2) << c.expected << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.err;
+  }
+}
+
+TEST(PeerCliTest, UnreachableBrokerIsAClearErrorWithinThePeerTimeout) {
+  const int port = broker::amqp_test::FreePort();
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = test::RunProcess(
+      {P2ptrainBin(), "peer", "--dataset", "synthetic", "--size", "2", "--rank", "0", "--transport",
+       "amqp", "--broker", fmt::format("amqp://guest:guest@127.0.0.1:{}/", port), "--run-id",
+       "unreachable", "--peer-timeout", "2"},
+      1min);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+}
+
+TEST(PeerCliTest, WrongBrokerCredentialsAreRefusedClearly) {
+  const auto& broker = broker::amqp_test::Broker();
+  ASSERT_TRUE(broker.error.empty()) << broker.error;
+  auto url = broker::ParseAmqpUrl(broker.url);
+  ASSERT_TRUE(url.ok());
+  const auto r = test::RunProcess(
+      {P2ptrainBin(), "peer", "--dataset", "synthetic", "--size", "2", "--rank", "0", "--transport",
+       "amqp", "--broker", fmt::format("amqp://guest:wrong-password@{}:{}/", url->host, url->port),
+       "--run-id", "badcreds", "--peer-timeout", "5"},
+      1min);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("ACCESS_REFUSED"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace p2p
