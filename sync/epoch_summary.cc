@@ -64,7 +64,8 @@ Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body) {
   t.test_correct = Get<uint64_t>(body, pos);
   t.test_samples = Get<uint64_t>(body, pos);
   t.param_hash.assign(reinterpret_cast<const char*>(body.data() + pos), kHashChars);
-  if (!IsHexHash(t.param_hash)) return DataLoss("epoch totals: parameter hash is not 16 hex digits");
+  if (!IsHexHash(t.param_hash))
+    return DataLoss("epoch totals: parameter hash is not 16 hex digits");
   if (!std::isfinite(t.train_loss_sum) || !std::isfinite(t.val_loss_sum)) {
     return DataLoss("epoch totals: non-finite loss sum");
   }
@@ -85,9 +86,9 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
   for (int r = 0; r < mailbox.size(); ++r) {
     if (r != mailbox.rank()) others.push_back(r);
   }
-  P2P_ASSIGN_OR_RETURN(auto got, mailbox.Collect(broker::MessageType::kEpochEnd, {epoch, 0}, others,
-                                                 deadline,
-                                                 fmt::format("end-of-epoch {} totals", epoch)));
+  P2P_ASSIGN_OR_RETURN(auto got,
+                       mailbox.Collect(broker::MessageType::kEpochEnd, {epoch, 0}, others, deadline,
+                                       fmt::format("end-of-epoch {} totals", epoch)));
   EpochTotals sum;
   sum.param_hash = mine.param_hash;
   for (int r = 0; r < mailbox.size(); ++r) {
