@@ -120,6 +120,10 @@ bool IsChannelClose(const amqp_rpc_reply_t& reply) {
          reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
 }
 
+bool IsQueueInExclusiveUse(const Status& status) {
+  return status.message().find(kQueueInExclusiveUse) != std::string::npos;
+}
+
 bool IsRetryable(const Status& status) {
   switch (status.code()) {
     case StatusCode::kUnavailable:

@@ -39,4 +39,10 @@ bool IsChannelClose(const amqp_rpc_reply_t& reply);
 // unknown vhost, inequivalent queue arguments, TLS verification).
 bool IsRetryable(const Status& status);
 
+// Marker in the error of a consume refused because another connection consumes the queue.
+inline constexpr std::string_view kQueueInExclusiveUse =
+    "is already consumed by another connection";
+// True for that error: fatal when connecting, retried when reconnecting.
+bool IsQueueInExclusiveUse(const Status& status);
+
 }  // namespace p2p::broker::amqp

@@ -228,7 +228,7 @@ Status IoThread::Reconnect(const Status& cause) {
       return Status::Ok();
     }
     last = s.status();
-    if (!IsRetryable(last)) return last.Annotate("reconnecting");
+    if (!IsRetryable(last) && !IsQueueInExclusiveUse(last)) return last.Annotate("reconnecting");
   }
 }
 

@@ -162,11 +162,36 @@ Status Session::EnableConfirms() {
   return Rpc("enabling publisher confirms");
 }
 
+namespace {
+// RabbitMQ refuses a second exclusive consumer with 403 "... in exclusive use"; the AMQP spec
+// suggests 405 RESOURCE_LOCKED.
+bool IsExclusiveUseRefusal(const amqp_rpc_reply_t& reply) {
+  const uint16_t code = ServerReplyCode(reply);
+  if (code == AMQP_RESOURCE_LOCKED) return true;
+  if (code != AMQP_ACCESS_REFUSED) return false;
+  const auto* close = static_cast<const amqp_channel_close_t*>(reply.reply.decoded);
+  const std::string_view text(static_cast<const char*>(close->reply_text.bytes),
+                              close->reply_text.len);
+  return text.find("exclusive use") != std::string_view::npos;
+}
+}  // namespace
+
 Status Session::Consume(std::string_view queue) {
+  // Exclusive: a second process started with the same rank and run id is refused by the broker
+  // (RESOURCE_LOCKED) instead of silently splitting this rank's messages with us.
   amqp_basic_consume_ok_t* ok =
       amqp_basic_consume(conn_.get(), kChannel, BytesOf(queue), amqp_empty_bytes, /*no_local=*/0,
-                         /*no_ack=*/0, /*exclusive=*/0, amqp_empty_table);
-  P2P_RETURN_IF_ERROR(Rpc(fmt::format("consuming from {}", queue)));
+                         /*no_ack=*/0, /*exclusive=*/1, amqp_empty_table);
+  const amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn_.get());
+  if (IsChannelClose(reply) && IsExclusiveUseRefusal(reply)) {
+    // Fatal on the first connect; a reconnect retries it (IsQueueInExclusiveUse): after a network
+    // drop the broker may still hold our own previous connection's consumer for a while.
+    return InvalidArgument(
+        "queue {} {}: is another peer running with the same --rank and --run-id? (or this "
+        "peer's previous connection has not timed out yet)",
+        queue, kQueueInExclusiveUse);
+  }
+  P2P_RETURN_IF_ERROR(FromRpcReply(reply, fmt::format("consuming from {}", queue)));
   consumer_tag_ = OwnedBytes::Dup(ok->consumer_tag);
   return Status::Ok();
 }

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <regex>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
@@ -194,14 +194,55 @@ TEST(PeerCliTest, PeersFindEachOtherThroughTheRendezvous) {
   const int port = broker::amqp_test::FreePort();
   Child rendezvous({P2ptrainBin(), "broker", "--bind", fmt::format("tcp://127.0.0.1:{}", port)});
   test::TempDir dir;
-  const std::vector<std::string> flags = {
-      "--dataset", "synthetic", "--synthetic-train", "2000", "--model", "logreg", "--epochs", "1",
-      "--rendezvous", fmt::format("127.0.0.1:{}", port), "--bind", "tcp://127.0.0.1:0",
-      "--advertise", "127.0.0.1", "--run-id", "rendezvous-test", "--peer-timeout", "30"};
+  const std::vector<std::string> flags = {"--dataset",
+                                          "synthetic",
+                                          "--synthetic-train",
+                                          "2000",
+                                          "--model",
+                                          "logreg",
+                                          "--epochs",
+                                          "1",
+                                          "--rendezvous",
+                                          fmt::format("127.0.0.1:{}", port),
+                                          "--bind",
+                                          "tcp://127.0.0.1:0",
+                                          "--advertise",
+                                          "127.0.0.1",
+                                          "--run-id",
+                                          "rendezvous-test",
+                                          "--peer-timeout",
+                                          "30"};
   ExpectAgreement(RunPeers(flags, 3, dir), dir, 1);
   rendezvous.Kill(SIGTERM);
   const auto stopped = rendezvous.Wait(30s);
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;  // a clean stop on SIGTERM
+}
+
+TEST(PeerCliTest, ASecondPeerWithTheSameRankIsRefused) {
+  const auto& broker = broker::amqp_test::Broker();
+  ASSERT_TRUE(broker.error.empty()) << broker.error;
+  test::TempDir dir;
+  const std::vector<std::string> flags = {
+      "--dataset",         "synthetic",
+      "--synthetic-train", "20000",
+      "--model",           "mlp",
+      "--epochs",          "1000",
+      "--transport",       "amqp",
+      "--broker",          broker.url,
+      "--run-id",          broker::amqp_test::UniqueRunId("duplicate"),
+      "--peer-timeout",    "30"};
+  Child rank0(PeerArgs(flags, 2, 0, dir));
+  Child rank1(PeerArgs(flags, 2, 1, dir));
+  ASSERT_TRUE(test::WaitForLines(dir.File("rank-0.jsonl"), 1, 2min)) << "the run never started";
+  test::TempDir other;
+  const auto duplicate = test::RunProcess(PeerArgs(flags, 2, 0, other), 1min);
+  EXPECT_EQ(duplicate.exit_code, 2) << duplicate.err;
+  EXPECT_NE(duplicate.err.find("same --rank"), std::string::npos) << duplicate.err;
+  // The run itself is undisturbed: it completes another epoch (then it is stopped here).
+  const size_t done = test::ReadLines(dir.File("rank-0.jsonl")).size();
+  EXPECT_TRUE(test::WaitForLines(dir.File("rank-0.jsonl"), done + 1, 1min));
+  rank0.Kill(SIGTERM);
+  rank1.Kill(SIGTERM);
 }
 
 TEST(PeerCliTest, PeersWithDifferentConfigurationsRefuseToStart) {
