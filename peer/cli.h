@@ -21,6 +21,8 @@ using Action = std::function<int()>;
 void AddTrainFlags(CLI::App& cmd, TrainConfig& config);
 // --size/--rank/--partition: which shard of the training data this process trains on.
 void AddShardFlags(CLI::App& cmd, TrainConfig& config);
+// --offload, --functions, --fn-*: gradient work on function processes.
+void AddOffloadFlags(CLI::App& cmd, OffloadConfig& config);
 // Turns parsed flag text into config fields; a bad value is kInvalidArgument naming the flag.
 Status FinishTrainFlags(TrainConfig& config);
 
@@ -29,6 +31,7 @@ Action AddSplitCommand(CLI::App& app);
 Action AddLaunchCommand(CLI::App& app);
 Action AddPeerCommand(CLI::App& app);
 Action AddBrokerCommand(CLI::App& app);
+Action AddFunctionCommand(CLI::App& app);
 
 // Runs a Status-returning body, printing the error and mapping it to an exit code.
 int ExitCodeFor(const Status& status);

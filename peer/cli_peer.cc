@@ -70,6 +70,7 @@ Action AddPeerCommand(CLI::App& app) {
   AddShardFlags(*cmd, *config);
   AddConnectionFlags(*cmd, *options);
   AddSyncFlags(*cmd, *options);
+  AddOffloadFlags(*cmd, config->offload);
   return [config, options] {
     Status s = FinishPeerFlags(*config, *options);
     if (s.ok()) s = RunPeer(*config, *options);

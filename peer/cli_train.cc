@@ -6,6 +6,7 @@
 
 #include "ml/threads.h"
 #include "peer/cli.h"
+#include "peer/offload.h"
 #include "peer/trainer.h"
 
 namespace p2p::peer {
@@ -18,6 +19,7 @@ Status RunTrain(TrainConfig& config) {
                config.model.name, config.data.name, config.epochs, config.batch_size,
                config.optimizer.name, config.optimizer.lr, config.threads);
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
+  P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   spdlog::info("model {} with {} parameters", config.model.name, trainer->model().NumParams());
   P2P_ASSIGN_OR_RETURN(EpochResult last, trainer->Run());
   if (last.epoch < trainer->first_epoch()) {
@@ -37,6 +39,7 @@ Action AddTrainCommand(CLI::App& app) {
       "train", "Train a model in one process (the study's single-machine baseline)");
   AddTrainFlags(*cmd, *config);
   AddShardFlags(*cmd, *config);
+  AddOffloadFlags(*cmd, config->offload);
   return [config] { return ExitCodeFor(RunTrain(*config)); };
 }
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   const Action launch = AddLaunchCommand(app);
   const Action peer = AddPeerCommand(app);
   const Action rendezvous = AddBrokerCommand(app);
+  const Action function = AddFunctionCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("launch")) return launch();
     if (app.got_subcommand("peer")) return peer();
     if (app.got_subcommand("broker")) return rendezvous();
+    if (app.got_subcommand("function")) return function();
   } catch (const std::exception& e) {
     spdlog::critical("internal error: {} (please report this with the command line)", e.what());
     return kExitRuntime;

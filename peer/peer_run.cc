@@ -10,6 +10,7 @@
 #include "common/hash.h"
 #include "ml/threads.h"
 #include "peer/cli.h"
+#include "peer/offload.h"
 #include "peer/trainer.h"
 #include "peer/transport_factory.h"
 #include "sync/agreement.h"
@@ -115,7 +116,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     return Status::Ok();
   });
   EpochCounters counters(transport, *strategy, mailbox);
-  trainer.set_metrics_extra([&](int) {
+  trainer.add_metrics_extra([&](int) {
     nlohmann::json extra = counters.Next();
     extra["transport"] = options.transport;
     extra["size"] = config.size;
@@ -170,6 +171,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
                config.rank, config.size, options.run_id, options.transport, config.model.name,
                config.data.name, config.batch_size, options.sync_every);
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
+  P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
   P2P_ASSIGN_OR_RETURN(auto transport,
                        CreateTransport(options, config.rank, config.size, connect_deadline));

@@ -8,8 +8,18 @@
 #include "ml/dataset.h"
 #include "ml/model.h"
 #include "ml/optimizer.h"
+#include "serverless_offload/pool.h"
 
 namespace p2p::peer {
+
+// --offload: where gradient work runs. Not part of the fingerprint: it changes only the
+// summation order of a peer's local gradient, and peers average each other's exactly.
+struct OffloadConfig {
+  std::string mode = "none";  // none | process
+  offload::PoolOptions pool;
+  std::string price_table;                  // JSON file; empty = the built-in prices
+  std::string instance_type = "t2.medium";  // what each peer runs on, for the cost estimate
+};
 
 struct TrainConfig {
   ml::DataOptions data;
@@ -36,6 +46,7 @@ struct TrainConfig {
   // Minibatches per synchronisation round (gradient accumulation when alone); 0 = one round per
   // epoch over the whole shard (the study's scheme).
   int64_t sync_every = 1;
+  OffloadConfig offload;
 
   // A stable text of everything that must agree between a checkpoint and a resumed run and between
   // the peers of a run: model, data, optimizer, batch size, seed, partition, sync schedule.

@@ -165,53 +165,72 @@ Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& tota
   const int64_t per_round =
       config_.sync_every > 0 ? config_.sync_every : std::max<int64_t>(steps, 1);
   const bool accumulate = per_round > 1;
-  progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
-  ml::Matrix x;
-  std::vector<int32_t> y;
-  int64_t round_samples = 0;
   if (accumulate) accumulated_.assign(model_->NumParams(), 0.0f);
-  for (int64_t step = 0; step < steps; ++step) {
-    const size_t begin = std::min(static_cast<size_t>(step) * batch, train.size());
-    const auto rows = std::span(order).subspan(begin, std::min(batch, train.size() - begin));
-    if (!rows.empty()) {
-      GatherBatch(train, rows, x, y);
-      const auto t = Clock::now();
-      const float loss = model_->ComputeGradient(x, y);
-      totals.train_loss_sum += double(loss) * double(rows.size());
-      if (accumulate) {
-        ml::VectorMap acc(accumulated_.data(), static_cast<Eigen::Index>(accumulated_.size()));
-        const auto g = model_->Grads();
-        acc += ml::ConstVectorMap(g.data(), static_cast<Eigen::Index>(g.size())) *
-               static_cast<float>(rows.size());
-      }
-      r.compute_seconds += Since(t);
-    } else if (!accumulate) {
-      auto g = model_->MutableGrads();  // an exhausted shard contributes nothing to this round
-      std::fill(g.begin(), g.end(), 0.0f);
+  progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
+  for (int64_t first = 0; first < steps; first += per_round) {
+    std::vector<std::span<const size_t>> batches;  // rows of each step; empty when out of data
+    for (int64_t step = first; step < std::min(first + per_round, steps); ++step) {
+      const size_t begin = std::min(static_cast<size_t>(step) * batch, train.size());
+      batches.push_back(std::span(order).subspan(begin, std::min(batch, train.size() - begin)));
     }
-    round_samples += static_cast<int64_t>(rows.size());
-    totals.train_samples += rows.size();
-    if ((step + 1) % per_round == 0 || step + 1 == steps) {
-      std::span<float> grad = model_->MutableGrads();
-      if (accumulate) {
-        if (round_samples > 0) {
-          ml::VectorMap acc(accumulated_.data(), static_cast<Eigen::Index>(accumulated_.size()));
-          acc /= static_cast<float>(round_samples);
-        }
-        grad = accumulated_;
-      }
-      P2P_RETURN_IF_ERROR(FinishRound({epoch, step / per_round, round_samples}, grad, r));
-      round_samples = 0;
-      if (accumulate) std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
-    }
-    progress_.Update(step + 1, fmt::format("loss {:.4f}", totals.train_samples > 0
-                                                              ? totals.train_loss_sum /
-                                                                    double(totals.train_samples)
-                                                              : 0.0));
+    std::span<float> grad = accumulate ? std::span<float>(accumulated_) : model_->MutableGrads();
+    P2P_ASSIGN_OR_RETURN(const int64_t samples, RoundGradient(batches, grad, r, totals));
+    P2P_RETURN_IF_ERROR(FinishRound({epoch, first / per_round, samples}, grad, r));
+    const int64_t done = std::min(first + per_round, steps);
+    progress_.Update(
+        done, fmt::format("loss {:.4f}", totals.train_samples > 0
+                                             ? totals.train_loss_sum / double(totals.train_samples)
+                                             : 0.0));
   }
   r.samples = static_cast<int64_t>(totals.train_samples);
   r.samples_per_second = r.compute_seconds > 0 ? double(r.samples) / r.compute_seconds : 0.0;
   return Status::Ok();
+}
+
+Result<int64_t> Trainer::RoundGradient(const std::vector<std::span<const size_t>>& batches,
+                                       std::span<float> grad, EpochResult& r,
+                                       sync::EpochTotals& totals) {
+  const ml::Dataset& train = data_.train;
+  int64_t samples = 0;
+  for (const auto& rows : batches) samples += static_cast<int64_t>(rows.size());
+  totals.train_samples += static_cast<uint64_t>(samples);
+  const auto t = Clock::now();
+  if (samples == 0) {  // an exhausted shard contributes nothing to this round
+    std::fill(grad.begin(), grad.end(), 0.0f);
+  } else if (offload_) {
+    std::vector<GradientPart> parts;
+    for (const auto& rows : batches) {
+      const size_t k = batches.size() == 1 ? static_cast<size_t>(parts_per_batch_) : 1;
+      for (size_t i = 0; i < k; ++i) {  // contiguous, near-equal slices of the minibatch
+        const auto slice =
+            rows.subspan(rows.size() * i / k, rows.size() * (i + 1) / k - rows.size() * i / k);
+        if (slice.empty()) continue;
+        GradientPart& part = parts.emplace_back();
+        GatherBatch(train, slice, part.x, part.y);
+      }
+    }
+    P2P_ASSIGN_OR_RETURN(const double loss_sum, offload_(parts, model_->Params(), grad));
+    totals.train_loss_sum += loss_sum;
+  } else {
+    ml::Matrix x;
+    std::vector<int32_t> y;
+    const bool accumulate = grad.data() != model_->MutableGrads().data();
+    if (accumulate) std::fill(grad.begin(), grad.end(), 0.0f);
+    ml::VectorMap acc(grad.data(), static_cast<Eigen::Index>(grad.size()));
+    for (const auto& rows : batches) {
+      if (rows.empty()) continue;
+      GatherBatch(train, rows, x, y);
+      const float loss = model_->ComputeGradient(x, y);
+      totals.train_loss_sum += double(loss) * double(rows.size());
+      if (!accumulate) continue;
+      const auto g = model_->Grads();
+      acc += ml::ConstVectorMap(g.data(), static_cast<Eigen::Index>(g.size())) *
+             static_cast<float>(rows.size());
+    }
+    if (accumulate) acc /= static_cast<float>(samples);
+  }
+  r.compute_seconds += Since(t);
+  return samples;
 }
 
 // Combines the round's gradient with the other peers' (if any) and applies it.
@@ -288,7 +307,7 @@ Status Trainer::WriteMetrics(const EpochResult& r) {
                            {"cpu_s", CpuSeconds()},
                            {"param_hash", r.param_hash},
                            {"early_stop", r.early_stop}};
-  if (metrics_extra_) record.update(metrics_extra_(r.epoch));
+  for (const auto& extra : metrics_extra_) record.update(extra(r.epoch));
   return metrics_.Write(record);
 }
 

@@ -32,6 +32,15 @@ using GradientHook = std::function<Status(const StepInfo&, std::span<float> grad
 // validation and test sets, parameter hash); a peer replaces them with the run-wide totals so that
 // every peer's LR schedule and early stopping see the same numbers.
 using EpochHook = std::function<Status(int epoch, sync::EpochTotals& totals)>;
+// A part of a round's samples whose gradient is computed elsewhere (a function process).
+struct GradientPart {
+  ml::Matrix x;
+  std::vector<int32_t> y;
+};
+// Computes the sample-weighted mean gradient of `parts` at `params` into `grad` and returns the
+// sum of the per-sample losses. Replaces in-process gradient computation (--offload).
+using GradientOffload = std::function<Result<double>(
+    std::vector<GradientPart>& parts, std::span<const float> params, std::span<float> grad)>;
 // Extra fields for an epoch's metrics record (e.g. a peer's network counters for that epoch).
 using MetricsExtra = std::function<nlohmann::json(int epoch)>;
 
@@ -56,7 +65,14 @@ class Trainer {
   // Evaluates only slice `rank` of `size` of the validation and test sets and lets `hook` combine
   // the slices' totals across peers.
   void set_epoch_hook(EpochHook hook);
-  void set_metrics_extra(MetricsExtra extra) { metrics_extra_ = std::move(extra); }
+  void add_metrics_extra(MetricsExtra extra) { metrics_extra_.push_back(std::move(extra)); }
+  // Offloads gradient work: with --sync-every 1 each minibatch is split into `parts_per_batch`
+  // parts; with larger rounds every minibatch of the round is one part (the study's Step
+  // Function fan-out). Functions always see the current parameters.
+  void set_gradient_offload(GradientOffload offload, int parts_per_batch) {
+    offload_ = std::move(offload);
+    parts_per_batch_ = parts_per_batch;
+  }
   // Minibatches per epoch on this process's data, and the number every peer runs (the largest
   // among peers, agreed at start; 0 = local_steps()). Extra steps contribute no samples.
   int64_t local_steps() const;
@@ -74,6 +90,9 @@ class Trainer {
   Status MaybeResume();
   Result<EpochResult> RunEpoch(int epoch);
   Status TrainOneEpoch(int epoch, EpochResult& result, sync::EpochTotals& totals);
+  // The mean gradient of one round's minibatches into `grad`; returns its sample count.
+  Result<int64_t> RoundGradient(const std::vector<std::span<const size_t>>& batches,
+                                std::span<float> grad, EpochResult& r, sync::EpochTotals& totals);
   Status FinishRound(const StepInfo& info, std::span<float> grad, EpochResult& result);
   Status Evaluate(int epoch, EpochResult& result, sync::EpochTotals& totals);
   Status SaveCheckpointAfter(int epoch);
@@ -89,7 +108,9 @@ class Trainer {
   Progress progress_;
   GradientHook hook_;
   EpochHook epoch_hook_;
-  MetricsExtra metrics_extra_;
+  std::vector<MetricsExtra> metrics_extra_;
+  GradientOffload offload_;
+  int parts_per_batch_ = 1;
   ml::Dataset val_eval_, test_eval_;  // what Evaluate measures: whole sets, or this peer's slices
   bool sliced_eval_ = false;
   ml::AlignedFloats accumulated_;  // sum of sample-weighted gradients of the current round

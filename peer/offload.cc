@@ -1,0 +1,111 @@
+#include "peer/offload.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "serverless_offload/cost.h"
+#include "serverless_offload/param_store.h"
+
+namespace p2p::peer {
+namespace {
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  const size_t k = static_cast<size_t>(q * double(v.size() - 1) + 0.5);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+// Everything the offload closure and its metrics share; lives as long as the trainer's hooks.
+struct OffloadSession {
+  OffloadConfig config;
+  ml::ModelOptions model;
+  offload::ParamStore store;
+  std::unique_ptr<offload::FunctionPool> pool;
+  offload::PriceTable prices;
+  offload::PoolStats last;  // counters at the previous epoch's metrics
+  std::chrono::steady_clock::time_point epoch_start = std::chrono::steady_clock::now();
+  uint64_t next_id = 1;
+
+  Result<double> Gradient(std::vector<GradientPart>& parts, std::span<const float> params,
+                          std::span<float> grad) {
+    P2P_ASSIGN_OR_RETURN(const auto version, store.Publish(params));
+    std::vector<offload::Task> tasks(parts.size());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      offload::Task& t = tasks[i];
+      t.id = next_id++;
+      t.model = model;
+      t.params_path = version.path;
+      t.params_version = version.version;
+      t.num_params = params.size();
+      t.x = std::move(parts[i].x);
+      t.y = std::move(parts[i].y);
+    }
+    std::vector<uint64_t> expected(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) expected[i] = tasks[i].y.size();
+    P2P_ASSIGN_OR_RETURN(auto results, pool->RunAll(std::move(tasks)));
+    return offload::WeightedMean(results, expected, grad);
+  }
+
+  nlohmann::json EpochMetrics() {
+    const auto& now = pool->stats();
+    const auto wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start);
+    epoch_start = std::chrono::steady_clock::now();
+    const std::vector<double> latencies(
+        now.latencies_ms.begin() + static_cast<std::ptrdiff_t>(last.latencies_ms.size()),
+        now.latencies_ms.end());
+    const double gb_s = now.gb_seconds - last.gb_seconds;
+    const double requests = double(now.invocations - last.invocations);
+    nlohmann::json j = {
+        {"offload", config.pool.backend},
+        {"functions", config.pool.functions},
+        {"invocations", now.invocations - last.invocations},
+        {"cold_starts", now.cold_starts - last.cold_starts},
+        {"warm_starts", now.warm_starts - last.warm_starts},
+        {"fn_retries", now.retries - last.retries},
+        {"fn_failures", now.failures - last.failures},
+        {"fn_latency_p50_ms", Percentile(latencies, 0.5)},
+        {"fn_latency_p95_ms", Percentile(latencies, 0.95)},
+        {"billed_gb_s", gb_s},
+        {"function_cost_usd", prices.FunctionCost(gb_s, requests)},
+    };
+    if (auto cost = prices.InstanceCost(config.instance_type, wall.count()); cost.ok()) {
+      j["instance_cost_usd"] = *cost;
+    }
+    last = now;
+    return j;
+  }
+};
+
+}  // namespace
+
+Status AttachOffload(Trainer& trainer, const OffloadConfig& config) {
+  if (config.mode == "none") return Status::Ok();
+  if (config.mode != "process") {
+    return InvalidArgument("--offload '{}' is not available; valid: none, process", config.mode);
+  }
+  offload::PoolOptions pool_options = config.pool;
+  pool_options.backend = config.mode;
+  P2P_ASSIGN_OR_RETURN(auto pool, offload::MakeFunctionPool(pool_options));
+  P2P_ASSIGN_OR_RETURN(auto store, offload::ParamStore::Create());
+  offload::PriceTable prices;
+  if (!config.price_table.empty()) {
+    P2P_ASSIGN_OR_RETURN(prices, offload::PriceTable::Load(config.price_table));
+  }
+  P2P_RETURN_IF_ERROR(prices.InstanceCost(config.instance_type, 0).status());
+  auto session = std::make_shared<OffloadSession>(OffloadSession{
+      config, trainer.model().options(), std::move(store), std::move(pool), prices, {}});
+  trainer.set_gradient_offload(
+      [session](std::vector<GradientPart>& parts, std::span<const float> params,
+                std::span<float> grad) { return session->Gradient(parts, params, grad); },
+      config.pool.functions);
+  trainer.add_metrics_extra([session](int) { return session->EpochMetrics(); });
+  spdlog::info("offloading gradients to up to {} {} functions ({} MB, timeout {} s, {} retries{})",
+               config.pool.functions, config.mode, config.pool.memory_mb, config.pool.timeout_s,
+               config.pool.retries, config.pool.warm ? ", warm" : "");
+  return Status::Ok();
+}
+
+}  // namespace p2p::peer

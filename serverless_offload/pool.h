@@ -1,0 +1,60 @@
+// FunctionPool: runs gradient tasks on short-lived function processes, like a peer fanning its
+// minibatches out to AWS Lambda — with Lambda's knobs (concurrency, memory, timeout, retries) and
+// its accounting (billed duration, GB-seconds, requests).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "serverless_offload/task.h"
+
+namespace p2p::offload {
+
+struct PoolOptions {
+  std::string backend = "process";   // process (amqp: remote workers, see docs/offload.md)
+  int functions = 2;                 // concurrent invocations (Lambda's concurrency)
+  int memory_mb = 1024;              // per function; enforced as RLIMIT_AS (address space)
+  double timeout_s = 60;             // per invocation, then the function is killed
+  int retries = 2;                   // extra attempts of a failed invocation
+  bool warm = false;                 // keep finished processes for reuse (warm containers)
+  std::vector<std::string> command;  // the function's argv (default: this executable `function`)
+};
+
+// Counters since the pool started; take differences for per-epoch numbers.
+struct PoolStats {
+  uint64_t invocations = 0;  // attempts started (requests billed)
+  uint64_t cold_starts = 0;  // attempts that started a new process
+  uint64_t warm_starts = 0;  // attempts served by a kept process
+  uint64_t retries = 0;
+  uint64_t failures = 0;             // attempts that crashed, timed out or returned an error
+  double billed_ms = 0;              // sum of per-invocation durations rounded up to 1 ms
+  double gb_seconds = 0;             // billed duration x configured memory
+  std::vector<double> latencies_ms;  // per successful invocation, submit to result
+};
+
+class FunctionPool {
+ public:
+  virtual ~FunctionPool() = default;
+  // Runs every task (at most `functions` at a time), retrying failed attempts. Results are in
+  // task order. An error names the task, its attempts and the last failure; then no result is
+  // returned at all (a step never applies a partial average).
+  virtual Result<std::vector<TaskResult>> RunAll(std::vector<Task> tasks) = 0;
+  // Runs `tasks` in the background; the future yields what RunAll would.
+  std::future<Result<std::vector<TaskResult>>> Submit(std::vector<Task> tasks);
+  virtual const PoolStats& stats() const = 0;
+};
+
+// The sample-weighted mean of `results` into `grad`, summed in task order (the same bits whatever
+// order the functions finished in); returns the summed loss. DataLoss if a result's size or
+// sample count is not what its task asked for (`expected_samples[i]`).
+Result<double> WeightedMean(const std::vector<TaskResult>& results,
+                            const std::vector<uint64_t>& expected_samples, std::span<float> grad);
+
+// Validates the options (InvalidArgument naming the flag) and creates the backend.
+Result<std::unique_ptr<FunctionPool>> MakeFunctionPool(const PoolOptions& options);
+
+}  // namespace p2p::offload

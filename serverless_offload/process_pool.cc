@@ -1,0 +1,370 @@
+#include "serverless_offload/process_pool.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <deque>
+
+extern char** environ;
+
+namespace p2p::offload {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kStderrTail = 2048;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// One function process and the pipes to it.
+struct Proc {
+  pid_t pid = -1;
+  int pidfd = -1, in = -1, out = -1, err = -1;
+  std::string out_buf, err_tail;
+  bool exited = false;
+  int wait_status = 0;
+
+  ~Proc() {
+    if (pid > 0 && !exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    for (int fd : {pidfd, in, out, err}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  void CloseInput() {
+    if (in >= 0) ::close(in);
+    in = -1;
+  }
+  // Reads what is available on stdout/stderr without blocking.
+  void Drain() {
+    static thread_local std::vector<char> chunk(1 << 20);
+    char* buf = chunk.data();
+    const size_t size = chunk.size();
+    for (int* fd : {&out, &err}) {
+      while (*fd >= 0) {
+        const ssize_t n = ::read(*fd, buf, size);
+        if (n > 0) {
+          (fd == &out ? out_buf : err_tail).append(buf, static_cast<size_t>(n));
+          continue;
+        }
+        if (n == 0) {
+          ::close(*fd);
+          *fd = -1;
+        }
+        break;  // EAGAIN or error: nothing more now
+      }
+    }
+    if (err_tail.size() > kStderrTail) err_tail.erase(0, err_tail.size() - kStderrTail);
+  }
+  void Reap() {
+    if (exited) return;
+    ::waitpid(pid, &wait_status, 0);
+    exited = true;
+  }
+  std::string Describe() const {
+    std::string how = WIFSIGNALED(wait_status)
+                          ? fmt::format("killed by signal {} ({})", WTERMSIG(wait_status),
+                                        strsignal(WTERMSIG(wait_status)))
+                          : fmt::format("exited with status {}", WEXITSTATUS(wait_status));
+    std::string tail = err_tail;
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+    return tail.empty() ? how : fmt::format("{}; its stderr ends: {}", how, tail);
+  }
+};
+
+// posix_spawn (vfork-style: no copy of the parent's page tables, which for a peer holding its
+// dataset made fork() alone cost ~20 ms) and then the memory limit with prlimit, before the
+// function has its task and so before it allocates anything of note.
+Result<std::unique_ptr<Proc>> Spawn(const PoolOptions& o, std::vector<char*>& argv,
+                                    std::vector<char*>& envp) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return IoError("pipe: {}", std::strerror(errno));
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    return IoError("pipe: {}", std::strerror(errno));
+  }
+  // Big enough for a whole batch and a whole gradient of the usual models: one write each way.
+  ::fcntl(in[1], F_SETPIPE_SZ, 1 << 20);
+  ::fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    for (int fd : {in[1], out[0], err[0]}) ::close(fd);
+    return IoError("cannot start the function {}: {}", argv[0], std::strerror(rc));
+  }
+  auto p = std::make_unique<Proc>();
+  p->pid = pid;
+  p->in = in[1];
+  p->out = out[0];
+  p->err = err[0];
+  const rlim_t memory = static_cast<rlim_t>(o.memory_mb) << 20;
+  const rlimit limit{memory, memory};
+  if (::prlimit(pid, RLIMIT_AS, &limit, nullptr) != 0) {
+    return IoError("cannot set the function's memory limit: {}", std::strerror(errno));
+  }
+  ::fcntl(p->out, F_SETFL, O_NONBLOCK);
+  ::fcntl(p->err, F_SETFL, O_NONBLOCK);
+  p->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (p->pidfd < 0) return IoError("pidfd_open: {}", std::strerror(errno));
+  return p;
+}
+
+Status WriteTask(Proc& p, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(p.in, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Unavailable("writing the task: {}", std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+class ProcessPool final : public FunctionPool {
+ public:
+  explicit ProcessPool(PoolOptions o) : o_(std::move(o)) {
+    for (auto& a : o_.command) argv_.push_back(a.data());
+    argv_.push_back(nullptr);
+    // glibc reserves 64 MiB of address space per malloc arena; with RLIMIT_AS as the memory limit
+    // that would count against the function for nothing.
+    env_.push_back("MALLOC_ARENA_MAX=1");
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, "MALLOC_ARENA_MAX=", 17) != 0) env_.push_back(*e);
+    }
+    for (auto& e : env_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+    ::signal(SIGPIPE, SIG_IGN);  // a function that died makes our write fail, not kill us
+  }
+
+  const PoolStats& stats() const override { return stats_; }
+
+  Result<std::vector<TaskResult>> RunAll(std::vector<Task> tasks) override {
+    std::vector<std::optional<TaskResult>> results(tasks.size());
+    std::vector<int> attempts(tasks.size(), 0);
+    std::vector<std::string> last_error(tasks.size());
+    std::deque<size_t> pending;
+    for (size_t i = 0; i < tasks.size(); ++i) pending.push_back(i);
+    std::vector<Attempt> running;
+    size_t done = 0;
+
+    // A failed attempt: retry the task or fail the whole call.
+    auto failed = [&](Attempt& a, const std::string& why) -> Status {
+      ++stats_.failures;
+      Bill(a);
+      last_error[a.task] = why;
+      if (attempts[a.task] <= o_.retries) {
+        ++stats_.retries;
+        pending.push_back(a.task);
+        return Status::Ok();
+      }
+      return Unavailable("gradient task {} failed after {} attempt(s); last: {}", tasks[a.task].id,
+                         attempts[a.task], why);
+    };
+
+    while (done < tasks.size()) {
+      while (static_cast<int>(running.size()) < o_.functions && !pending.empty()) {
+        const size_t i = pending.front();
+        pending.pop_front();
+        tasks[i].attempt = static_cast<uint32_t>(attempts[i]++);
+        P2P_ASSIGN_OR_RETURN(Attempt a, Start(i, tasks[i]));
+        running.push_back(std::move(a));
+      }
+      std::vector<pollfd> fds;
+      auto wake = Clock::time_point::max();
+      for (auto& a : running) {
+        for (int fd : {a.proc->out, a.proc->err, a.proc->pidfd}) {
+          if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+        }
+        wake = std::min(wake, a.deadline);
+      }
+      const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now());
+      if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait_ms.count()))) <
+              0 &&
+          errno != EINTR) {
+        return IoError("poll: {}", std::strerror(errno));
+      }
+      for (size_t k = 0; k < running.size();) {
+        Attempt& a = running[k];
+        Proc& p = *a.proc;
+        p.Drain();
+        // The exit is looked at before parsing, so output written just before it is not missed.
+        const bool ended = ProcessEnded(p);
+        if (ended) p.Drain();
+        auto parsed = TakeResult(p.out_buf);
+        bool finished = true;
+        if (!parsed.ok()) {
+          ::kill(p.pid, SIGKILL);
+          p.Reap();
+          P2P_RETURN_IF_ERROR(failed(a, "sent a malformed result: " + parsed.status().message()));
+        } else if (*parsed) {
+          TaskResult& r = **parsed;
+          if (!r.error.empty() || r.id != tasks[a.task].id) {
+            P2P_RETURN_IF_ERROR(failed(a, r.error.empty() ? "answered another task" : r.error));
+          } else {
+            stats_.latencies_ms.push_back(MsSince(a.start));
+            Bill(a);
+            results[a.task] = std::move(r);
+            ++done;
+          }
+          Release(std::move(a.proc));
+        } else if (ended) {
+          P2P_RETURN_IF_ERROR(failed(a, "the function process " + p.Describe()));
+        } else if (Clock::now() >= a.deadline) {
+          ::kill(p.pid, SIGKILL);
+          p.Reap();
+          P2P_RETURN_IF_ERROR(failed(
+              a, fmt::format("timed out after {} s (--fn-timeout) and was killed", o_.timeout_s)));
+        } else {
+          finished = false;
+        }
+        if (finished) {
+          running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
+        } else {
+          ++k;
+        }
+      }
+    }
+    std::vector<TaskResult> out;
+    out.reserve(results.size());
+    for (auto& r : results) out.push_back(std::move(*r));
+    return out;
+  }
+
+ private:
+  struct Attempt {
+    size_t task = 0;
+    std::unique_ptr<Proc> proc;
+    Clock::time_point start, deadline;
+  };
+
+  Result<Attempt> Start(size_t index, const Task& task) {
+    Attempt a;
+    a.task = index;
+    a.start = Clock::now();
+    a.deadline = a.start + std::chrono::milliseconds(static_cast<int64_t>(o_.timeout_s * 1000));
+    ++stats_.invocations;
+    if (!idle_.empty()) {
+      a.proc = std::move(idle_.back());
+      idle_.pop_back();
+      ++stats_.warm_starts;
+    } else {
+      P2P_ASSIGN_OR_RETURN(a.proc, Spawn(o_, argv_, envp_));
+      ++stats_.cold_starts;
+    }
+    // A write error means the process is already gone; the poll loop reports why.
+    (void)WriteTask(*a.proc, EncodeTask(task));
+    if (!o_.warm) a.proc->CloseInput();  // cold: one task, then the process exits
+    return a;
+  }
+
+  // After a successful invocation: keep the process (warm) or let it exit and reap it.
+  void Release(std::unique_ptr<Proc> p) {
+    if (o_.warm && !p->exited && p->in >= 0) {
+      idle_.push_back(std::move(p));
+      return;
+    }
+    p->CloseInput();
+    p->Reap();  // a cold function exits right after its result
+  }
+
+  bool ProcessEnded(Proc& p) {
+    pollfd f{p.pidfd, POLLIN, 0};
+    if (::poll(&f, 1, 0) <= 0) return false;
+    p.Reap();
+    return true;
+  }
+
+  void Bill(const Attempt& a) {
+    const double billed = std::ceil(MsSince(a.start));
+    stats_.billed_ms += billed;
+    stats_.gb_seconds += billed / 1000.0 * (o_.memory_mb / 1024.0);
+  }
+
+  PoolOptions o_;
+  std::vector<std::string> env_;
+  std::vector<char*> argv_, envp_;
+  std::vector<std::unique_ptr<Proc>> idle_;
+  PoolStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<FunctionPool> MakeProcessPool(const PoolOptions& options) {
+  return std::make_unique<ProcessPool>(options);
+}
+
+Result<double> WeightedMean(const std::vector<TaskResult>& results,
+                            const std::vector<uint64_t>& expected_samples, std::span<float> grad) {
+  if (results.size() != expected_samples.size() || results.empty()) {
+    return InvalidArgument("{} results for {} tasks", results.size(), expected_samples.size());
+  }
+  uint64_t total = 0;
+  double loss_sum = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const TaskResult& r = results[i];
+    if (r.gradient.size() != grad.size() || r.samples != expected_samples[i]) {
+      return DataLoss("function result for task {}: {} values for {} samples, expected {} for {}",
+                      r.id, r.gradient.size(), r.samples, grad.size(), expected_samples[i]);
+    }
+    total += r.samples;
+    loss_sum += r.loss_sum;
+  }
+  std::fill(grad.begin(), grad.end(), 0.0f);
+  for (const TaskResult& r : results) {
+    const float w = static_cast<float>(double(r.samples) / double(total));
+    for (size_t j = 0; j < grad.size(); ++j) grad[j] += w * r.gradient[j];
+  }
+  return loss_sum;
+}
+
+std::future<Result<std::vector<TaskResult>>> FunctionPool::Submit(std::vector<Task> tasks) {
+  return std::async(std::launch::async, [this, tasks = std::move(tasks)]() mutable {
+    return RunAll(std::move(tasks));
+  });
+}
+
+Result<std::unique_ptr<FunctionPool>> MakeFunctionPool(const PoolOptions& options) {
+  PoolOptions o = options;
+  if (o.functions < 1 || o.functions > 1024) {
+    return InvalidArgument("--functions {} must be 1..1024", o.functions);
+  }
+  if (o.memory_mb < 64) return InvalidArgument("--fn-memory {} MB is below 64 MB", o.memory_mb);
+  if (!(o.timeout_s > 0)) return InvalidArgument("--fn-timeout must be positive seconds");
+  if (o.retries < 0 || o.retries > 100) return InvalidArgument("--fn-retries must be 0..100");
+  if (o.command.empty()) {
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) return IoError("cannot find this executable (/proc/self/exe)");
+    // Prefer the small p2ptrain-function next to this executable (fast cold starts); fall back
+    // to `<this executable> function`.
+    const std::string exe(self, static_cast<size_t>(n));
+    const std::string sibling = exe.substr(0, exe.rfind('/') + 1) + "p2ptrain-function";
+    o.command = ::access(sibling.c_str(), X_OK) == 0 ? std::vector<std::string>{sibling}
+                                                     : std::vector<std::string>{exe, "function"};
+  }
+  if (o.backend == "process") return MakeProcessPool(o);
+  return InvalidArgument("--offload backend '{}' is not available; valid: process", o.backend);
+}
+
+}  // namespace p2p::offload

@@ -1,0 +1,175 @@
+#include "serverless_offload/task.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace p2p::offload {
+namespace {
+
+constexpr char kTaskMagic[8] = {'P', '2', 'P', 'T', 'A', 'S', 'K', '1'};
+constexpr char kResultMagic[8] = {'P', '2', 'P', 'R', 'S', 'L', 'T', '1'};
+constexpr uint32_t kMaxHeaderBytes = 64 << 10;
+constexpr uint64_t kMaxRows = 1 << 20;
+constexpr uint64_t kMaxCols = 1 << 24;
+constexpr uint64_t kMaxFloats = uint64_t{1} << 28;  // 1 GiB of features or gradient
+
+template <typename T>
+void Put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+template <typename T>
+T Peek(const std::string& b, size_t pos) {
+  T v;
+  std::memcpy(&v, b.data() + pos, sizeof(T));
+  return v;
+}
+
+std::string Frame(const char (&magic)[8], const nlohmann::json& header) {
+  std::string out(magic, 8);
+  const std::string h = header.dump();
+  Put(out, static_cast<uint32_t>(h.size()));
+  out += h;
+  return out;
+}
+
+// The header of a frame at the front of `buffer`: nullopt if incomplete.
+Result<std::optional<std::pair<nlohmann::json, size_t>>> TakeHeader(const std::string& buffer,
+                                                                    const char (&magic)[8],
+                                                                    const char* what) {
+  if (buffer.size() < 12) return std::optional<std::pair<nlohmann::json, size_t>>();
+  if (std::memcmp(buffer.data(), magic, 8) != 0) return DataLoss("{}: bad magic", what);
+  const uint32_t len = Peek<uint32_t>(buffer, 8);
+  if (len > kMaxHeaderBytes) return DataLoss("{}: header of {} bytes is too large", what, len);
+  if (buffer.size() < 12 + size_t{len}) return std::optional<std::pair<nlohmann::json, size_t>>();
+  nlohmann::json header = nlohmann::json::parse(buffer.begin() + 12, buffer.begin() + 12 + len,
+                                                nullptr, /*allow_exceptions=*/false);
+  if (!header.is_object()) return DataLoss("{}: header is not a JSON object", what);
+  return std::optional(std::make_pair(std::move(header), size_t{12} + len));
+}
+
+template <typename T>
+Result<T> Field(const nlohmann::json& j, const char* key, const char* what) {
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    return DataLoss("{}: header field '{}' is missing or has the wrong type", what, key);
+  }
+}
+
+nlohmann::json ModelToJson(const ml::ModelOptions& m) {
+  return {{"name", m.name},           {"hidden", m.hidden},
+          {"dropout", m.dropout},     {"input", {m.input.c, m.input.h, m.input.w}},
+          {"classes", m.num_classes}, {"loss", ml::LossName(m.loss)}};
+}
+
+Result<ml::ModelOptions> ModelFromJson(const nlohmann::json& j) {
+  constexpr const char* kWhat = "task model";
+  ml::ModelOptions m;
+  P2P_ASSIGN_OR_RETURN(m.name, Field<std::string>(j, "name", kWhat));
+  P2P_ASSIGN_OR_RETURN(m.hidden, Field<std::vector<int>>(j, "hidden", kWhat));
+  P2P_ASSIGN_OR_RETURN(m.dropout, Field<float>(j, "dropout", kWhat));
+  P2P_ASSIGN_OR_RETURN(auto input, Field<std::vector<int>>(j, "input", kWhat));
+  P2P_ASSIGN_OR_RETURN(m.num_classes, Field<int>(j, "classes", kWhat));
+  P2P_ASSIGN_OR_RETURN(auto loss, Field<std::string>(j, "loss", kWhat));
+  if (input.size() != 3 || m.hidden.size() > 16) return DataLoss("{}: bad shape", kWhat);
+  for (int v : input) {
+    if (v < 1 || v > 4096) return DataLoss("{}: input dimension {} out of range", kWhat, v);
+  }
+  for (int v : m.hidden) {
+    if (v < 1 || v > (1 << 16)) return DataLoss("{}: hidden width {} out of range", kWhat, v);
+  }
+  if (m.num_classes < 2 || m.num_classes > (1 << 16)) return DataLoss("{}: bad class count", kWhat);
+  m.input = {input[0], input[1], input[2]};
+  auto kind = ml::ParseLoss(loss);
+  if (!kind.ok()) return DataLoss("{}: {}", kWhat, kind.status().message());
+  m.loss = *kind;
+  return m;
+}
+
+}  // namespace
+
+std::string EncodeTask(const Task& t) {
+  std::string out = Frame(kTaskMagic, {{"id", t.id},
+                                       {"attempt", t.attempt},
+                                       {"model", ModelToJson(t.model)},
+                                       {"params_path", t.params_path},
+                                       {"params_version", t.params_version},
+                                       {"num_params", t.num_params},
+                                       {"rows", t.x.rows()},
+                                       {"cols", t.x.cols()}});
+  out.append(reinterpret_cast<const char*>(t.x.data()), sizeof(float) * size_t(t.x.size()));
+  out.append(reinterpret_cast<const char*>(t.y.data()), sizeof(int32_t) * t.y.size());
+  return out;
+}
+
+std::string EncodeResult(const TaskResult& r) {
+  std::string out = Frame(kResultMagic, {{"id", r.id},
+                                         {"loss_sum", r.loss_sum},
+                                         {"samples", r.samples},
+                                         {"compute_s", r.compute_seconds},
+                                         {"error", r.error}});
+  Put(out, static_cast<uint64_t>(r.gradient.size()));
+  out.append(reinterpret_cast<const char*>(r.gradient.data()), sizeof(float) * r.gradient.size());
+  return out;
+}
+
+Result<std::optional<Task>> TakeTask(std::string& buffer) {
+  constexpr const char* kWhat = "task";
+  P2P_ASSIGN_OR_RETURN(auto head, TakeHeader(buffer, kTaskMagic, kWhat));
+  if (!head) return std::optional<Task>();
+  const auto& [h, at] = *head;
+  P2P_ASSIGN_OR_RETURN(const uint64_t rows, Field<uint64_t>(h, "rows", kWhat));
+  P2P_ASSIGN_OR_RETURN(const uint64_t cols, Field<uint64_t>(h, "cols", kWhat));
+  if (rows < 1 || rows > kMaxRows || cols < 1 || cols > kMaxCols || rows * cols > kMaxFloats) {
+    return DataLoss("task: {} x {} samples out of bounds", rows, cols);
+  }
+  const size_t body = sizeof(float) * rows * cols + sizeof(int32_t) * rows;
+  if (buffer.size() < at + body) return std::optional<Task>();
+  Task t;
+  P2P_ASSIGN_OR_RETURN(t.id, Field<uint64_t>(h, "id", kWhat));
+  P2P_ASSIGN_OR_RETURN(t.attempt, Field<uint32_t>(h, "attempt", kWhat));
+  P2P_ASSIGN_OR_RETURN(t.params_path, Field<std::string>(h, "params_path", kWhat));
+  P2P_ASSIGN_OR_RETURN(t.params_version, Field<uint64_t>(h, "params_version", kWhat));
+  P2P_ASSIGN_OR_RETURN(t.num_params, Field<uint64_t>(h, "num_params", kWhat));
+  if (t.num_params < 1 || t.num_params > kMaxFloats) return DataLoss("task: bad parameter count");
+  if (!h.contains("model")) return DataLoss("task: no model");
+  P2P_ASSIGN_OR_RETURN(t.model, ModelFromJson(h.at("model")));
+  if (static_cast<uint64_t>(t.model.input.size()) != cols) {
+    return DataLoss("task: {} features per sample but the model takes {}", cols,
+                    t.model.input.size());
+  }
+  t.x.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  std::memcpy(t.x.data(), buffer.data() + at, sizeof(float) * rows * cols);
+  t.y.resize(rows);
+  std::memcpy(t.y.data(), buffer.data() + at + sizeof(float) * rows * cols, sizeof(int32_t) * rows);
+  for (int32_t label : t.y) {
+    if (label < 0 || label >= t.model.num_classes)
+      return DataLoss("task: label {} out of range", label);
+  }
+  buffer.erase(0, at + body);
+  return std::optional<Task>(std::move(t));
+}
+
+Result<std::optional<TaskResult>> TakeResult(std::string& buffer) {
+  constexpr const char* kWhat = "result";
+  P2P_ASSIGN_OR_RETURN(auto head, TakeHeader(buffer, kResultMagic, kWhat));
+  if (!head) return std::optional<TaskResult>();
+  const auto& [h, at] = *head;
+  if (buffer.size() < at + 8) return std::optional<TaskResult>();
+  const uint64_t n = Peek<uint64_t>(buffer, at);
+  if (n > kMaxFloats) return DataLoss("result: {} gradient values is too many", n);
+  if (buffer.size() < at + 8 + n * sizeof(float)) return std::optional<TaskResult>();
+  TaskResult r;
+  P2P_ASSIGN_OR_RETURN(r.id, Field<uint64_t>(h, "id", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.loss_sum, Field<double>(h, "loss_sum", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.samples, Field<uint64_t>(h, "samples", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.compute_seconds, Field<double>(h, "compute_s", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.error, Field<std::string>(h, "error", kWhat));
+  r.gradient.resize(n);
+  std::memcpy(r.gradient.data(), buffer.data() + at + 8, n * sizeof(float));
+  buffer.erase(0, at + 8 + n * sizeof(float));
+  return std::optional<TaskResult>(std::move(r));
+}
+
+}  // namespace p2p::offload

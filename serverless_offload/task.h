@@ -1,0 +1,53 @@
+// A gradient task for a function process and its result, and their byte framing on a pipe (or a
+// work queue). Both directions are untrusted input: every length is bounded and checked before
+// anything is allocated, and the header is validated field by field.
+//
+// Task:   "P2PTASK1" | u32 header_len | header JSON | rows*cols f32 features | rows i32 labels
+// Result: "P2PRSLT1" | u32 header_len | header JSON | u64 n | n f32 gradient
+// (little-endian). Task header: {"id", "attempt", "model": {name, hidden, dropout, input [c,h,w],
+// classes, loss}, "params_path", "params_version", "num_params", "rows", "cols"}.
+// Result header: {"id", "loss_sum", "samples", "compute_s", "error"} (error: empty when ok).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ml/model.h"
+#include "ml/tensor.h"
+
+namespace p2p::offload {
+
+struct Task {
+  uint64_t id = 0;
+  uint32_t attempt = 0;
+  ml::ModelOptions model;
+  // Same-host parameter snapshot (ParamStore): a read-only file the function maps, never copied
+  // through the pipe. Functions cache the mapping per version.
+  std::string params_path;
+  uint64_t params_version = 0;
+  uint64_t num_params = 0;
+  ml::Matrix x;  // the samples, one per row
+  std::vector<int32_t> y;
+};
+
+struct TaskResult {
+  uint64_t id = 0;
+  double loss_sum = 0;  // sum over samples of the loss
+  uint64_t samples = 0;
+  double compute_seconds = 0;   // inside the function: forward + backward
+  std::string error;            // a function-side failure (bad task, unreadable parameters)
+  std::vector<float> gradient;  // mean over the task's samples
+};
+
+std::string EncodeTask(const Task& task);
+std::string EncodeResult(const TaskResult& result);
+
+// Parse one complete frame from the front of `buffer` and erase it. nullopt: incomplete, read
+// more. DataLoss: malformed (bad magic, lengths over the bounds, inconsistent header).
+Result<std::optional<Task>> TakeTask(std::string& buffer);
+Result<std::optional<TaskResult>> TakeResult(std::string& buffer);
+
+}  // namespace p2p::offload

@@ -1,0 +1,216 @@
+// The process backend with real function processes (p2ptrain-function) and real failures.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ml/model.h"
+#include "serverless_offload/param_store.h"
+#include "serverless_offload/pool.h"
+#include "tests/support/subprocess.h"
+
+namespace p2p::offload {
+namespace {
+
+std::string FunctionBin() {
+  return (std::filesystem::path(test::P2ptrainBin()).parent_path() / "p2ptrain-function").string();
+}
+
+ml::ModelOptions Mlp() {
+  ml::ModelOptions m;
+  m.name = "mlp";
+  m.hidden = {16};
+  m.input = {1, 1, 12};
+  m.num_classes = 3;
+  return m;
+}
+
+struct Fixture {
+  std::unique_ptr<ml::Model> model;
+  ml::Matrix x;
+  std::vector<int32_t> y;
+  ParamStore store;
+  ParamStore::Version version;
+
+  static Fixture Make(int rows) {
+    auto model = ml::Model::Create(Mlp());
+    EXPECT_TRUE(model.ok());
+    (*model)->Init(5);
+    ml::Matrix x = ml::Matrix::Random(rows, 12);
+    std::vector<int32_t> y(rows);
+    for (int i = 0; i < rows; ++i) y[i] = i % 3;
+    auto store = ParamStore::Create();
+    EXPECT_TRUE(store.ok());
+    auto version = store->Publish((*model)->Params());
+    EXPECT_TRUE(version.ok());
+    return {std::move(*model), std::move(x), std::move(y), std::move(*store), *version};
+  }
+
+  // The batch split into k contiguous parts, one task each.
+  std::vector<Task> Tasks(int k) const {
+    std::vector<Task> tasks;
+    const int n = static_cast<int>(y.size());
+    for (int i = 0; i < k; ++i) {
+      const int b = n * i / k, e = n * (i + 1) / k;
+      Task t;
+      t.id = static_cast<uint64_t>(i + 1);
+      t.model = Mlp();
+      t.params_path = version.path;
+      t.params_version = version.version;
+      t.num_params = model->NumParams();
+      t.x = x.middleRows(b, e - b);
+      t.y.assign(y.begin() + b, y.begin() + e);
+      tasks.push_back(std::move(t));
+    }
+    return tasks;
+  }
+};
+
+PoolOptions Options(std::vector<std::string> command, int functions = 2) {
+  PoolOptions o;
+  o.functions = functions;
+  o.command = std::move(command);
+  o.timeout_s = 30;
+  o.retries = 1;
+  return o;
+}
+
+class AverageOfFunctions : public ::testing::TestWithParam<int> {};
+
+TEST_P(AverageOfFunctions, EqualsTheInProcessGradient) {
+  const int k = GetParam();
+  Fixture f = Fixture::Make(40);
+  f.model->ComputeGradient(f.x, f.y);
+  const std::vector<float> local(f.model->Grads().begin(), f.model->Grads().end());
+
+  for (bool warm : {false, true}) {
+    PoolOptions o = Options({FunctionBin()}, k);
+    o.warm = warm;
+    auto pool = MakeFunctionPool(o);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    // Twice, so the warm pool serves the second round from kept processes.
+    for (int round = 0; round < 2; ++round) {
+      auto tasks = f.Tasks(k);
+      std::vector<uint64_t> expected;
+      for (const auto& t : tasks) expected.push_back(t.y.size());
+      auto results = (*pool)->RunAll(std::move(tasks));
+      ASSERT_TRUE(results.ok()) << results.status().ToString();
+      std::vector<float> grad(local.size());
+      ASSERT_TRUE(WeightedMean(*results, expected, grad).ok());
+      for (size_t i = 0; i < grad.size(); ++i) {
+        // Only the summation order differs from the in-process mean.
+        ASSERT_NEAR(grad[i], local[i], 1e-6f + 1e-5f * std::abs(local[i])) << "coordinate " << i;
+      }
+    }
+    const PoolStats& s = (*pool)->stats();
+    EXPECT_EQ(s.invocations, uint64_t(2 * k));
+    EXPECT_EQ(s.failures, 0u);
+    EXPECT_EQ(s.latencies_ms.size(), size_t(2 * k));
+    EXPECT_GT(s.gb_seconds, 0.0);
+    if (warm) {
+      EXPECT_EQ(s.cold_starts, uint64_t(k));
+      EXPECT_EQ(s.warm_starts, uint64_t(k));
+    } else {
+      EXPECT_EQ(s.cold_starts, uint64_t(2 * k));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(K, AverageOfFunctions, ::testing::Values(1, 2, 4));
+
+Status RunWith(std::vector<std::string> command, PoolOptions o, PoolStats* stats = nullptr) {
+  Fixture f = Fixture::Make(8);
+  o.command = std::move(command);
+  P2P_ASSIGN_OR_RETURN(auto pool, MakeFunctionPool(o));
+  auto r = pool->RunAll(f.Tasks(2));
+  if (stats != nullptr) *stats = pool->stats();
+  return r.status();
+}
+
+TEST(ProcessPoolTest, ACrashingFunctionIsRetriedThenFailsNamingTheTaskAndSignal) {
+  PoolStats stats;
+  const Status s = RunWith({"/bin/sh", "-c", "kill -SEGV $$"}, Options({}), &stats);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("gradient task"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("2 attempt(s)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("signal 11"), std::string::npos) << s.message();
+  EXPECT_GE(stats.failures, 2u);
+  EXPECT_GE(stats.retries, 1u);
+}
+
+TEST(ProcessPoolTest, AHungFunctionIsKilledAtItsTimeout) {
+  PoolOptions o = Options({});
+  o.timeout_s = 0.3;
+  o.retries = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = RunWith({"/bin/sleep", "600"}, o);
+  EXPECT_NE(s.message().find("timed out after 0.3 s"), std::string::npos) << s.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(ProcessPoolTest, AFunctionOverItsMemoryLimitFails) {
+  // mlp 784-4096-4096-10: 20M parameters, 80 MB, over a 64 MB limit.
+  auto model = ml::ModelOptions{.name = "mlp", .hidden = {4096, 4096}, .input = {1, 28, 28}};
+  auto store = ParamStore::Create();
+  ASSERT_TRUE(store.ok());
+  std::vector<float> params(784 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10, 0.0f);
+  auto version = store->Publish(params);
+  ASSERT_TRUE(version.ok());
+  Task t{.id = 1,
+         .model = model,
+         .params_path = version->path,
+         .params_version = version->version,
+         .num_params = params.size(),
+         .x = ml::Matrix::Zero(2, 784),
+         .y = {0, 1}};
+  PoolOptions o = Options({FunctionBin()});
+  o.memory_mb = 64;
+  o.retries = 1;
+  auto pool = MakeFunctionPool(o);
+  ASSERT_TRUE(pool.ok());
+  auto r = (*pool)->RunAll({t});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("task 1"), std::string::npos) << r.status().message();
+  EXPECT_EQ((*pool)->stats().failures, 2u);
+  // The same task within a generous limit succeeds: the failure was the limit.
+  o.memory_mb = 2048;
+  auto roomy = MakeFunctionPool(o);
+  ASSERT_TRUE(roomy.ok());
+  EXPECT_TRUE((*roomy)->RunAll({t}).ok());
+}
+
+TEST(ProcessPoolTest, AFailedAttemptIsRetriedAndTheRetrySucceeds) {
+  test::TempDir dir;
+  const std::string marker = dir.File("failed-once");
+  // The first invocation of each task... of the run exits 1; later ones are the real function.
+  const std::string script = "if mkdir '" + marker +
+                             "' 2>/dev/null; then echo boom >&2; exit 1; fi; exec '" +
+                             FunctionBin() + "'";
+  PoolStats stats;
+  const Status s = RunWith({"/bin/sh", "-c", script}, Options({}), &stats);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(stats.retries, 1u);
+  EXPECT_EQ(stats.failures, 1u);
+  EXPECT_EQ(stats.invocations, 3u);
+}
+
+TEST(ProcessPoolTest, AMalformedResultIsAFailure) {
+  PoolOptions o = Options({});
+  o.retries = 0;
+  const Status s = RunWith({"/bin/sh", "-c", "cat >/dev/null; echo garbage-garbage"}, o);
+  EXPECT_NE(s.message().find("malformed result"), std::string::npos) << s.message();
+}
+
+TEST(ProcessPoolTest, BadOptionsNameTheFlag) {
+  PoolOptions o;
+  o.functions = 0;
+  EXPECT_NE(MakeFunctionPool(o).status().message().find("--functions"), std::string::npos);
+  o = PoolOptions{};
+  o.memory_mb = 1;
+  EXPECT_NE(MakeFunctionPool(o).status().message().find("--fn-memory"), std::string::npos);
+  o = PoolOptions{};
+  o.backend = "lambda";
+  EXPECT_EQ(MakeFunctionPool(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace p2p::offload
