@@ -1,0 +1,133 @@
+// --offload end to end: real peers whose gradient work runs in real function processes.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "peer/checkpoint.h"
+#include "tests/support/subprocess.h"
+
+namespace p2p {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Two peers over ipc://, one epoch of a small mlp; returns each rank's final parameters.
+std::vector<std::vector<float>> TwoPeers(const std::vector<std::string>& extra,
+                                         const test::TempDir& dir) {
+  const std::string peers =
+      fmt::format("ipc://{}/r0.sock,ipc://{}/r1.sock", dir.path(), dir.path());
+  std::vector<std::unique_ptr<test::Child>> children;
+  for (int r = 0; r < 2; ++r) {
+    std::vector<std::string> argv = {test::P2ptrainBin(),
+                                     "peer",
+                                     "--size",
+                                     "2",
+                                     "--rank",
+                                     std::to_string(r),
+                                     "--peers",
+                                     peers,
+                                     "--dataset",
+                                     "synthetic",
+                                     "--synthetic-train",
+                                     "2000",
+                                     "--model",
+                                     "mlp",
+                                     "--hidden",
+                                     "32",
+                                     "--epochs",
+                                     "2",
+                                     "--threads",
+                                     "1",
+                                     "--progress",
+                                     "off",
+                                     "--peer-timeout",
+                                     "60",
+                                     "--metrics",
+                                     dir.File(fmt::format("rank-{}.jsonl", r)),
+                                     "--checkpoint-dir",
+                                     dir.File(fmt::format("ckpt-{}", r))};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    children.push_back(std::make_unique<test::Child>(argv));
+  }
+  std::vector<std::vector<float>> params;
+  for (int r = 0; r < 2; ++r) {
+    const auto result = children[r]->Wait(5min);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    auto ckpt = peer::LoadCheckpoint(dir.File(fmt::format("ckpt-{}", r)));
+    EXPECT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    params.push_back(ckpt.ok() ? ckpt->params : std::vector<float>{});
+  }
+  return params;
+}
+
+TEST(OffloadCliTest, PeersWithOffloadTrainToTheSameParametersAsWithout) {
+  test::TempDir plain_dir, offload_dir;
+  const auto plain = TwoPeers({}, plain_dir);
+  const auto offloaded =
+      TwoPeers({"--offload", "process", "--functions", "2", "--fn-warm"}, offload_dir);
+  ASSERT_EQ(plain.size(), 2u);
+  ASSERT_EQ(offloaded.size(), 2u);
+  EXPECT_EQ(offloaded[0], offloaded[1]);  // peers agree bit for bit, offload or not
+  ASSERT_EQ(plain[0].size(), offloaded[0].size());
+  float worst = 0;
+  for (size_t i = 0; i < plain[0].size(); ++i) {
+    worst = std::max(worst, std::abs(plain[0][i] - offloaded[0][i]));
+  }
+  // Only the summation order of each local gradient differs (parts vs. whole batch).
+  EXPECT_LT(worst, 1e-4f);
+
+  const auto lines = test::ReadLines(offload_dir.File("rank-0.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  const auto record = nlohmann::json::parse(lines[0]);
+  // 2000 samples, 90% train, half each: 900 samples = 15 batches of 64, 2 functions per batch.
+  EXPECT_EQ(record["invocations"], 30);
+  EXPECT_EQ(record["fn_failures"], 0);
+  EXPECT_LE(record["cold_starts"].get<int>(), 2);  // --fn-warm: then everything is warm
+  EXPECT_GT(record["billed_gb_s"].get<double>(), 0.0);
+  EXPECT_GT(record["function_cost_usd"].get<double>(), 0.0);
+  EXPECT_GT(record["instance_cost_usd"].get<double>(), 0.0);
+  EXPECT_GT(record["fn_latency_p95_ms"].get<double>(), 0.0);
+}
+
+TEST(OffloadCliTest, EveryMinibatchIsSplitAcrossTheFunctions) {
+  test::TempDir dir;
+  auto r = test::RunProcess({test::P2ptrainBin(), "train", "--dataset", "synthetic",
+                             "--synthetic-train", "2000",  "--model",   "logreg",
+                             "--epochs",          "1",     "--threads", "1",
+                             "--progress",        "off",   "--offload", "process",
+                             "--functions",       "3",     "--metrics", dir.File("m.jsonl")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto record = nlohmann::json::parse(test::ReadLines(dir.File("m.jsonl")).at(0));
+  EXPECT_EQ(record["invocations"], 29 * 3);  // 1800 samples = 29 batches, each in 3 parts
+  EXPECT_EQ(record["cold_starts"], 29 * 3);  // no --fn-warm: every invocation is a cold start
+}
+
+TEST(OffloadCliTest, SyncEveryEpochSendsEachMinibatchAsOneFunction) {
+  test::TempDir dir;
+  auto r = test::RunProcess({test::P2ptrainBin(), "peer", "--size", "1", "--rank", "0",
+                             "--sync-every", "epoch", "--dataset", "synthetic",
+                             "--synthetic-train", "2000", "--model", "logreg", "--epochs", "1",
+                             "--threads", "1", "--progress", "off", "--offload", "process",
+                             "--functions", "3", "--metrics", dir.File("m.jsonl")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto record = nlohmann::json::parse(test::ReadLines(dir.File("m.jsonl")).at(0));
+  EXPECT_EQ(record["rounds"], 1);
+  EXPECT_EQ(record["invocations"], 29);  // the study's Step Function: one per minibatch
+}
+
+TEST(OffloadCliTest, AFunctionThatKeepsFailingStopsTrainingWithTheTaskNamed) {
+  test::TempDir dir;
+  // A 64 MB limit the function cannot start a big model in: every attempt fails.
+  auto r = test::RunProcess(
+      {test::P2ptrainBin(), "train", "--dataset",    "synthetic", "--synthetic-dim", "784",
+       "--model",           "mlp",   "--hidden",     "4096,4096", "--epochs",        "1",
+       "--threads",         "1",     "--progress",   "off",       "--offload",       "process",
+       "--fn-memory",       "64",    "--fn-retries", "1"},
+      5min);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("gradient task 1 failed after 2 attempt(s)"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace p2p
