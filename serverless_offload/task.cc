@@ -103,13 +103,18 @@ std::string EncodeTask(const Task& t) {
   return out;
 }
 
-std::string EncodeResult(const TaskResult& r) {
+std::string EncodeResultHead(const TaskResult& r, uint64_t gradient_size) {
   std::string out = Frame(kResultMagic, {{"id", r.id},
                                          {"loss_sum", r.loss_sum},
                                          {"samples", r.samples},
                                          {"compute_s", r.compute_seconds},
                                          {"error", r.error}});
-  Put(out, static_cast<uint64_t>(r.gradient.size()));
+  Put(out, gradient_size);
+  return out;
+}
+
+std::string EncodeResult(const TaskResult& r) {
+  std::string out = EncodeResultHead(r, r.gradient.size());
   out.append(reinterpret_cast<const char*>(r.gradient.data()), sizeof(float) * r.gradient.size());
   return out;
 }

@@ -44,6 +44,9 @@ struct TaskResult {
 
 std::string EncodeTask(const Task& task);
 std::string EncodeResult(const TaskResult& result);
+// The result frame without its gradient values, which follow it on the wire (`gradient_size`
+// floats): lets a function write the gradient straight from its model, without a copy.
+std::string EncodeResultHead(const TaskResult& result, uint64_t gradient_size);
 
 // Parse one complete frame from the front of `buffer` and erase it. nullopt: incomplete, read
 // more. DataLoss: malformed (bad magic, lengths over the bounds, inconsistent header).

@@ -105,11 +105,32 @@ TEST(OffloadCliTest, EveryMinibatchIsSplitAcrossTheFunctions) {
 
 TEST(OffloadCliTest, SyncEveryEpochSendsEachMinibatchAsOneFunction) {
   test::TempDir dir;
-  auto r = test::RunProcess({test::P2ptrainBin(), "peer", "--size", "1", "--rank", "0",
-                             "--sync-every", "epoch", "--dataset", "synthetic",
-                             "--synthetic-train", "2000", "--model", "logreg", "--epochs", "1",
-                             "--threads", "1", "--progress", "off", "--offload", "process",
-                             "--functions", "3", "--metrics", dir.File("m.jsonl")});
+  auto r = test::RunProcess({test::P2ptrainBin(),
+                             "peer",
+                             "--size",
+                             "1",
+                             "--rank",
+                             "0",
+                             "--sync-every",
+                             "epoch",
+                             "--dataset",
+                             "synthetic",
+                             "--synthetic-train",
+                             "2000",
+                             "--model",
+                             "logreg",
+                             "--epochs",
+                             "1",
+                             "--threads",
+                             "1",
+                             "--progress",
+                             "off",
+                             "--offload",
+                             "process",
+                             "--functions",
+                             "3",
+                             "--metrics",
+                             dir.File("m.jsonl")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto record = nlohmann::json::parse(test::ReadLines(dir.File("m.jsonl")).at(0));
   EXPECT_EQ(record["rounds"], 1);
@@ -123,7 +144,7 @@ TEST(OffloadCliTest, AFunctionThatKeepsFailingStopsTrainingWithTheTaskNamed) {
       {test::P2ptrainBin(), "train", "--dataset",    "synthetic", "--synthetic-dim", "784",
        "--model",           "mlp",   "--hidden",     "4096,4096", "--epochs",        "1",
        "--threads",         "1",     "--progress",   "off",       "--offload",       "process",
-       "--fn-memory",       "64",    "--fn-retries", "1"},
+       "--fn-memory",       "64",    "--fn-retries", "1",         "--functions",     "1"},
       5min);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("gradient task 1 failed after 2 attempt(s)"), std::string::npos) << r.err;
