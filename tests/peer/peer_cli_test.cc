@@ -8,6 +8,7 @@
 
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
@@ -29,13 +30,16 @@ std::vector<std::string> PeerArgs(const std::vector<std::string>& common, int si
       "--progress",  "off",
       "--metrics",   dir.File("rank-" + std::to_string(rank) + ".jsonl")};
   argv.insert(argv.end(), common.begin(), common.end());
+  const auto identity = test::IdentityFlags(size, rank);  // authenticated, as by default
+  argv.insert(argv.end(), identity.begin(), identity.end());
   return argv;
 }
 
 std::string IpcPeers(const test::TempDir& dir, int size) {
   std::string peers;
   for (int r = 0; r < size; ++r) {
-    peers += (r ? "," : "") + fmt::format("ipc://{}/rank-{}.sock", dir.path(), r);
+    if (r > 0) peers += ',';
+    peers += fmt::format("ipc://{}/rank-{}.sock", dir.path(), r);
   }
   return peers;
 }
@@ -278,7 +282,7 @@ TEST(PeerCliTest, BadFlagsAreUsageErrors) {
        "--compression"},
   };
   for (const auto& c : cases) {
-    std::vector<std::string> argv = {P2ptrainBin(), "peer", "--dataset", "synthetic"};
+    std::vector<std::string> argv = {P2ptrainBin(), "peer", "--dataset", "synthetic", "--insecure"};
     argv.insert(argv.end(), c.flags.begin(), c.flags.end());
     const auto r = test::RunProcess(argv, 1min);
     EXPECT_EQ(r.exit_code, 2) << c.expected << ": " << r.err;
@@ -292,7 +296,7 @@ TEST(PeerCliTest, UnreachableBrokerIsAClearErrorWithinThePeerTimeout) {
   const auto r = test::RunProcess(
       {P2ptrainBin(), "peer", "--dataset", "synthetic", "--size", "2", "--rank", "0", "--transport",
        "amqp", "--broker", fmt::format("amqp://guest:guest@127.0.0.1:{}/", port), "--run-id",
-       "unreachable", "--peer-timeout", "2"},
+       "unreachable", "--peer-timeout", "2", "--insecure"},
       1min);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << r.err;
@@ -307,7 +311,7 @@ TEST(PeerCliTest, WrongBrokerCredentialsAreRefusedClearly) {
   const auto r = test::RunProcess(
       {P2ptrainBin(), "peer", "--dataset", "synthetic", "--size", "2", "--rank", "0", "--transport",
        "amqp", "--broker", fmt::format("amqp://guest:wrong-password@{}:{}/", url->host, url->port),
-       "--run-id", "badcreds", "--peer-timeout", "5"},
+       "--run-id", "badcreds", "--peer-timeout", "5", "--insecure"},
       1min);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("ACCESS_REFUSED"), std::string::npos) << r.err;
