@@ -4,33 +4,62 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "sync/gradient_body.h"
 
 namespace p2p::sync {
+namespace {
+
+double SecondsSince(broker::Clock::time_point t) {
+  return std::chrono::duration<double>(broker::Clock::now() - t).count();
+}
+
+std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config) {
+  auto codec = codecs::MakeCodec(config);
+  P2P_CHECK(codec.ok(), "invalid codec for allgather-average: {}", codec.status().ToString());
+  return std::shared_ptr<const codecs::Codec>(std::move(*codec));
+}
+
+}  // namespace
 
 AllgatherAverage::AllgatherAverage(Mailbox& mailbox, StrategyOptions options)
-    : mailbox_(mailbox), options_(options) {
+    : mailbox_(mailbox), options_(std::move(options)), encoder_(CodecOrDie(options_.codec)) {
   for (int r = 0; r < mailbox_.size(); ++r) {
     if (r != mailbox_.rank()) others_.push_back(r);
   }
 }
 
-namespace {
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
-}  // namespace
-
 Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float> grad) {
   ++timings_.rounds;
+  const codecs::Codec& codec = encoder_.codec();
   auto t = broker::Clock::now();
+  sent_.assign(kGradientBodyHeader, std::byte{0});
+  std::memcpy(sent_.data(), &samples, 4);
+  // A peer without samples this round carries no weight: it sends a payload but keeps its
+  // error-feedback residual for a round that counts.
+  const uint64_t seed = codecs::RoundSeed(options_.seed, mailbox_.rank(), round.epoch, round.step);
+  if (Status s = encoder_.Encode(grad, seed, /*feedback=*/samples > 0, sent_); !s.ok()) {
+    return s.Annotate(fmt::format("encoding this peer's gradient of epoch {} step {} with {}",
+                                  round.epoch, round.step, codec.id()));
+  }
+  timings_.encode_seconds += SecondsSince(t);
+  timings_.raw_bytes += grad.size_bytes();
+  timings_.encoded_bytes += sent_.size() - kGradientBodyHeader;
   broker::Envelope env;
   env.type = broker::MessageType::kGradient;
   env.epoch = round.epoch;
   env.step = round.step;
-  env.codec.id = "none";
-  env.body = EncodeGradientBody(samples, grad);
+  env.codec.id = codec.config().id;
+  env.codec.params = codec.config().params;
+  // A lossless codec without feedback decodes to `grad` itself: keep that instead of the body.
+  const bool own_is_grad = codec.lossless() && !codec.error_feedback();
+  if (own_is_grad) {
+    mine_.assign(grad.begin(), grad.end());
+    env.body = std::move(sent_);
+  } else {
+    env.body = sent_;
+  }
   P2P_RETURN_IF_ERROR(mailbox_.Send(std::move(env)));
   timings_.send_seconds += SecondsSince(t);
   t = broker::Clock::now();
@@ -42,18 +71,31 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
 
   timings_.wait_seconds += SecondsSince(t);
   t = broker::Clock::now();
-  // Decode every gradient before summing, so a bad one fails the round before any state changes.
+  // Decode every gradient, ours too, before summing, so a bad one fails the round before any
+  // state changes.
   const size_t p = grad.size();
-  mine_.assign(grad.begin(), grad.end());
   theirs_.resize(p * others_.size());
   std::vector<uint32_t> counts(mailbox_.size(), 0);
   counts[mailbox_.rank()] = samples;
+  if (!own_is_grad) {
+    mine_.resize(p);
+    P2P_RETURN_IF_ERROR(encoder_.DecodeOwn(std::span(sent_).subspan(kGradientBodyHeader), mine_));
+  }
   for (size_t i = 0; i < others_.size(); ++i) {
     const int r = others_[i];
-    auto n = DecodeGradientBody(received.at(r).body, std::span(theirs_).subspan(i * p, p));
+    const broker::Envelope& e = received.at(r);
+    if (e.codec.id != codec.config().id || e.codec.params != codec.config().params) {
+      return InvalidArgument(
+          "gradient from rank {} is encoded as '{}' but this run uses '{}' (every peer needs the "
+          "same --compression)",
+          r, codecs::FormatCodecSpec({e.codec.id, e.codec.params}),
+          codecs::FormatCodecSpec(codec.config()));
+    }
+    auto n = DecodeGradientBody(codec, e.body, std::span(theirs_).subspan(i * p, p));
     if (!n.ok()) return n.status().Annotate(fmt::format("gradient from rank {}", r));
     counts[r] = *n;
   }
+  timings_.decode_seconds += SecondsSince(t);
   uint64_t total = 0;
   for (uint32_t c : counts) total += c;
   if (total == 0)
@@ -74,7 +116,10 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options) {
   if (name == "allgather-average") {
-    return std::unique_ptr<Strategy>(std::make_unique<AllgatherAverage>(mailbox, options));
+    P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
+    StrategyOptions canonical = options;
+    canonical.codec = std::move(codec);
+    return std::unique_ptr<Strategy>(std::make_unique<AllgatherAverage>(mailbox, canonical));
   }
   return InvalidArgument("unknown sync strategy '{}'; valid: {}", name,
                          fmt::join(StrategyNames(), ", "));

@@ -1,24 +1,35 @@
 // allgather-average (the P2P study's scheme, without its races): every peer broadcasts its
 // gradient, receives every other peer's for the same round, and averages all W in rank order.
 // Summation order and weights are identical everywhere, so every peer computes the same bits.
+//
+// With a lossy codec every peer averages the DECODED gradients, its own included: it decodes the
+// payload it sent exactly as the others do, so the W inputs of the sum are the same bits on every
+// peer. A gradient whose envelope names another codec or other parameters than the run's is
+// refused (the round fails naming the sender).
 #pragma once
 
+#include <memory>
 #include <vector>
 
+#include "sync/codecs/codec.h"
 #include "sync/strategy.h"
 
 namespace p2p::sync {
 
 class AllgatherAverage final : public Strategy {
  public:
+  // options.codec must be valid (MakeStrategy checks it; an invalid one here is a P2P_CHECK).
   AllgatherAverage(Mailbox& mailbox, StrategyOptions options);
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
+  const codecs::Codec& codec() const { return encoder_.codec(); }
 
  private:
   Mailbox& mailbox_;
   StrategyOptions options_;
+  codecs::GradientEncoder encoder_;
   std::vector<int> others_;
   std::vector<float> mine_, theirs_;
+  broker::Bytes sent_;  // our last body, decoded again in the reduce phase (lossy codecs)
 };
 
 }  // namespace p2p::sync

@@ -7,7 +7,12 @@ namespace p2p::sync {
 namespace {
 static_assert(std::endian::native == std::endian::little,
               "the wire format is little-endian; add byte swapping for big-endian hosts");
-constexpr size_t kHeader = 8;
+constexpr size_t kHeader = kGradientBodyHeader + 4;  // samples and the payload's count
+
+const codecs::Codec& NoneCodec() {
+  static const auto codec = codecs::MakeCodec({"none", {}});
+  return **codec;
+}
 }  // namespace
 
 broker::Bytes EncodeGradientBody(uint32_t samples, std::span<const float> values) {
@@ -20,9 +25,14 @@ broker::Bytes EncodeGradientBody(uint32_t samples, std::span<const float> values
 }
 
 Result<uint32_t> DecodeGradientBody(std::span<const std::byte> body, std::span<float> out) {
+  return DecodeGradientBody(NoneCodec(), body, out);
+}
+
+Result<uint32_t> DecodeGradientBody(const codecs::Codec& codec, std::span<const std::byte> body,
+                                    std::span<float> out) {
   if (body.size() < kHeader) {
-    return InvalidArgument("gradient body of {} bytes is shorter than its 8-byte header",
-                           body.size());
+    return InvalidArgument("gradient body of {} bytes is shorter than its {}-byte header",
+                           body.size(), kHeader);
   }
   uint32_t samples = 0, count = 0;
   std::memcpy(&samples, body.data(), 4);
@@ -31,11 +41,7 @@ Result<uint32_t> DecodeGradientBody(std::span<const std::byte> body, std::span<f
     return InvalidArgument("gradient has {} values but this model has {} parameters", count,
                            out.size());
   }
-  if (body.size() - kHeader != out.size_bytes()) {
-    return InvalidArgument("gradient body holds {} bytes of values, expected {}",
-                           body.size() - kHeader, out.size_bytes());
-  }
-  std::memcpy(out.data(), body.data() + kHeader, out.size_bytes());
+  P2P_RETURN_IF_ERROR(codec.Decode(body.subspan(kGradientBodyHeader), out));
   return samples;
 }
 

@@ -9,15 +9,21 @@
 #include <vector>
 
 #include "common/status.h"
+#include "sync/codecs/codec.h"
 #include "sync/mailbox.h"
 
 namespace p2p::sync {
 
-// Where a strategy's time went, summed over rounds (the study's send and receive/wait times).
+// Where a strategy's time went, summed over rounds (the study's send and receive/wait times), and
+// what the codec did to the bytes.
 struct SyncTimings {
-  double send_seconds = 0;    // encoding and handing our gradient to the transport
-  double wait_seconds = 0;    // blocked until every needed peer's gradient arrived
-  double reduce_seconds = 0;  // decoding and averaging
+  double send_seconds = 0;     // encoding and handing our gradient to the transport
+  double wait_seconds = 0;     // blocked until every needed peer's gradient arrived
+  double reduce_seconds = 0;   // decoding and averaging
+  double encode_seconds = 0;   // the codec's Encode of our gradient (part of send_seconds)
+  double decode_seconds = 0;   // the codec's Decode of all W gradients, ours too (part of reduce)
+  uint64_t raw_bytes = 0;      // our gradients as float32 (4 x P per round)
+  uint64_t encoded_bytes = 0;  // our gradients' codec payloads
   uint64_t rounds = 0;
 };
 
@@ -36,9 +42,13 @@ class Strategy {
 
 struct StrategyOptions {
   std::chrono::milliseconds peer_timeout{std::chrono::seconds(60)};
+  // The gradient codec of the run (every peer must use the same; a gradient encoded otherwise is
+  // refused) and the run's seed, from which stochastic codecs draw per (rank, round).
+  codecs::CodecConfig codec{};
+  uint64_t seed = 0;
 };
 
-// By name ("allgather-average"); an unknown name is InvalidArgument listing the valid ones.
+// By name ("allgather-average"); an unknown name or an invalid codec is InvalidArgument.
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options);
 std::vector<std::string> StrategyNames();

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "broker/inproc_transport.h"
 #include "sync/agreement.h"
 #include "sync/gradient_body.h"
@@ -48,6 +50,137 @@ TEST_P(AllgatherTest, EveryRankGetsTheExactSampleWeightedAverage) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, AllgatherTest, ::testing::Range(1, 9));
+
+// With a codec every peer must still end with the same bits: the rank-order, sample-weighted sum
+// of the DECODED gradients, its own included. The reference replays every rank's encoder (same
+// seeds, same error feedback) and sums in the same order.
+class AllgatherCodecTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AllgatherCodecTest, EveryRankAveragesTheDecodedGradientsBitwiseEqually) {
+  constexpr int kW = 3;
+  constexpr size_t kP = 1000;
+  constexpr uint64_t kSeed = 17;
+  auto config = codecs::ParseCodecSpec(GetParam());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  // Rank 2 has no samples in step 1 (an exhausted shard): weight 0, residual kept.
+  auto samples = [](int r, uint64_t step) -> uint32_t { return r == 2 && step == 1 ? 0 : 10 + r; };
+  auto gradient = [&](int r, uint64_t step) {
+    auto g = GradientOf(r, kP);
+    for (float& v : g) v = samples(r, step) == 0 ? 0.0f : v * float(1 + step);
+    return g;
+  };
+  std::vector<std::vector<float>> out(kW);
+  std::vector<SyncTimings> timings(kW);
+  const auto statuses = RunGroup(kW, [&](int r, Mailbox& mailbox) -> Status {
+    AllgatherAverage strategy(mailbox, {.peer_timeout = 10s, .codec = *config, .seed = kSeed});
+    for (uint64_t step = 0; step < 3; ++step) {
+      out[r] = gradient(r, step);
+      P2P_RETURN_IF_ERROR(strategy.Average({1, step}, samples(r, step), out[r]));
+    }
+    timings[r] = strategy.timings();
+    return Status::Ok();
+  });
+  for (int r = 0; r < kW; ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r].ToString();
+  for (int r = 1; r < kW; ++r) EXPECT_EQ(out[r], out[0]) << "rank " << r << " differs bitwise";
+
+  auto made = codecs::MakeCodec(*config);
+  ASSERT_TRUE(made.ok());
+  std::shared_ptr<const codecs::Codec> codec(std::move(*made));
+  std::vector<codecs::GradientEncoder> encoders(kW, codecs::GradientEncoder(codec));
+  std::vector<float> expected(kP);
+  for (uint64_t step = 0; step < 3; ++step) {
+    double total = 0;
+    for (int r = 0; r < kW; ++r) total += samples(r, step);
+    std::fill(expected.begin(), expected.end(), 0.0f);
+    for (int r = 0; r < kW; ++r) {
+      std::vector<std::byte> payload;
+      ASSERT_TRUE(encoders[r]
+                      .Encode(gradient(r, step), codecs::RoundSeed(kSeed, r, 1, step),
+                              samples(r, step) > 0, payload)
+                      .ok());
+      std::vector<float> decoded(kP);
+      ASSERT_TRUE(encoders[r].DecodeOwn(payload, decoded).ok());
+      const float w = static_cast<float>(double(samples(r, step)) / total);
+      if (w == 0.0f) continue;
+      for (size_t i = 0; i < kP; ++i) expected[i] += w * decoded[i];
+    }
+  }
+  EXPECT_EQ(out[0], expected) << GetParam();
+  // Without loss the result is the exact weighted average of the last round's gradients.
+  double max_diff = 0;
+  const double total = 10 + 11 + 12;
+  for (size_t i = 0; i < kP; ++i) {
+    double exact = 0;
+    for (int r = 0; r < kW; ++r) exact += (10 + r) / total * gradient(r, 2)[i];
+    max_diff = std::max(max_diff, std::abs(exact - out[0][i]));
+  }
+  if (codec->lossless()) {
+    EXPECT_LT(max_diff, 1e-6);
+  }
+  EXPECT_EQ(timings[0].rounds, 3u);
+  EXPECT_EQ(timings[0].raw_bytes, 3 * 4 * kP);
+  EXPECT_GT(timings[0].encoded_bytes, 0u);
+  if (GetParam() == "none") {
+    EXPECT_EQ(timings[0].encoded_bytes, 3 * (4 + 4 * kP));
+  } else if (GetParam() == "qsgd") {
+    EXPECT_LT(timings[0].encoded_bytes, timings[0].raw_bytes / 3);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, AllgatherCodecTest,
+                         ::testing::Values("none", "fp16", "qsgd", "qsgd:bits=4,bucket=128",
+                                           "qsgd-elias", "qsgd-elias:code=omega", "qsgd-linf",
+                                           "uint8", "uint8:mode=meanstd", "topk", "topk:ratio=0.1",
+                                           "topk:ef=0", "topk:ratio=0.05,momentum=0.9",
+                                           "qsgd:ef=1"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(AllgatherTest, AGradientEncodedWithAnotherCodecIsRefused) {
+  const auto statuses = RunGroup(2, [](int r, Mailbox& mailbox) -> Status {
+    codecs::CodecConfig codec{"qsgd", {{"bits", 8}, {"bucket", 0}, {"ef", 0}}};
+    if (r == 1) codec.params["bits"] = 4;  // same codec, other parameters
+    AllgatherAverage strategy(mailbox, {.peer_timeout = 5s, .codec = codec});
+    std::vector<float> g(100, 0.5f);
+    return strategy.Average({1, 0}, 1, g);
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(statuses[r].code(), StatusCode::kInvalidArgument) << statuses[r].ToString();
+    EXPECT_NE(statuses[r].message().find(fmt::format("gradient from rank {}", 1 - r)),
+              std::string::npos)
+        << statuses[r].message();
+  }
+  EXPECT_NE(statuses[0].message().find("encoded as 'qsgd:bits=4,bucket=0,ef=0' but this run uses "
+                                       "'qsgd:bits=8,bucket=0,ef=0'"),
+            std::string::npos)
+      << statuses[0].message();
+}
+
+TEST(AllgatherTest, NonFiniteGradientIsAClearErrorBeforeAnythingIsSent) {
+  auto group = broker::MakeInProcGroup(2);
+  Mailbox m0(*group[0], {.run_id = "r"});
+  AllgatherAverage s0(m0, {.peer_timeout = 10s});
+  std::vector<float> g(10, 1.0f);
+  g[7] = std::numeric_limits<float>::quiet_NaN();
+  const Status s = s0.Average({2, 5}, 1, g);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("epoch 2 step 5"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("value 7 of 10"), std::string::npos) << s.message();
+  EXPECT_EQ(group[0]->Stats().messages_sent, 0u);
+}
+
+TEST(AllgatherTest, MakeStrategyRejectsAnInvalidCodec) {
+  auto group = broker::MakeInProcGroup(1);
+  Mailbox m(*group[0], {.run_id = "r"});
+  auto s = MakeStrategy("allgather-average", m, {.codec = {"qsgd", {{"bits", 40}}}});
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("bits=40"), std::string::npos) << s.status().message();
+}
 
 TEST(AllgatherTest, MissingPeerTimesOutNamingIt) {
   auto group = broker::MakeInProcGroup(3);
@@ -123,8 +256,8 @@ TEST(AgreementTest, MismatchedStartIsAnErrorShowingBothValues) {
 
 TEST(AgreementTest, MatchingPeersAgree) {
   const auto statuses = RunGroup(4, [](int r, Mailbox& mailbox) -> Status {
-    P2P_ASSIGN_OR_RETURN(auto steps, AgreeOnStart(mailbox, "cfg", "h0", 100 + r,
-                                                  broker::DeadlineIn(5s)));
+    P2P_ASSIGN_OR_RETURN(auto steps,
+                         AgreeOnStart(mailbox, "cfg", "h0", 100 + r, broker::DeadlineIn(5s)));
     for (int i = 0; i < 4; ++i) {
       if (steps[i] != uint64_t(100 + i)) return InvalidArgument("rank {} steps {}", i, steps[i]);
     }
