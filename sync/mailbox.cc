@@ -17,21 +17,56 @@ Mailbox::Mailbox(broker::Transport& transport, Options options)
     : transport_(transport), options_(std::move(options)) {}
 
 Status Mailbox::Send(broker::Envelope env, int to) {
+  Authenticator* auth = options_.authenticator;
+  if (to == broker::kAllRanks && auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers()) {
+    for (int r = 0; r < size(); ++r) {
+      if (r != rank()) P2P_RETURN_IF_ERROR(Send(env, r));
+    }
+    return Status::Ok();
+  }
   env.run_id = options_.run_id;
   env.sender = transport_.rank();
   env.receiver = to;
   env.seq = next_seq_++;
+  if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
   P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
   return to == broker::kAllRanks ? transport_.Broadcast(bytes) : transport_.Send(to, bytes);
 }
 
-void Mailbox::Reject(const std::string& reason, const std::string& detail) {
+Status Mailbox::Pump(broker::Deadline deadline) { return ReceiveOne(deadline); }
+
+void Mailbox::Reject(const std::string& reason, const std::string& detail, int sender) {
   ++rejects_.by_reason[reason];
-  // One log line per reason: a flood of bad messages must not become a flood of log lines.
-  if (logged_reasons_.insert(reason).second) {
-    spdlog::warn("dropped a message ({}): {}; further drops for this reason are only counted",
-                 reason, detail);
+  // One log line per reason and claimed sender: a flood of bad messages must not become a flood
+  // of log lines (senders are checked to be ranks of the run first, so this set stays small).
+  if (logged_reasons_.emplace(reason, sender).second) {
+    spdlog::warn(
+        "dropped a message ({}): {}; further drops for this reason from this sender are only "
+        "counted",
+        reason, detail);
   }
+}
+
+bool Mailbox::Admit(const broker::Envelope& env) {
+  using broker::MessageType;
+  Authenticator* auth = options_.authenticator;
+  if (auth == nullptr) {
+    const bool handshake = env.type == MessageType::kJoin || env.type == MessageType::kChallenge ||
+                           env.type == MessageType::kWelcome;
+    if (handshake) {
+      Reject("unexpected_handshake",
+             fmt::format("rank {} authenticates (it sent a {}) but this peer does not "
+                         "(--insecure): all peers of a run must use the same mode",
+                         env.sender, broker::MessageTypeName(env.type)),
+             env.sender);
+    }
+    return !handshake;
+  }
+  Authenticator::Verdict verdict = auth->Verify(env);
+  if (verdict.action == Authenticator::Action::kReject) {
+    Reject(verdict.reason, verdict.detail, env.sender);
+  }
+  return verdict.action == Authenticator::Action::kAccept;
 }
 
 void Mailbox::Park(broker::Envelope env) {
@@ -41,18 +76,22 @@ void Mailbox::Park(broker::Envelope env) {
     return Reject("stale",
                   fmt::format("{} for epoch {} step {} from rank {} arrived after its "
                               "round completed",
-                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender));
+                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender),
+                  env.sender);
   }
   if (done != completed_.end() && round.epoch == done->second.epoch &&
       round.step > done->second.step + options_.max_rounds_ahead) {
-    return Reject("out_of_window", fmt::format("rank {} is {} rounds ahead", env.sender,
-                                               round.step - done->second.step));
+    return Reject(
+        "out_of_window",
+        fmt::format("rank {} is {} rounds ahead", env.sender, round.step - done->second.step),
+        env.sender);
   }
   const Key key{env.type, round, env.sender};
   if (parked_.contains(key)) {
     return Reject("duplicate",
                   fmt::format("second {} for epoch {} step {} from rank {}",
-                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender));
+                              broker::MessageTypeName(env.type), env.epoch, env.step, env.sender),
+                  env.sender);
   }
   parked_.emplace(key, std::move(env));
 }
@@ -62,17 +101,19 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
   if (!msg) return Timeout("deadline passed");
   auto env = broker::DecodeEnvelope(msg->payload);
   if (!env.ok()) {
-    Reject("malformed", env.status().message());
+    Reject("malformed", env.status().message(), msg->from_rank);
     return Status::Ok();
   }
   if (env->run_id != options_.run_id) {
     Reject("wrong_run",
-           fmt::format("run id '{}' is not this run's '{}'", env->run_id, options_.run_id));
+           fmt::format("run id '{}' is not this run's '{}'", env->run_id, options_.run_id),
+           msg->from_rank);
   } else if (env->sender < 0 || env->sender >= size() || env->sender == rank()) {
-    Reject("unexpected_sender", fmt::format("sender rank {} in a run of {}", env->sender, size()));
+    Reject("unexpected_sender", fmt::format("sender rank {} in a run of {}", env->sender, size()),
+           msg->from_rank);
   } else if (env->receiver != broker::kAllRanks && env->receiver != rank()) {
-    Reject("misaddressed", fmt::format("addressed to rank {}", env->receiver));
-  } else {
+    Reject("misaddressed", fmt::format("addressed to rank {}", env->receiver), env->sender);
+  } else if (Admit(*env)) {
     Park(std::move(*env));
   }
   return Status::Ok();

@@ -6,11 +6,18 @@
 // counted by reason: malformed, wrong run, stale (a round already completed), duplicate, unexpected
 // sender, out of window (too far ahead to be honest). Nothing is applied that was not asked for.
 //
+// With an Authenticator (the default for peers; sync/session_auth.h) every outgoing envelope is
+// signed and every incoming one must pass Verify before it can be parked: rejected ones (unsigned,
+// bad MAC, tampered body, replay, ...) are counted by the authenticator's reason like the others.
+// Each reason is logged once per claimed sender; further drops are only counted. Without one
+// (--insecure) envelopes are neither signed nor checked.
+//
 // Thread-safety: one thread uses a Mailbox.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -35,6 +42,29 @@ struct RejectCounts {
   uint64_t total() const;
 };
 
+// Signs what a Mailbox sends and judges what it receives.
+class Authenticator {
+ public:
+  enum class Action {
+    kAccept,    // authentic and fresh: the Mailbox may park it
+    kConsumed,  // handled by the authenticator itself (the join handshake): not parked
+    kReject,    // dropped and counted under `reason`
+  };
+  struct Verdict {
+    Action action = Action::kAccept;
+    std::string reason;  // kReject: metric name, e.g. "bad_mac"
+    std::string detail;  // kReject: one sentence for the log; never key material
+  };
+  virtual ~Authenticator() = default;
+  // Sets env.signature; every other field of `env` is final (run id, sender, receiver, seq).
+  virtual Status Sign(broker::Envelope& env) = 0;
+  // Judges an envelope of this run from another member of it, addressed to this rank or to all.
+  virtual Verdict Verify(const broker::Envelope& env) = 0;
+  // How many receivers one broadcast envelope can be authenticated for; a Mailbox in a larger
+  // run sends one copy per rank instead of broadcasting.
+  virtual int MaxBroadcastReceivers() const { return std::numeric_limits<int>::max(); }
+};
+
 class Mailbox {
  public:
   struct Options {
@@ -42,14 +72,22 @@ class Mailbox {
     // Rounds further ahead than this (per message type) are rejected instead of parked, which
     // bounds the memory a misbehaving peer can make us hold.
     uint64_t max_rounds_ahead = 4;
+    // Not owned; must outlive the Mailbox. nullptr: no authentication (--insecure).
+    Authenticator* authenticator = nullptr;
   };
   Mailbox(broker::Transport& transport, Options options);
 
   int rank() const { return transport_.rank(); }
   int size() const { return transport_.size(); }
 
-  // Fills run id, sender and sequence number, then sends to `to` (or everyone when kAllRanks).
+  // Fills run id, sender and sequence number, signs (with an authenticator), then sends to `to`
+  // (or everyone when kAllRanks).
   Status Send(broker::Envelope env, int to = broker::kAllRanks);
+
+  // Receives one message if one arrives before the deadline and files it (to the authenticator,
+  // parked, or rejected). Timeout when nothing arrived. For protocols that react to every message
+  // as it comes (the join handshake) instead of collecting one round.
+  Status Pump(broker::Deadline deadline);
 
   // Blocks until an envelope of `type` for `round` arrived from every rank in `from`, or the
   // deadline passes (Timeout naming the missing ranks, with `what` describing the wait). Marks the
@@ -65,8 +103,11 @@ class Mailbox {
  private:
   using Key = std::tuple<broker::MessageType, Round, int>;  // type, round, sender
   Status ReceiveOne(broker::Deadline deadline);
+  // Whether an envelope that passed the envelope-level checks may be parked (authentication).
+  bool Admit(const broker::Envelope& env);
   void Park(broker::Envelope env);
-  void Reject(const std::string& reason, const std::string& detail);
+  // Counts a drop; logs it once per (reason, claimed sender).
+  void Reject(const std::string& reason, const std::string& detail, int sender);
 
   broker::Transport& transport_;
   Options options_;
@@ -74,7 +115,7 @@ class Mailbox {
   std::map<Key, broker::Envelope> parked_;
   std::map<broker::MessageType, Round> completed_;  // highest completed round per type
   RejectCounts rejects_;
-  std::set<std::string> logged_reasons_;
+  std::set<std::pair<std::string, int>> logged_reasons_;  // (reason, claimed sender)
 };
 
 }  // namespace p2p::sync
