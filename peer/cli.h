@@ -32,6 +32,7 @@ Action AddLaunchCommand(CLI::App& app);
 Action AddPeerCommand(CLI::App& app);
 Action AddBrokerCommand(CLI::App& app);
 Action AddFunctionCommand(CLI::App& app);
+Action AddKeygenCommand(CLI::App& app);
 
 // Runs a Status-returning body, printing the error and mapping it to an exit code.
 int ExitCodeFor(const Status& status);

@@ -16,6 +16,7 @@
 
 #include "peer/cli.h"
 #include "peer/launcher.h"
+#include "peer/peer_security.h"
 
 namespace p2p::peer {
 namespace {
@@ -206,7 +207,21 @@ Status RunLaunch(LaunchArgs& a) {
   const std::string flag = zmq ? "--peers" : "--broker";
   const std::string value = zmq ? PeerList(a, sockets.get()) : a.broker;
   LaunchSpec spec;
-  for (int r = 0; r < a.size; ++r) spec.argv_per_rank.push_back(PeerArgv(a, exe, flag, value, r));
+  // Secure by default: without identities in the peer flags, every rank gets a fresh key.
+  std::unique_ptr<RunKeys> keys;
+  if (NeedsRunKeys(a.peer_args)) {
+    P2P_ASSIGN_OR_RETURN(keys, RunKeys::Create(a.size, kRunKeyBits));
+  }
+  for (int r = 0; r < a.size; ++r) {
+    spec.argv_per_rank.push_back(PeerArgv(a, exe, flag, value, r));
+    if (keys) {
+      for (std::string& f : keys->PeerFlags(r)) spec.argv_per_rank.back().push_back(std::move(f));
+    }
+  }
+  if (keys) {
+    spdlog::info("generated {} RSA-{} identities for this run in {} (deleted when launch exits)",
+                 a.size, kRunKeyBits, keys->dir());
+  }
   spdlog::info("launching {} peers (run {}, {}); metrics in {}", a.size, a.run_id,
                MeetingPlace(a, sockets.get()), a.metrics_dir);
   spdlog::debug("rank 0: {}", fmt::join(spec.argv_per_rank[0], " "));
@@ -228,6 +243,9 @@ constexpr const char* kDescription =
     "DIR/rank-<r>.jsonl and the endpoints itself (and --threads cores/size unless given). With "
     "zmq (the default) peers talk over ipc:// sockets in a private temp directory: no service "
     "needed. With amqp they meet on the RabbitMQ --broker.\n"
+    "Identity: unless the peer flags bring --key/--trust/--manifest or --insecure, launch "
+    "generates a fresh RSA key per rank, a trust directory and a manifest in a private temp "
+    "directory (deleted at exit), so the run is authenticated with no extra flags.\n"
     "Output: each line prefixed \"[rank r]\"; one combined progress line; at the end a summary "
     "and each rank's result lines. If a peer fails, the others are stopped (SIGTERM, SIGKILL "
     "after --grace) and launch exits non-zero with that peer's error and last output lines. "

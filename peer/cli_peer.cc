@@ -8,6 +8,7 @@
 #include "broker/rendezvous.h"
 #include "peer/cli.h"
 #include "peer/peer_run.h"
+#include "peer/peer_security.h"
 
 namespace p2p::peer {
 namespace {
@@ -40,9 +41,27 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
   cmd.add_option("--strategy", o.strategy, "How gradients are combined: allgather-average")
       ->check(CLI::IsMember({"allgather-average"}));
   cmd.add_option("--compression", o.compression,
-                 "Gradient codec on the wire: none (more codecs: see the README)")
+                 "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "
+                 "qsgd, qsgd-elias, qsgd-linf, uint8, topk (e.g. qsgd:bits=4,bucket=512, "
+                 "topk:ratio=0.01; docs/codecs.md). Without a value, or 'true': qsgd. Every peer "
+                 "must use the same")
       ->expected(0, 1)
-      ->default_str("none");
+      // No default string: CLI11 would use it as the value of a bare --compression.
+      ->default_str("")
+      ->option_text("NAME[:PARAMS]=none");
+  cmd.add_option("--qsgd-bits", o.qsgd_bits,
+                 "qsgd codecs: bits per level, s = 2^bits - 1 levels (same as the spec's bits=)")
+      ->check(CLI::Range(1, 16))
+      ->default_str("8");
+  cmd.add_option("--qsgd-bucket", o.qsgd_bucket,
+                 "qsgd codecs: values per norm, a multiple of 64; 0 = one norm for the whole "
+                 "gradient (same as the spec's bucket=)")
+      ->check(CLI::NonNegativeNumber)
+      ->default_str("0");
+  cmd.add_option("--topk-ratio", o.topk_ratio,
+                 "topk: share of the coordinates sent each round (same as the spec's ratio=)")
+      ->check(CLI::Range(0.0, 1.0) & CLI::PositiveNumber)
+      ->default_str("0.01");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,
                  "Seconds to wait for any other peer before failing the run with an error");
 }
@@ -65,11 +84,14 @@ Action AddPeerCommand(CLI::App& app) {
       "Example (RabbitMQ):\n"
       "  p2ptrain peer --size 4 --rank R --transport amqp --broker amqp://u:p@mq:5672/ "
       "--run-id exp1\n"
-      "Local runs: `p2ptrain launch` starts all ranks for you.");
+      "Every peer also needs --key (its private key) and --trust (the run's public keys), made "
+      "with `p2ptrain keygen`; --insecure runs without authentication.\n"
+      "Local runs: `p2ptrain launch` starts all ranks for you (and makes their keys).");
   AddTrainFlags(*cmd, *config);
   AddShardFlags(*cmd, *config);
   AddConnectionFlags(*cmd, *options);
   AddSyncFlags(*cmd, *options);
+  AddSecurityFlags(*cmd, *options);
   AddOffloadFlags(*cmd, config->offload);
   return [config, options] {
     Status s = FinishPeerFlags(*config, *options);

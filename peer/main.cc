@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   const Action peer = AddPeerCommand(app);
   const Action rendezvous = AddBrokerCommand(app);
   const Action function = AddFunctionCommand(app);
+  const Action keygen = AddKeygenCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("peer")) return peer();
     if (app.got_subcommand("broker")) return rendezvous();
     if (app.got_subcommand("function")) return function();
+    if (app.got_subcommand("keygen")) return keygen();
   } catch (const std::exception& e) {
     spdlog::critical("internal error: {} (please report this with the command line)", e.what());
     return kExitRuntime;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace p2p::peer {
@@ -21,8 +22,17 @@ struct PeerOptions {
   std::string run_id;              // names the run on the broker; all peers of a run share it
   std::string sync_every = "1";    // N minibatches per round, or "epoch"
   std::string strategy = "allgather-average";
-  std::string compression = "none";
-  double peer_timeout_s = 60;  // longest wait for any peer's message before failing
+  std::string compression = "none";  // codec spec (sync/codecs/codec.h); canonical after Finish
+  int qsgd_bits = 0;                 // --qsgd-bits (0: not given)
+  int64_t qsgd_bucket = -1;          // --qsgd-bucket (-1: not given)
+  double topk_ratio = 0;             // --topk-ratio (0: not given)
+  double peer_timeout_s = 60;        // longest wait for any peer's message before failing
+  // Identity and trust (peer/peer_security.h, docs/security.md).
+  std::string key;           // this peer's private key (PEM), from `p2ptrain keygen`
+  std::string key_pass_env;  // NAME of the environment variable holding the key's passphrase
+  std::string trust;         // directory or PEM file of the public keys allowed in the run
+  std::string manifest;      // optional: "<rank> <fingerprint>" lines binding ranks to keys
+  bool insecure = false;     // no authentication at all (benchmarking only)
 };
 
 }  // namespace p2p::peer

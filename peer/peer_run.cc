@@ -11,9 +11,11 @@
 #include "ml/threads.h"
 #include "peer/cli.h"
 #include "peer/offload.h"
+#include "peer/peer_security.h"
 #include "peer/trainer.h"
 #include "peer/transport_factory.h"
 #include "sync/agreement.h"
+#include "sync/codecs/codec.h"
 #include "sync/epoch_summary.h"
 #include "sync/strategy.h"
 
@@ -47,6 +49,14 @@ class EpochCounters {
         {"send_s", t.send_seconds - timings_.send_seconds},
         {"wait_s", t.wait_seconds - timings_.wait_seconds},
         {"reduce_s", t.reduce_seconds - timings_.reduce_seconds},
+        {"encode_s", t.encode_seconds - timings_.encode_seconds},
+        {"decode_s", t.decode_seconds - timings_.decode_seconds},
+        {"grad_bytes_raw", t.raw_bytes - timings_.raw_bytes},
+        {"grad_bytes_encoded", t.encoded_bytes - timings_.encoded_bytes},
+        {"compression_ratio", t.encoded_bytes > timings_.encoded_bytes
+                                  ? double(t.raw_bytes - timings_.raw_bytes) /
+                                        double(t.encoded_bytes - timings_.encoded_bytes)
+                                  : 0.0},
         {"bytes_sent", stats.bytes_sent - stats_.bytes_sent},
         {"bytes_received", stats.bytes_received - stats_.bytes_received},
         {"messages_sent", stats.messages_sent - stats_.messages_sent},
@@ -86,14 +96,25 @@ Result<int64_t> ParseSyncEvery(const std::string& text) {
 }
 
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
-             broker::Transport& transport) {
-  sync::Mailbox mailbox(transport, {.run_id = options.run_id});
+             broker::Transport& transport, PeerSecurity* security) {
+  sync::Mailbox mailbox(
+      transport,
+      {.run_id = options.run_id, .authenticator = security ? security->authenticator() : nullptr});
+  if (security != nullptr) {
+    P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.peer_timeout_s))));
+  }
+  // options.compression is the canonical codec spec (FinishPeerFlags); stochastic codecs draw
+  // from the run's seed per (rank, round).
+  P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
   P2P_ASSIGN_OR_RETURN(auto strategy,
                        sync::MakeStrategy(options.strategy, mailbox,
-                                          {.peer_timeout = Millis(options.peer_timeout_s)}));
+                                          {.peer_timeout = Millis(options.peer_timeout_s),
+                                           .codec = std::move(codec),
+                                           .seed = config.seed}));
   // Everything that must match, including where everyone starts (resumed runs).
-  const std::string fingerprint = fmt::format("{} epochs={} first_epoch={}", config.Fingerprint(),
-                                              config.epochs, trainer.first_epoch());
+  const std::string fingerprint =
+      fmt::format("{} epochs={} first_epoch={} compression={}", config.Fingerprint(), config.epochs,
+                  trainer.first_epoch(), options.compression);
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),
@@ -119,6 +140,8 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   trainer.add_metrics_extra([&](int) {
     nlohmann::json extra = counters.Next();
     extra["transport"] = options.transport;
+    extra["compression"] = options.compression;
+    extra["authenticated"] = security != nullptr;
     extra["size"] = config.size;
     return extra;
   });
@@ -141,10 +164,26 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
 
 Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   P2P_ASSIGN_OR_RETURN(config.sync_every, ParseSyncEvery(options.sync_every));
-  if (options.compression == "true" || options.compression.empty()) options.compression = "qsgd";
-  if (options.compression != "none") {
-    return InvalidArgument("--compression '{}' is not available yet; valid: none",
-                           options.compression);
+  P2P_ASSIGN_OR_RETURN(const auto codec,
+                       sync::codecs::ResolveCompression({.spec = options.compression,
+                                                         .qsgd_bits = options.qsgd_bits,
+                                                         .qsgd_bucket = options.qsgd_bucket,
+                                                         .topk_ratio = options.topk_ratio}));
+  options.compression = sync::codecs::FormatCodecSpec(codec);
+  // topk's momentum correction moves SGD's momentum in front of the compression (docs/codecs.md):
+  // the optimizer must not apply it a second time.
+  config.ResolveDefaults();
+  const bool codec_momentum = codec.params.contains("momentum") && codec.params.at("momentum") > 0;
+  if (codec_momentum && (config.optimizer.name != "sgd" || config.optimizer.momentum != 0)) {
+    return InvalidArgument(
+        "--compression {} applies the momentum before compressing; run it with --optimizer sgd "
+        "--momentum 0",
+        options.compression);
+  }
+  if (codec.id == "topk" && !codec_momentum && config.optimizer.momentum > 0) {
+    spdlog::warn(
+        "topk with the optimizer's momentum converges slowly; for SGD with momentum M prefer "
+        "--momentum 0 --compression topk:momentum=M (momentum correction, docs/codecs.md)");
   }
   if (!(options.peer_timeout_s > 0)) {
     return InvalidArgument("--peer-timeout must be positive seconds");
@@ -162,7 +201,8 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
     return InvalidArgument("--run-id '{}' must be 1-128 characters of A-Z a-z 0-9 . _ -",
                            options.run_id);
   }
-  return FinishTrainFlags(config);
+  P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
+  return CheckSecurityFlags(options);
 }
 
 Status RunPeer(TrainConfig config, const PeerOptions& options) {
@@ -170,6 +210,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
   spdlog::info("peer {} of {} (run '{}', {} transport): {} on {}, batch {}, sync every {}",
                config.rank, config.size, options.run_id, options.transport, config.model.name,
                config.data.name, config.batch_size, options.sync_every);
+  P2P_ASSIGN_OR_RETURN(auto security, PeerSecurity::Load(options, config.rank, config.size));
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
   P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
@@ -179,7 +220,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
     return s.Annotate(fmt::format("connecting peer {} to the other {} peers over {}", config.rank,
                                   config.size - 1, options.transport));
   }
-  Status trained = Train(*trainer, config, options, *transport);
+  Status trained = Train(*trainer, config, options, *transport, security.get());
   Status closed = transport->Close();
   if (!trained.ok()) return trained.Annotate(fmt::format("peer {}", config.rank));
   return closed;

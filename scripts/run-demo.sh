@@ -3,6 +3,8 @@
 # that train an MLP on Fashion-MNIST together over ZeroMQ (no broker to install), showing one
 # combined progress line and each peer's final test accuracy.
 # Extra arguments go to every peer, e.g. scripts/run-demo.sh --epochs 5 --model lenet5
+# The peers authenticate each other: launch generates a key per peer for the run (docs/security.md);
+# pass --insecure to measure the run without authentication.
 # Env: PEERS (default 4), BUILD_DIR (default build), JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."

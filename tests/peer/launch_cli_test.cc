@@ -82,6 +82,9 @@ TEST(LaunchCliTest, TwoLocalPeersTrainToTheSameParameters) {
   EXPECT_THAT(r.out, HasSubstr("[rank 1] final test accuracy")) << r.out;
   EXPECT_THAT(r.out + r.err, Not(HasSubstr("\"event\""))) << "progress events leaked";
   EXPECT_THAT(r.err, HasSubstr("[rank 0] ")) << r.err;
+  // Secure by default: launch made the keys, the peers authenticated each other.
+  EXPECT_THAT(r.err, HasSubstr("identities for this run")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("authenticated: all 1 other peer(s) proved")) << r.err;
   std::vector<nlohmann::json> last;
   for (int rank = 0; rank < 2; ++rank) {
     const auto lines = test::ReadLines(dir.File("metrics/rank-" + std::to_string(rank) + ".jsonl"));

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "peer/checkpoint.h"
+#include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
@@ -48,6 +49,8 @@ std::vector<std::vector<float>> TwoPeers(const std::vector<std::string>& extra,
                                      "--checkpoint-dir",
                                      dir.File(fmt::format("ckpt-{}", r))};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    const auto identity = test::IdentityFlags(2, r);  // peers authenticate by default
+    argv.insert(argv.end(), identity.begin(), identity.end());
     children.push_back(std::make_unique<test::Child>(argv));
   }
   std::vector<std::vector<float>> params;
@@ -111,6 +114,7 @@ TEST(OffloadCliTest, SyncEveryEpochSendsEachMinibatchAsOneFunction) {
                              "1",
                              "--rank",
                              "0",
+                             "--insecure",  // a peer alone: nobody to authenticate
                              "--sync-every",
                              "epoch",
                              "--dataset",
