@@ -1,21 +1,28 @@
 // Sync-round benchmark: W peers, each a thread of this process owning a real transport, a
-// sync::Mailbox and the allgather-average sync::Strategy, exactly as a peer process would. One
-// benchmark iteration is one full round: every peer calls Average for the same Round with P floats
-// and the iteration ends when the last peer has the average. Threads are aligned by a barrier (no
-// sleeps); the round time runs from the moment the last peer is released until the last one
-// finishes (manual time).
+// sync::Mailbox and the allgather-average sync::Strategy, as a peer process would. One benchmark
+// iteration is one full round: every peer calls Average for the same Round with P floats, and the
+// iteration ends when the last peer has the average. Threads are aligned by barriers (no sleeps);
+// the round time runs from the release of the last peer to the end of the last one (manual time).
 //
-// Transports: inproc (the pure envelope + averaging cost, no sockets), zmq (ZmqTransport mesh over
-// tcp://127.0.0.1 with ephemeral ports), zmq_ipc (the same over ipc:// sockets), amqp
-// (AmqpTransport through RabbitMQ: $P2P_AMQP_URL, or else a node started with
-// scripts/start-rabbitmq.sh 5681; without a broker the amqp cases are skipped with the reason).
+// Groups (names: GROUP/TRANSPORT/W:w/P:p):
+//   round/       the real round. Transports: inproc (the sync layer without sockets), zmq
+//                (ZmqTransport mesh on tcp://127.0.0.1, ephemeral ports), zmq_ipc (ipc:// sockets),
+//                amqp (AmqpTransport through RabbitMQ: $P2P_AMQP_URL, or else a node this program
+//                starts with scripts/start-rabbitmq.sh 5681 and leaves running; without a broker
+//                the amqp cases fail with the reason and the rest still run).
+//   xport/       the bare transport moving the same bytes: each peer broadcasts 4P bytes and
+//                receives W-1 such messages (no envelope, mailbox or averaging).
+//   xport_rsag/  the bare transport doing reduce-scatter + allgather (2(W-1)/W x 4P bytes per
+//                peer): what a bandwidth-optimal strategy could reach on that transport.
+//   envelope/    one peer's per-message encode / decode of a GRADIENT envelope, and one memcpy.
 //
-// Counters (see bench/README.md): median_ms (median round time), GBps (effective: 4P bytes x (W-1)
-// sent per peer / median round), min_ms / max_ms, send_ms / wait_ms / reduce_ms (the strategy's own
-// per-round split, averaged over peers), target_ms where the issue sets a target, x_zmq (amqp round
-// / zmq round of the same W and P). The codec/... cases time the per-message copies alone.
+// Counters (defined in bench/README.md): median_ms, min_ms, max_ms; GBps = 4P(W-1) bytes / median
+// round; cpu_ms / sys_ms / faults = this process's CPU time and minor page faults per round;
+// broker_cpu_ms = RabbitMQ's CPU per round (local node only); send/wait/reduce/encode/decode_ms =
+// the strategy's own split per peer and round; target_ms, a MET/MISSED label and x_zmq (amqp round
+// / zmq round of the same W and P) where the issue sets targets.
 //
-// Run: sync_round_bench [--benchmark_filter='round/zmq/W:4/P:1000000/']
+// Run: sync_round_bench [--benchmark_filter='round/(zmq|amqp)/W:4/P:1000000/']
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
@@ -242,6 +249,8 @@ class Group {
       sum.send_seconds += t.send_seconds;
       sum.wait_seconds += t.wait_seconds;
       sum.reduce_seconds += t.reduce_seconds;
+      sum.encode_seconds += t.encode_seconds;
+      sum.decode_seconds += t.decode_seconds;
       sum.rounds += t.rounds;
     }
     return sum;
@@ -574,6 +583,10 @@ void BM_SyncRound(benchmark::State& state, Kind kind, int warmup, Mode mode) {
     state.counters["wait_ms"] = (after.wait_seconds - before.wait_seconds) / peer_rounds * 1e3;
     state.counters["reduce_ms"] =
         (after.reduce_seconds - before.reduce_seconds) / peer_rounds * 1e3;
+    state.counters["encode_ms"] =
+        (after.encode_seconds - before.encode_seconds) / peer_rounds * 1e3;
+    state.counters["decode_ms"] =
+        (after.decode_seconds - before.decode_seconds) / peer_rounds * 1e3;
   }
   if (const uint64_t rejects = g.Rejects(); rejects > 0) {
     state.counters["rejects"] = static_cast<double>(rejects);
@@ -663,9 +676,10 @@ void RegisterAll() {
     Register("xport_rsag", kind, Mode::kReduceScatter);
   }
   using Fn = void (*)(benchmark::State&);
-  const std::pair<const char*, Fn> codec[] = {
-      {"codec/encode", BM_Encode}, {"codec/decode", BM_Decode}, {"codec/memcpy", BM_Memcpy}};
-  for (const auto& [name, fn] : codec) {
+  const std::pair<const char*, Fn> envelope[] = {{"envelope/encode", BM_Encode},
+                                                 {"envelope/decode", BM_Decode},
+                                                 {"envelope/memcpy", BM_Memcpy}};
+  for (const auto& [name, fn] : envelope) {
     benchmark::RegisterBenchmark(name, fn)
         ->ArgName("P")
         ->Arg(100'000)
