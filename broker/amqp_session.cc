@@ -176,12 +176,12 @@ bool IsExclusiveUseRefusal(const amqp_rpc_reply_t& reply) {
 }
 }  // namespace
 
-Status Session::Consume(std::string_view queue) {
+Status Session::Consume(std::string_view queue, bool exclusive) {
   // Exclusive: a second process started with the same rank and run id is refused by the broker
   // (RESOURCE_LOCKED) instead of silently splitting this rank's messages with us.
   amqp_basic_consume_ok_t* ok =
       amqp_basic_consume(conn_.get(), kChannel, BytesOf(queue), amqp_empty_bytes, /*no_local=*/0,
-                         /*no_ack=*/0, /*exclusive=*/1, amqp_empty_table);
+                         /*no_ack=*/0, exclusive ? 1 : 0, amqp_empty_table);
   const amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn_.get());
   if (IsChannelClose(reply) && IsExclusiveUseRefusal(reply)) {
     // Fatal on the first connect; a reconnect retries it (IsQueueInExclusiveUse): after a network
@@ -223,11 +223,16 @@ Result<bool> Session::PassiveCheck(bool queue, std::string_view name) {
 }
 
 Status Session::Publish(std::string_view exchange, std::string_view key,
-                        std::span<const std::byte> body) {
+                        std::span<const std::byte> body, std::chrono::milliseconds expiration) {
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
   props.delivery_mode = 1;  // transient: the queues are not durable either
   props.content_type = amqp_cstring_bytes("application/octet-stream");
+  const std::string ttl = std::to_string(std::max<int64_t>(1, expiration.count()));
+  if (expiration.count() > 0) {
+    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    props.expiration = amqp_cstring_bytes(ttl.c_str());  // milliseconds, as a decimal string
+  }
   int rc = amqp_basic_publish(conn_.get(), kChannel, BytesOf(exchange), BytesOf(key),
                               /*mandatory=*/0, /*immediate=*/0, &props, BytesOf(body));
   return FromLibraryStatus(rc, fmt::format("publishing to {} with key {}", exchange, key));

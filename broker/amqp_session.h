@@ -66,19 +66,25 @@ class Session {
   Status Bind(std::string_view queue, std::string_view exchange, std::string_view key);
   Status SetPrefetch(uint16_t count);
   Status EnableConfirms();  // confirm.select: delivery tags of publishes count from 1
-  Status Consume(std::string_view queue);  // manual acks
+  // Manual acks. Exclusive (the default) refuses a second consumer of the queue; a shared work
+  // queue (competing consumers) passes false. Several consumers may share the channel; the
+  // delivery's consumer tag and routing key say which queue a message came from.
+  Status Consume(std::string_view queue, bool exclusive = true);
   // Passive declares on a scratch channel, so a 404 does not close channel 1.
   Result<bool> QueueExists(std::string_view name);
   Result<bool> ExchangeExists(std::string_view name);
 
   // Publishes a transient message; returns once written to the socket (confirms come via Poll).
-  Status Publish(std::string_view exchange, std::string_view key, std::span<const std::byte> body);
+  // A non-zero `expiration` is the message's TTL: the broker drops it if it waits longer in a
+  // queue (a task nobody took before its caller gave up on it).
+  Status Publish(std::string_view exchange, std::string_view key, std::span<const std::byte> body,
+                 std::chrono::milliseconds expiration = std::chrono::milliseconds(0));
   // Waits up to `timeout` for one frame and returns what it was. Heartbeats are sent and
   // checked inside; call it more often than every heartbeat/2. A broker-side channel or
   // connection close, a consumer cancel or a dead link is an error.
   Result<Event> Poll(std::chrono::milliseconds timeout);
   Status Ack(uint64_t delivery_tag);
-  // Cancels our consumer, then deletes the queue (and its messages).
+  // Cancels our consumer (the last one started), then deletes the queue (and its messages).
   Status DeleteQueue(std::string_view name);
   // AMQP close handshake (channel, then connection), then drops the socket.
   Status Close();

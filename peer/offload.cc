@@ -59,13 +59,14 @@ struct OffloadSession {
     const double gb_s = now.gb_seconds - last.gb_seconds;
     const double requests = double(now.invocations - last.invocations);
     nlohmann::json j = {
-        {"offload", config.pool.backend},
+        {"offload", config.mode},
         {"functions", config.pool.functions},
         {"invocations", now.invocations - last.invocations},
         {"cold_starts", now.cold_starts - last.cold_starts},
         {"warm_starts", now.warm_starts - last.warm_starts},
         {"fn_retries", now.retries - last.retries},
         {"fn_failures", now.failures - last.failures},
+        {"fn_redeliveries", now.redeliveries - last.redeliveries},
         {"fn_latency_p50_ms", Percentile(latencies, 0.5)},
         {"fn_latency_p95_ms", Percentile(latencies, 0.95)},
         {"billed_gb_s", gb_s},
@@ -83,8 +84,9 @@ struct OffloadSession {
 
 Status AttachOffload(Trainer& trainer, const OffloadConfig& config) {
   if (config.mode == "none") return Status::Ok();
-  if (config.mode != "process") {
-    return InvalidArgument("--offload '{}' is not available; valid: none, process", config.mode);
+  if (config.mode != "process" && config.mode != "amqp") {
+    return InvalidArgument("--offload '{}' is not available; valid: none, process, amqp",
+                           config.mode);
   }
   offload::PoolOptions pool_options = config.pool;
   pool_options.backend = config.mode;

@@ -164,6 +164,10 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
 
 Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   P2P_ASSIGN_OR_RETURN(config.sync_every, ParseSyncEvery(options.sync_every));
+  // A peer already talking to RabbitMQ offloads through the same broker unless told otherwise.
+  if (config.offload.mode == "amqp" && config.offload.pool.broker.empty()) {
+    config.offload.pool.broker = options.broker_url;
+  }
   P2P_ASSIGN_OR_RETURN(const auto codec,
                        sync::codecs::ResolveCompression({.spec = options.compression,
                                                          .qsgd_bits = options.qsgd_bits,

@@ -15,7 +15,7 @@ namespace p2p::peer {
 // --offload: where gradient work runs. Not part of the fingerprint: it changes only the
 // summation order of a peer's local gradient, and peers average each other's exactly.
 struct OffloadConfig {
-  std::string mode = "none";  // none | process
+  std::string mode = "none";  // none | process | amqp
   offload::PoolOptions pool;
   std::string price_table;                  // JSON file; empty = the built-in prices
   std::string instance_type = "t2.medium";  // what each peer runs on, for the cost estimate

@@ -11,8 +11,8 @@
 #include <memory>
 #include <vector>
 
-#include "ml/model.h"
 #include "ml/threads.h"
+#include "serverless_offload/gradient_worker.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/task.h"
 
@@ -30,53 +30,21 @@ Status WriteAll(int fd, const char* data, size_t size) {
   return Status::Ok();
 }
 
-// What a warm process keeps between invocations: the model and the current parameter mapping.
-struct Warm {
-  std::string model_key;
-  std::unique_ptr<ml::Model> model;
-  uint64_t params_version = 0;
-  std::string params_path;
+// The parameter mapping a warm process keeps; the model is in the GradientWorker.
+struct MappedVersion {
+  std::string key;  // path#version
   std::optional<MappedParams> params;
-  uint64_t loaded_version = 0;  // what is in the model's parameter buffer
-  std::string loaded_path;
 };
 
-Status Compute(Warm& warm, const Task& task, TaskResult& r) {
-  const std::string key =
-      fmt::format("{}/{}/{}/{}x{}x{}/{}/{}", task.model.name, fmt::join(task.model.hidden, "x"),
-                  task.model.dropout, task.model.input.c, task.model.input.h, task.model.input.w,
-                  task.model.num_classes, ml::LossName(task.model.loss));
-  if (key != warm.model_key) {
-    P2P_ASSIGN_OR_RETURN(warm.model, ml::Model::Create(task.model));
-    warm.model_key = key;
-    warm.loaded_path.clear();
+Status Compute(GradientWorker& worker, MappedVersion& mapped, const Task& task, TaskResult& r) {
+  const std::string key = fmt::format("{}#{}", task.params_path, task.params_version);
+  if (!mapped.params || mapped.key != key) {
+    mapped.params.reset();
+    P2P_ASSIGN_OR_RETURN(auto params, MappedParams::Open(task.params_path, task.num_params));
+    mapped.params = std::move(params);
+    mapped.key = key;
   }
-  if (warm.model->NumParams() != task.num_params) {
-    return InvalidArgument("task has {} parameters but model {} has {}", task.num_params,
-                           task.model.name, warm.model->NumParams());
-  }
-  if (!warm.params || warm.params_version != task.params_version ||
-      warm.params_path != task.params_path) {
-    warm.params.reset();
-    P2P_ASSIGN_OR_RETURN(auto mapped, MappedParams::Open(task.params_path, task.num_params));
-    warm.params = std::move(mapped);
-    warm.params_version = task.params_version;
-    warm.params_path = task.params_path;
-  }
-  // ComputeGradient leaves the parameters alone: a warm process copies them once per version.
-  if (warm.loaded_version != task.params_version || warm.loaded_path != task.params_path) {
-    const auto p = warm.params->floats();
-    std::copy(p.begin(), p.end(), warm.model->Params().begin());
-    warm.loaded_version = task.params_version;
-    warm.loaded_path = task.params_path;
-  }
-  const auto start = std::chrono::steady_clock::now();
-  const float loss = warm.model->ComputeGradient(task.x, task.y);
-  r.compute_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r.loss_sum = double(loss) * double(task.y.size());
-  r.samples = task.y.size();
-  return Status::Ok();
+  return worker.Compute(task, key, mapped.params->floats(), r);
 }
 
 }  // namespace
@@ -85,7 +53,8 @@ Status ServeTasks(int in_fd, int out_fd) {
   // Die with the pool that started us (it was spawned without a chance to set this before exec).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   ml::SetThreads(1);  // one function = one vCPU's worth of work; the pool runs K in parallel
-  Warm warm;
+  GradientWorker worker;
+  MappedVersion mapped;
   std::string buffer;
   std::vector<char> chunk(1 << 20);
   while (true) {
@@ -93,14 +62,16 @@ Status ServeTasks(int in_fd, int out_fd) {
     if (task) {
       TaskResult r;
       r.id = task->id;
-      if (Status s = Compute(warm, *task, r); !s.ok()) {
-        r = TaskResult{.id = task->id, .error = s.message()};
+      if (Status s = Compute(worker, mapped, *task, r); !s.ok()) {
+        r = TaskResult();
+        r.id = task->id;
+        r.error = s.message();
         const std::string bytes = EncodeResult(r);
         P2P_RETURN_IF_ERROR(WriteAll(out_fd, bytes.data(), bytes.size()));
         continue;
       }
       // The gradient goes out straight from the model's buffer.
-      const auto g = warm.model->Grads();
+      const auto g = worker.grads();
       const std::string head = EncodeResultHead(r, g.size());
       P2P_RETURN_IF_ERROR(WriteAll(out_fd, head.data(), head.size()));
       P2P_RETURN_IF_ERROR(

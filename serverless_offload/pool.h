@@ -10,18 +10,23 @@
 #include <vector>
 
 #include "common/status.h"
+#include "serverless_offload/remote_wire.h"
 #include "serverless_offload/task.h"
 
 namespace p2p::offload {
 
 struct PoolOptions {
-  std::string backend = "process";   // process (amqp: remote workers, see docs/offload.md)
+  std::string backend = "process";   // process | amqp (remote workers, see docs/offload.md)
   int functions = 2;                 // concurrent invocations (Lambda's concurrency)
   int memory_mb = 1024;              // per function; enforced as RLIMIT_AS (address space)
   double timeout_s = 60;             // per invocation, then the function is killed
   int retries = 2;                   // extra attempts of a failed invocation
   bool warm = false;                 // keep finished processes for reuse (warm containers)
   std::vector<std::string> command;  // the function's argv (default: this executable `function`)
+  // amqp backend: the RabbitMQ that `p2ptrain function --serve` workers consume from, and the
+  // work queue they share.
+  std::string broker;
+  std::string queue = kDefaultWorkQueue;
 };
 
 // Counters since the pool started; take differences for per-epoch numbers.
@@ -31,6 +36,8 @@ struct PoolStats {
   uint64_t warm_starts = 0;  // attempts served by a kept process
   uint64_t retries = 0;
   uint64_t failures = 0;             // attempts that crashed, timed out or returned an error
+  uint64_t redeliveries = 0;         // amqp: results of tasks the broker gave a second worker
+  uint64_t params_sent = 0;          // amqp: parameter versions sent to workers (once per worker)
   double billed_ms = 0;              // sum of per-invocation durations rounded up to 1 ms
   double gb_seconds = 0;             // billed duration x configured memory
   std::vector<double> latencies_ms;  // per successful invocation, submit to result

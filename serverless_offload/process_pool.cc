@@ -15,6 +15,9 @@
 #include <cstring>
 #include <deque>
 
+#include "serverless_offload/amqp_pool.h"
+#include "serverless_offload/task_ledger.h"
+
 extern char** environ;
 
 namespace p2p::offload {
@@ -160,33 +163,19 @@ class ProcessPool final : public FunctionPool {
   const PoolStats& stats() const override { return stats_; }
 
   Result<std::vector<TaskResult>> RunAll(std::vector<Task> tasks) override {
-    std::vector<std::optional<TaskResult>> results(tasks.size());
-    std::vector<int> attempts(tasks.size(), 0);
-    std::vector<std::string> last_error(tasks.size());
-    std::deque<size_t> pending;
-    for (size_t i = 0; i < tasks.size(); ++i) pending.push_back(i);
+    TaskLedger ledger(tasks.size(), o_.retries, stats_);
     std::vector<Attempt> running;
-    size_t done = 0;
 
-    // A failed attempt: retry the task or fail the whole call.
+    // A failed attempt: bill it, then retry the task or fail the whole call.
     auto failed = [&](Attempt& a, const std::string& why) -> Status {
-      ++stats_.failures;
       Bill(a);
-      last_error[a.task] = why;
-      if (attempts[a.task] <= o_.retries) {
-        ++stats_.retries;
-        pending.push_back(a.task);
-        return Status::Ok();
-      }
-      return Unavailable("gradient task {} failed after {} attempt(s); last: {}", tasks[a.task].id,
-                         attempts[a.task], why);
+      return ledger.Failed(a.task, tasks[a.task].id, why);
     };
 
-    while (done < tasks.size()) {
-      while (static_cast<int>(running.size()) < o_.functions && !pending.empty()) {
-        const size_t i = pending.front();
-        pending.pop_front();
-        tasks[i].attempt = static_cast<uint32_t>(attempts[i]++);
+    while (!ledger.done()) {
+      while (static_cast<int>(running.size()) < o_.functions && ledger.has_pending()) {
+        const size_t i = ledger.StartNext();
+        tasks[i].attempt = ledger.attempts(i) - 1;
         P2P_ASSIGN_OR_RETURN(Attempt a, Start(i, tasks[i]));
         running.push_back(std::move(a));
       }
@@ -224,8 +213,7 @@ class ProcessPool final : public FunctionPool {
           } else {
             stats_.latencies_ms.push_back(MsSince(a.start));
             Bill(a);
-            results[a.task] = std::move(r);
-            ++done;
+            ledger.Succeeded(a.task, std::move(r));
           }
           Release(std::move(a.proc));
         } else if (ended) {
@@ -245,10 +233,7 @@ class ProcessPool final : public FunctionPool {
         }
       }
     }
-    std::vector<TaskResult> out;
-    out.reserve(results.size());
-    for (auto& r : results) out.push_back(std::move(*r));
-    return out;
+    return ledger.TakeResults();
   }
 
  private:
@@ -263,7 +248,6 @@ class ProcessPool final : public FunctionPool {
     a.task = index;
     a.start = Clock::now();
     a.deadline = a.start + std::chrono::milliseconds(static_cast<int64_t>(o_.timeout_s * 1000));
-    ++stats_.invocations;
     if (!idle_.empty()) {
       a.proc = std::move(idle_.back());
       idle_.pop_back();
@@ -364,7 +348,9 @@ Result<std::unique_ptr<FunctionPool>> MakeFunctionPool(const PoolOptions& option
                                                      : std::vector<std::string>{exe, "function"};
   }
   if (o.backend == "process") return MakeProcessPool(o);
-  return InvalidArgument("--offload backend '{}' is not available; valid: process", o.backend);
+  if (o.backend == "amqp") return MakeAmqpPool(o);
+  return InvalidArgument("--offload backend '{}' is not available; valid: process, amqp",
+                         o.backend);
 }
 
 }  // namespace p2p::offload

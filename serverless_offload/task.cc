@@ -1,61 +1,25 @@
 #include "serverless_offload/task.h"
 
 #include <cstring>
-#include <nlohmann/json.hpp>
+
+#include "serverless_offload/wire_frame.h"
 
 namespace p2p::offload {
 namespace {
 
-constexpr char kTaskMagic[8] = {'P', '2', 'P', 'T', 'A', 'S', 'K', '1'};
-constexpr char kResultMagic[8] = {'P', '2', 'P', 'R', 'S', 'L', 'T', '1'};
-constexpr uint32_t kMaxHeaderBytes = 64 << 10;
+using wire::Field;
+using wire::Frame;
+using wire::kMaxFloats;
+using wire::OptionalField;
+using wire::Peek;
+using wire::Put;
+using wire::TakeHeader;
+
+using wire::kResultMagic;
+using wire::kTaskMagic;
 constexpr uint64_t kMaxRows = 1 << 20;
 constexpr uint64_t kMaxCols = 1 << 24;
-constexpr uint64_t kMaxFloats = uint64_t{1} << 28;  // 1 GiB of features or gradient
-
-template <typename T>
-void Put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
-template <typename T>
-T Peek(const std::string& b, size_t pos) {
-  T v;
-  std::memcpy(&v, b.data() + pos, sizeof(T));
-  return v;
-}
-
-std::string Frame(const char (&magic)[8], const nlohmann::json& header) {
-  std::string out(magic, 8);
-  const std::string h = header.dump();
-  Put(out, static_cast<uint32_t>(h.size()));
-  out += h;
-  return out;
-}
-
-// The header of a frame at the front of `buffer`: nullopt if incomplete.
-Result<std::optional<std::pair<nlohmann::json, size_t>>> TakeHeader(const std::string& buffer,
-                                                                    const char (&magic)[8],
-                                                                    const char* what) {
-  if (buffer.size() < 12) return std::optional<std::pair<nlohmann::json, size_t>>();
-  if (std::memcmp(buffer.data(), magic, 8) != 0) return DataLoss("{}: bad magic", what);
-  const uint32_t len = Peek<uint32_t>(buffer, 8);
-  if (len > kMaxHeaderBytes) return DataLoss("{}: header of {} bytes is too large", what, len);
-  if (buffer.size() < 12 + size_t{len}) return std::optional<std::pair<nlohmann::json, size_t>>();
-  nlohmann::json header = nlohmann::json::parse(buffer.begin() + 12, buffer.begin() + 12 + len,
-                                                nullptr, /*allow_exceptions=*/false);
-  if (!header.is_object()) return DataLoss("{}: header is not a JSON object", what);
-  return std::optional(std::make_pair(std::move(header), size_t{12} + len));
-}
-
-template <typename T>
-Result<T> Field(const nlohmann::json& j, const char* key, const char* what) {
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    return DataLoss("{}: header field '{}' is missing or has the wrong type", what, key);
-  }
-}
+constexpr size_t kMaxNameBytes = 255;  // an AMQP queue name (reply_to) or a worker id
 
 nlohmann::json ModelToJson(const ml::ModelOptions& m) {
   return {{"name", m.name},           {"hidden", m.hidden},
@@ -96,6 +60,7 @@ std::string EncodeTask(const Task& t) {
                                        {"params_path", t.params_path},
                                        {"params_version", t.params_version},
                                        {"num_params", t.num_params},
+                                       {"reply_to", t.reply_to},
                                        {"rows", t.x.rows()},
                                        {"cols", t.x.cols()}});
   out.append(reinterpret_cast<const char*>(t.x.data()), sizeof(float) * size_t(t.x.size()));
@@ -108,6 +73,10 @@ std::string EncodeResultHead(const TaskResult& r, uint64_t gradient_size) {
                                          {"loss_sum", r.loss_sum},
                                          {"samples", r.samples},
                                          {"compute_s", r.compute_seconds},
+                                         {"busy_s", r.busy_seconds},
+                                         {"worker", r.worker},
+                                         {"cold", r.cold},
+                                         {"redelivered", r.redelivered},
                                          {"error", r.error}});
   Put(out, gradient_size);
   return out;
@@ -138,6 +107,8 @@ Result<std::optional<Task>> TakeTask(std::string& buffer) {
   P2P_ASSIGN_OR_RETURN(t.params_version, Field<uint64_t>(h, "params_version", kWhat));
   P2P_ASSIGN_OR_RETURN(t.num_params, Field<uint64_t>(h, "num_params", kWhat));
   if (t.num_params < 1 || t.num_params > kMaxFloats) return DataLoss("task: bad parameter count");
+  P2P_ASSIGN_OR_RETURN(t.reply_to, OptionalField<std::string>(h, "reply_to", "", kWhat));
+  if (t.reply_to.size() > kMaxNameBytes) return DataLoss("task: reply_to is too long");
   if (!h.contains("model")) return DataLoss("task: no model");
   P2P_ASSIGN_OR_RETURN(t.model, ModelFromJson(h.at("model")));
   if (static_cast<uint64_t>(t.model.input.size()) != cols) {
@@ -171,6 +142,11 @@ Result<std::optional<TaskResult>> TakeResult(std::string& buffer) {
   P2P_ASSIGN_OR_RETURN(r.samples, Field<uint64_t>(h, "samples", kWhat));
   P2P_ASSIGN_OR_RETURN(r.compute_seconds, Field<double>(h, "compute_s", kWhat));
   P2P_ASSIGN_OR_RETURN(r.error, Field<std::string>(h, "error", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.busy_seconds, OptionalField<double>(h, "busy_s", 0.0, kWhat));
+  P2P_ASSIGN_OR_RETURN(r.worker, OptionalField<std::string>(h, "worker", "", kWhat));
+  P2P_ASSIGN_OR_RETURN(r.cold, OptionalField<bool>(h, "cold", false, kWhat));
+  P2P_ASSIGN_OR_RETURN(r.redelivered, OptionalField<bool>(h, "redelivered", false, kWhat));
+  if (r.worker.size() > kMaxNameBytes) return DataLoss("result: worker id is too long");
   r.gradient.resize(n);
   std::memcpy(r.gradient.data(), buffer.data() + at + 8, n * sizeof(float));
   buffer.erase(0, at + 8 + n * sizeof(float));

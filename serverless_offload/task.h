@@ -5,8 +5,10 @@
 // Task:   "P2PTASK1" | u32 header_len | header JSON | rows*cols f32 features | rows i32 labels
 // Result: "P2PRSLT1" | u32 header_len | header JSON | u64 n | n f32 gradient
 // (little-endian). Task header: {"id", "attempt", "model": {name, hidden, dropout, input [c,h,w],
-// classes, loss}, "params_path", "params_version", "num_params", "rows", "cols"}.
-// Result header: {"id", "loss_sum", "samples", "compute_s", "error"} (error: empty when ok).
+// classes, loss}, "params_path", "params_version", "num_params", "reply_to", "rows", "cols"}.
+// Result header: {"id", "loss_sum", "samples", "compute_s", "busy_s", "worker", "cold",
+// "redelivered", "error"} (error: empty when ok). Fields added after version 1 are optional
+// when decoding. The framing helpers are in wire_frame.h.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,9 @@ struct Task {
   std::string params_path;
   uint64_t params_version = 0;
   uint64_t num_params = 0;
+  // Remote workers (amqp backend): the pool's queue for results and parameter requests; they
+  // fetch parameters once per (reply_to, params_version) and cache them.
+  std::string reply_to;
   ml::Matrix x;  // the samples, one per row
   std::vector<int32_t> y;
 };
@@ -40,6 +45,13 @@ struct TaskResult {
   double compute_seconds = 0;   // inside the function: forward + backward
   std::string error;            // a function-side failure (bad task, unreadable parameters)
   std::vector<float> gradient;  // mean over the task's samples
+  // Remote workers only: receipt of the task to its result (Lambda's billed duration), which
+  // worker served it, whether it had to build the model first (a cold start), and whether the
+  // broker redelivered the task (its first worker died holding it).
+  double busy_seconds = 0;
+  std::string worker;
+  bool cold = false;
+  bool redelivered = false;
 };
 
 std::string EncodeTask(const Task& task);

@@ -6,64 +6,11 @@
 #include "ml/model.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/pool.h"
+#include "tests/offload/pool_fixture.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p::offload {
 namespace {
-
-std::string FunctionBin() {
-  return (std::filesystem::path(test::P2ptrainBin()).parent_path() / "p2ptrain-function").string();
-}
-
-ml::ModelOptions Mlp() {
-  ml::ModelOptions m;
-  m.name = "mlp";
-  m.hidden = {16};
-  m.input = {1, 1, 12};
-  m.num_classes = 3;
-  return m;
-}
-
-struct Fixture {
-  std::unique_ptr<ml::Model> model;
-  ml::Matrix x;
-  std::vector<int32_t> y;
-  ParamStore store;
-  ParamStore::Version version;
-
-  static Fixture Make(int rows) {
-    auto model = ml::Model::Create(Mlp());
-    EXPECT_TRUE(model.ok());
-    (*model)->Init(5);
-    ml::Matrix x = ml::Matrix::Random(rows, 12);
-    std::vector<int32_t> y(rows);
-    for (int i = 0; i < rows; ++i) y[i] = i % 3;
-    auto store = ParamStore::Create();
-    EXPECT_TRUE(store.ok());
-    auto version = store->Publish((*model)->Params());
-    EXPECT_TRUE(version.ok());
-    return {std::move(*model), std::move(x), std::move(y), std::move(*store), *version};
-  }
-
-  // The batch split into k contiguous parts, one task each.
-  std::vector<Task> Tasks(int k) const {
-    std::vector<Task> tasks;
-    const int n = static_cast<int>(y.size());
-    for (int i = 0; i < k; ++i) {
-      const int b = n * i / k, e = n * (i + 1) / k;
-      Task t;
-      t.id = static_cast<uint64_t>(i + 1);
-      t.model = Mlp();
-      t.params_path = version.path;
-      t.params_version = version.version;
-      t.num_params = model->NumParams();
-      t.x = x.middleRows(b, e - b);
-      t.y.assign(y.begin() + b, y.begin() + e);
-      tasks.push_back(std::move(t));
-    }
-    return tasks;
-  }
-};
 
 PoolOptions Options(std::vector<std::string> command, int functions = 2) {
   PoolOptions o;
@@ -94,12 +41,7 @@ TEST_P(AverageOfFunctions, EqualsTheInProcessGradient) {
       for (const auto& t : tasks) expected.push_back(t.y.size());
       auto results = (*pool)->RunAll(std::move(tasks));
       ASSERT_TRUE(results.ok()) << results.status().ToString();
-      std::vector<float> grad(local.size());
-      ASSERT_TRUE(WeightedMean(*results, expected, grad).ok());
-      for (size_t i = 0; i < grad.size(); ++i) {
-        // Only the summation order differs from the in-process mean.
-        ASSERT_NEAR(grad[i], local[i], 1e-6f + 1e-5f * std::abs(local[i])) << "coordinate " << i;
-      }
+      ExpectMeanEquals(*results, expected, local);
     }
     const PoolStats& s = (*pool)->stats();
     EXPECT_EQ(s.invocations, uint64_t(2 * k));
@@ -160,6 +102,7 @@ TEST(ProcessPoolTest, AFunctionOverItsMemoryLimitFails) {
          .params_path = version->path,
          .params_version = version->version,
          .num_params = params.size(),
+         .reply_to = "",
          .x = ml::Matrix::Zero(2, 784),
          .y = {0, 1}};
   PoolOptions o = Options({FunctionBin()});

@@ -64,7 +64,11 @@ TEST(TaskTest, ResultsRoundTripAndLyingLengthsWait) {
                .samples = 2,
                .compute_seconds = 0.1,
                .error = "",
-               .gradient = {1, 2, 3}};
+               .gradient = {1, 2, 3},
+               .busy_seconds = 0.25,
+               .worker = "w1",
+               .cold = true,
+               .redelivered = true};
   std::string b = EncodeResult(r);
   std::string truncated = b.substr(0, b.size() - 1);
   auto partial = TakeResult(truncated);
@@ -73,6 +77,10 @@ TEST(TaskTest, ResultsRoundTripAndLyingLengthsWait) {
   auto whole = TakeResult(b);
   ASSERT_TRUE(whole.ok() && *whole);
   EXPECT_EQ((*whole)->gradient, r.gradient);
+  EXPECT_EQ((*whole)->busy_seconds, 0.25);
+  EXPECT_EQ((*whole)->worker, "w1");
+  EXPECT_TRUE((*whole)->cold);
+  EXPECT_TRUE((*whole)->redelivered);
   std::string huge = EncodeResult(r);
   const size_t at = huge.size() - 3 * sizeof(float) - 8;
   huge[at + 7] = 0x7f;  // claims 2^62 values

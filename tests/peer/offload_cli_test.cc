@@ -1,10 +1,12 @@
 // --offload end to end: real peers whose gradient work runs in real function processes.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "peer/checkpoint.h"
+#include "tests/broker/amqp_test_broker.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -152,6 +154,39 @@ TEST(OffloadCliTest, AFunctionThatKeepsFailingStopsTrainingWithTheTaskNamed) {
       5min);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("gradient task 1 failed after 2 attempt(s)"), std::string::npos) << r.err;
+}
+
+// Two peers whose gradient work goes to two `function --serve` workers over a real RabbitMQ:
+// the same parameters as the process backend, bit for bit (the same parts, the same code).
+TEST(OffloadCliTest, PeersOffloadingToRemoteWorkersMatchTheProcessBackend) {
+  const auto& broker = broker::amqp_test::Broker();
+  ASSERT_TRUE(broker.error.empty()) << broker.error;
+  const std::string queue = broker::amqp_test::UniqueRunId("fn-cli");
+  std::vector<std::unique_ptr<test::Child>> workers;
+  for (int i = 0; i < 2; ++i) {
+    workers.push_back(std::make_unique<test::Child>(std::vector<std::string>{
+        test::P2ptrainBin(), "function", "--serve", "--broker", broker.url, "--queue", queue}));
+  }
+  test::TempDir process_dir, amqp_dir;
+  const auto local =
+      TwoPeers({"--offload", "process", "--functions", "2", "--fn-warm"}, process_dir);
+  const auto remote = TwoPeers(
+      {"--offload", "amqp", "--functions", "2", "--fn-broker", broker.url, "--fn-queue", queue},
+      amqp_dir);
+  ASSERT_EQ(remote.size(), 2u);
+  EXPECT_EQ(remote[0], remote[1]);
+  EXPECT_EQ(remote[0], local[0]);
+
+  const auto record = nlohmann::json::parse(test::ReadLines(amqp_dir.File("rank-0.jsonl")).at(0));
+  EXPECT_EQ(record["offload"], "amqp");
+  EXPECT_EQ(record["invocations"], 30);  // as with the process backend: 15 batches x 2 parts
+  EXPECT_EQ(record["fn_failures"], 0);
+  EXPECT_GT(record["billed_gb_s"].get<double>(), 0.0);
+  for (auto& w : workers) {
+    w->Kill(SIGTERM);
+    const auto done = w->Wait(30s);
+    EXPECT_EQ(done.exit_code, 0) << done.err;
+  }
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
   int pid() const { return pid_; }
+  // Where its stderr goes, for WaitForFile on what it logs.
+  const std::string& err_path() const { return err_path_; }
   void Kill(int sig);
   // Waits until the child exits or `timeout` passes (then kills it and sets timed_out).
   ProcessResult Wait(std::chrono::milliseconds timeout);

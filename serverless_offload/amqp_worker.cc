@@ -1,0 +1,226 @@
+#include "serverless_offload/amqp_worker.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "broker/amqp_session.h"
+#include "ml/threads.h"
+#include "serverless_offload/gradient_worker.h"
+
+namespace p2p::offload {
+namespace {
+
+namespace amqp = broker::amqp;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_stop{false};
+extern "C" void RequestStop(int) { g_stop.store(true); }
+
+std::span<const std::byte> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+std::string_view AsText(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+std::string_view RoutingKey(const amqp::Delivery& d) {
+  const amqp_bytes_t& k = d.envelope.get().routing_key;
+  return {static_cast<const char*>(k.bytes), k.len};
+}
+
+struct CachedParams {
+  std::string pool;  // the pool's reply queue
+  uint64_t version = 0;
+  std::vector<float> values;
+  uint64_t last_used = 0;
+};
+constexpr size_t kCachedPools = 8;
+
+class Worker {
+ public:
+  Worker(const WorkerOptions& o, amqp::Session session, std::string private_queue)
+      : o_(o), session_(std::move(session)), private_queue_(std::move(private_queue)) {}
+
+  Status Serve() {
+    // Short waits only so a stop request or heartbeat is noticed; deliveries wake us at once.
+    const auto idle =
+        std::chrono::milliseconds(std::clamp(session_.heartbeat_s() * 250, 100, 1000));
+    while (!g_stop.load() && (o_.max_tasks == 0 || served_ < o_.max_tasks)) {
+      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_.Poll(idle));
+      auto* d = std::get_if<amqp::Delivery>(&event);
+      if (d == nullptr) continue;
+      if (RoutingKey(*d) == private_queue_) {  // a parameter reply we stopped waiting for
+        P2P_RETURN_IF_ERROR(session_.Ack(d->envelope.delivery_tag()));
+        continue;
+      }
+      P2P_RETURN_IF_ERROR(Handle(*d));
+    }
+    spdlog::info("worker {}: served {} task(s) ({} failed), fetched {} parameter version(s)",
+                 private_queue_, served_, failed_, fetched_);
+    (void)session_.DeleteQueue(private_queue_);
+    return session_.Close();
+  }
+
+ private:
+  Status Handle(const amqp::Delivery& d) {
+    const auto start = Clock::now();
+    const uint64_t tag = d.envelope.delivery_tag();
+    auto task = DecodeTask(AsText(d.envelope.body()));
+    if (!task.ok() || task->reply_to.empty()) {
+      spdlog::warn("worker: dropping a malformed task: {}",
+                   task.ok() ? "it names no reply queue" : task.status().message());
+      return session_.Ack(tag);
+    }
+    spdlog::debug("worker: task {} attempt {} from {}: received, {} samples", task->id,
+                  task->attempt, task->reply_to, task->y.size());
+    TaskResult r;
+    r.id = task->id;
+    r.worker = private_queue_;
+    r.redelivered = d.envelope.get().redelivered != 0;
+    Status computed = Compute(*task, r);
+    r.busy_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    std::string body;
+    if (computed.ok()) {
+      const auto g = gradient_.grads();
+      body = EncodeResultHead(r, g.size());
+      body.append(reinterpret_cast<const char*>(g.data()), g.size_bytes());
+    } else {
+      ++failed_;
+      r.error = computed.message();
+      body = EncodeResult(r);
+    }
+    // Result first, then the ack: if we die in between, the task is redelivered and the pool
+    // drops the duplicate result.
+    P2P_RETURN_IF_ERROR(session_.Publish("", task->reply_to, AsBytes(body)));
+    P2P_RETURN_IF_ERROR(session_.Ack(tag));
+    ++served_;
+    spdlog::debug("worker: task {} attempt {} from {}: done in {:.1f} ms{}{}{}", task->id,
+                  task->attempt, task->reply_to, r.busy_seconds * 1000, r.cold ? ", cold" : "",
+                  r.redelivered ? ", redelivered" : "",
+                  computed.ok() ? "" : ", error: " + computed.message());
+    return Status::Ok();
+  }
+
+  Status Compute(const Task& task, TaskResult& r) {
+    try {
+      return ComputeOrThrow(task, r);
+    } catch (const std::bad_alloc&) {
+      return Internal("out of memory computing the task (worker --fn-memory {} MB)", o_.memory_mb);
+    }
+  }
+
+  Status ComputeOrThrow(const Task& task, TaskResult& r) {
+    P2P_ASSIGN_OR_RETURN(const CachedParams* params, Params(task));
+    const std::string key = fmt::format("{}#{}", params->pool, params->version);
+    P2P_RETURN_IF_ERROR(gradient_.Compute(task, key, params->values, r));
+    r.cold = gradient_.built_model();
+    return Status::Ok();
+  }
+
+  // The task's parameters: cached, or asked from its pool once.
+  Result<const CachedParams*> Params(const Task& task) {
+    ++use_counter_;
+    for (auto& c : cache_) {
+      if (c.pool == task.reply_to && c.version == task.params_version) {
+        c.last_used = use_counter_;
+        return &c;
+      }
+    }
+    if (task.num_params * sizeof(float) > kMaxRemoteParamBytes) {
+      return InvalidArgument("task has {} parameters, more than a worker accepts", task.num_params);
+    }
+    const std::string request = EncodeParamsRequest({.version = task.params_version,
+                                                     .num_params = task.num_params,
+                                                     .reply_to = private_queue_,
+                                                     .worker = private_queue_});
+    P2P_RETURN_IF_ERROR(session_.Publish("", task.reply_to, AsBytes(request)));
+    const auto deadline =
+        Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o_.params_timeout_s * 1000));
+    while (Clock::now() < deadline) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_.Poll(left));
+      auto* d = std::get_if<amqp::Delivery>(&event);
+      if (d == nullptr) continue;
+      P2P_RETURN_IF_ERROR(session_.Ack(d->envelope.delivery_tag()));
+      if (RoutingKey(*d) != private_queue_) {
+        return Internal("a second task arrived while one was in hand (prefetch is 1)");
+      }
+      auto reply = DecodeParamsReply(AsText(d->envelope.body()), task.num_params);
+      if (!reply.ok()) return reply.status();
+      if (reply->version != task.params_version) continue;  // an older request's late answer
+      if (!reply->error.empty()) {
+        return Unavailable("pool {} has no parameter version {}: {}", task.reply_to,
+                           task.params_version, reply->error);
+      }
+      ++fetched_;
+      return Insert(
+          CachedParams{task.reply_to, task.params_version, std::move(reply->params), use_counter_});
+    }
+    return Unavailable("pool {} did not answer the parameter request within {} s", task.reply_to,
+                       o_.params_timeout_s);
+  }
+
+  const CachedParams* Insert(CachedParams params) {
+    std::erase_if(cache_, [&](const CachedParams& c) { return c.pool == params.pool; });
+    if (cache_.size() >= kCachedPools) {
+      cache_.erase(std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
+        return a.last_used < b.last_used;
+      }));
+    }
+    cache_.push_back(std::move(params));
+    return &cache_.back();
+  }
+
+  const WorkerOptions& o_;
+  amqp::Session session_;
+  std::string private_queue_;
+  GradientWorker gradient_;
+  std::vector<CachedParams> cache_;
+  uint64_t use_counter_ = 0, served_ = 0, failed_ = 0, fetched_ = 0;
+};
+
+}  // namespace
+
+Status ServeAmqpWorker(const WorkerOptions& o) {
+  P2P_RETURN_IF_ERROR(ValidateQueueName(o.queue, "--queue"));
+  P2P_ASSIGN_OR_RETURN(broker::AmqpUrl url, broker::ParseAmqpUrl(o.broker));
+  ml::SetThreads(1);  // one worker = one function = one vCPU; run one worker per core
+  if (o.memory_mb > 0) {
+    ::mallopt(M_ARENA_MAX, 1);  // glibc's per-thread arenas would reserve address space for nothing
+    const rlim_t bytes = static_cast<rlim_t>(o.memory_mb) << 20;
+    const rlimit limit{bytes, bytes};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) {
+      return IoError("cannot set the memory limit of {} MB: {}", o.memory_mb, std::strerror(errno));
+    }
+  }
+  struct sigaction sa {};
+  sa.sa_handler = RequestStop;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+
+  amqp::SessionConfig config{.url = url, .heartbeat_s = url.heartbeat_s.value_or(30)};
+  const auto deadline = broker::DeadlineIn(std::chrono::seconds(10));
+  P2P_ASSIGN_OR_RETURN(amqp::Session session, amqp::Session::Open(config, deadline));
+  const std::string private_queue = PrivateQueueName("p2ptrain.fnworker");
+  session.SetRpcDeadline(deadline);
+  P2P_RETURN_IF_ERROR(session.DeclareQueue(o.queue, kWorkQueueExpiry));
+  P2P_RETURN_IF_ERROR(session.DeclareQueue(private_queue, kReplyQueueExpiry));
+  P2P_RETURN_IF_ERROR(session.SetPrefetch(1));
+  P2P_RETURN_IF_ERROR(session.Consume(o.queue, /*exclusive=*/false));
+  P2P_RETURN_IF_ERROR(session.Consume(private_queue, /*exclusive=*/true));
+  session.SetRpcDeadline(Clock::now() + std::chrono::hours(24));
+  spdlog::info("worker {}: serving gradient tasks from queue '{}' on {}", private_queue, o.queue,
+               url.Redacted());
+  return Worker(o, std::move(session), private_queue).Serve();
+}
+
+}  // namespace p2p::offload
