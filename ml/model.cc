@@ -63,15 +63,22 @@ Model::Model(ModelOptions options, std::vector<std::unique_ptr<Layer>> layers)
   P2P_CHECK(shapes_.back().size() == options_.num_classes, "model outputs {}, want {} classes",
             shapes_.back().ToString(), options_.num_classes);
   params_.assign(total, 0.0f);
-  grads_.assign(total, 0.0f);
+  own_grads_.assign(total, 0.0f);
+  BindGradients({});
+  activations_.resize(layers_.size());
+  deltas_.resize(layers_.size());
+  Init(options_.seed);
+}
+
+void Model::BindGradients(std::span<float> external) {
+  P2P_CHECK(external.empty() || external.size() == params_.size(),
+            "gradient buffer of {} floats for {} parameters", external.size(), params_.size());
+  grads_ = external.empty() ? std::span<float>(own_grads_) : external;
   size_t offset = 0;
   for (const auto& layer : layers_) {
     layer->Bind(params_.data() + offset, grads_.data() + offset);
     offset += layer->NumParams();
   }
-  activations_.resize(layers_.size());
-  deltas_.resize(layers_.size());
-  Init(options_.seed);
 }
 
 void Model::Init(uint64_t seed) {

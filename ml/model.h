@@ -35,6 +35,11 @@ class Model {
   // The gradient of the last ComputeGradient, no copy.
   std::span<const float> Grads() const { return grads_; }
   std::span<float> MutableGrads() { return grads_; }
+  // Makes `external` (NumParams() floats, 64-byte aligned like the model's own buffer, so the
+  // summation order and thus the bits stay the same) the gradient buffer: ComputeGradient then
+  // writes straight into it, e.g. a function's shared-memory result slot. An empty span goes
+  // back to the model's own buffer. The caller keeps `external` alive while it is bound.
+  void BindGradients(std::span<float> external);
 
   // Re-initialises all parameters deterministically from `seed` (Kaiming-normal conv weights,
   // N(0, 0.01) linear weights, zero biases). Same seed, same model options -> same bits.
@@ -64,7 +69,8 @@ class Model {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> shapes_;  // shapes_[i] is the input shape of layer i; back() the output
   AlignedFloats params_;
-  AlignedFloats grads_;
+  AlignedFloats own_grads_;
+  std::span<float> grads_;  // own_grads_, or a buffer given to BindGradients
   // activations_[i] = output of layer i (the input x is not copied);
   // deltas_[i] = d(mean loss)/d(activations_[i]).
   std::vector<Matrix> activations_;

@@ -119,6 +119,9 @@ class Worker {
   }
 
   Status ComputeOrThrow(const Task& task, TaskResult& r) {
+    if (!task.shared.path.empty()) {
+      return InvalidArgument("task names a shared file of another host");
+    }
     P2P_ASSIGN_OR_RETURN(const CachedParams* params, Params(task));
     const std::string key = fmt::format("{}#{}", params->pool, params->version);
     P2P_RETURN_IF_ERROR(gradient_.Compute(task, key, params->values, r));

@@ -14,6 +14,7 @@
 #include "ml/threads.h"
 #include "serverless_offload/gradient_worker.h"
 #include "serverless_offload/param_store.h"
+#include "serverless_offload/shared_file.h"
 #include "serverless_offload/task.h"
 
 namespace p2p::offload {
@@ -30,21 +31,41 @@ Status WriteAll(int fd, const char* data, size_t size) {
   return Status::Ok();
 }
 
-// The parameter mapping a warm process keeps; the model is in the GradientWorker.
-struct MappedVersion {
-  std::string key;  // path#version
+// What a warm process keeps besides its model: the parameter mapping, the shared slot file and
+// the sample matrix (reused, so a task's samples land in memory that is already paged in).
+struct Kept {
+  std::string params_key;  // path#version
   std::optional<MappedParams> params;
+  std::optional<SharedFile> slot;
+  ml::Matrix x;
 };
 
-Status Compute(GradientWorker& worker, MappedVersion& mapped, const Task& task, TaskResult& r) {
+// The task's gradient into the worker's model, or into the task's shared slot if it names one
+// (then `in_slot` is set and the result carries no gradient values).
+Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bool& in_slot) {
   const std::string key = fmt::format("{}#{}", task.params_path, task.params_version);
-  if (!mapped.params || mapped.key != key) {
-    mapped.params.reset();
+  if (!kept.params || kept.params_key != key) {
+    kept.params.reset();
     P2P_ASSIGN_OR_RETURN(auto params, MappedParams::Open(task.params_path, task.num_params));
-    mapped.params = std::move(params);
-    mapped.key = key;
+    kept.params = std::move(params);
+    kept.params_key = key;
   }
-  return worker.Compute(task, key, mapped.params->floats(), r);
+  in_slot = !task.shared.path.empty();
+  if (!in_slot) return worker.Compute(task, key, kept.params->floats(), r);
+  if (!kept.slot || kept.slot->path() != task.shared.path) {
+    kept.slot.reset();
+    P2P_ASSIGN_OR_RETURN(auto slot, SharedFile::Open(task.shared.path));
+    kept.slot = std::move(slot);
+  }
+  const uint64_t rows = task.shared.rows, cols = task.shared.cols;
+  P2P_ASSIGN_OR_RETURN(auto x, kept.slot->Floats(task.shared.x_offset, rows * cols));
+  P2P_ASSIGN_OR_RETURN(auto grad, kept.slot->Floats(task.shared.grad_offset, task.num_params));
+  kept.x.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  std::copy(x.begin(), x.end(), kept.x.data());
+  task.x.swap(kept.x);  // lend the kept matrix to the task, then take it back
+  Status s = worker.Compute(task, key, kept.params->floats(), r, grad);
+  task.x.swap(kept.x);
+  return s;
 }
 
 }  // namespace
@@ -54,7 +75,7 @@ Status ServeTasks(int in_fd, int out_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   ml::SetThreads(1);  // one function = one vCPU's worth of work; the pool runs K in parallel
   GradientWorker worker;
-  MappedVersion mapped;
+  Kept kept;
   std::string buffer;
   std::vector<char> chunk(1 << 20);
   while (true) {
@@ -62,7 +83,8 @@ Status ServeTasks(int in_fd, int out_fd) {
     if (task) {
       TaskResult r;
       r.id = task->id;
-      if (Status s = Compute(worker, mapped, *task, r); !s.ok()) {
+      bool in_slot = false;
+      if (Status s = Compute(worker, kept, *task, r, in_slot); !s.ok()) {
         r = TaskResult();
         r.id = task->id;
         r.error = s.message();
@@ -70,8 +92,8 @@ Status ServeTasks(int in_fd, int out_fd) {
         P2P_RETURN_IF_ERROR(WriteAll(out_fd, bytes.data(), bytes.size()));
         continue;
       }
-      // The gradient goes out straight from the model's buffer.
-      const auto g = worker.grads();
+      // The gradient is in the shared slot already, or goes out straight from the model's buffer.
+      const auto g = in_slot ? std::span<const float>() : worker.grads();
       const std::string head = EncodeResultHead(r, g.size());
       P2P_RETURN_IF_ERROR(WriteAll(out_fd, head.data(), head.size()));
       P2P_RETURN_IF_ERROR(

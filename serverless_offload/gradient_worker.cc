@@ -5,7 +5,8 @@
 namespace p2p::offload {
 
 Status GradientWorker::Compute(const Task& task, std::string_view params_key,
-                               std::span<const float> params, TaskResult& r) {
+                               std::span<const float> params, TaskResult& r,
+                               std::span<float> grad_out) {
   const std::string key =
       fmt::format("{}/{}/{}/{}x{}x{}/{}/{}", task.model.name, fmt::join(task.model.hidden, "x"),
                   task.model.dropout, task.model.input.c, task.model.input.h, task.model.input.w,
@@ -26,6 +27,12 @@ Status GradientWorker::Compute(const Task& task, std::string_view params_key,
     std::copy(params.begin(), params.end(), model_->Params().begin());
     loaded_key_ = params_key;
   }
+  if (!grad_out.empty() && (grad_out.size() != params.size() ||
+                            reinterpret_cast<uintptr_t>(grad_out.data()) % 64 != 0)) {
+    return InvalidArgument("gradient slot of {} floats is misaligned or the wrong size",
+                           grad_out.size());
+  }
+  model_->BindGradients(grad_out);  // empty: the model's own buffer
   const auto start = std::chrono::steady_clock::now();
   const float loss = model_->ComputeGradient(task.x, task.y);
   r.compute_seconds =

@@ -19,9 +19,10 @@ class GradientWorker {
   // Computes the task's gradient at `params` into grads(), filling `result` (loss, samples,
   // compute time). `params_key` identifies the values: the same key means the same parameters,
   // which are then not copied into the model again. InvalidArgument if the task's model cannot
-  // be built or does not have `params.size()` parameters.
+  // be built or does not have `params.size()` parameters. A non-empty `grad_out` (64-byte
+  // aligned) receives the gradient directly and is what grads() shows until the next Compute.
   Status Compute(const Task& task, std::string_view params_key, std::span<const float> params,
-                 TaskResult& result);
+                 TaskResult& result, std::span<float> grad_out = {});
   // The gradient of the last successful Compute (mean over its samples).
   std::span<const float> grads() const { return model_->Grads(); }
   // Whether the last Compute had to build its model (a cold start for the remote worker).

@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 
 namespace p2p::offload {
 namespace {
@@ -19,30 +18,13 @@ std::string VersionPath(const std::string& dir, uint64_t v) {
 }  // namespace
 
 Result<ParamStore> ParamStore::Create() {
-  const bool shm = ::access("/dev/shm", W_OK) == 0;
-  std::string tmpl =
-      (shm ? std::string("/dev/shm") : std::filesystem::temp_directory_path().string()) +
-      "/p2ptrain-params-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    return IoError("cannot create a parameter directory {}: {}", tmpl, std::strerror(errno));
-  }
-  return ParamStore(tmpl);
-}
-
-ParamStore::ParamStore(ParamStore&& other) noexcept
-    : dir_(std::move(other.dir_)), next_(other.next_) {
-  other.dir_.clear();
-}
-
-ParamStore::~ParamStore() {
-  if (dir_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  P2P_ASSIGN_OR_RETURN(ShmDir dir, ShmDir::Create("p2ptrain-params"));
+  return ParamStore(std::move(dir));
 }
 
 Result<ParamStore::Version> ParamStore::Publish(std::span<const float> params) {
   const uint64_t v = next_++;
-  const std::string path = VersionPath(dir_, v);
+  const std::string path = VersionPath(dir_.path(), v);
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return IoError("cannot create {}: {}", tmp, std::strerror(errno));
@@ -63,7 +45,7 @@ Result<ParamStore::Version> ParamStore::Publish(std::span<const float> params) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return IoError("renaming {}: {}", tmp, std::strerror(errno));
   }
-  if (v > 2) ::unlink(VersionPath(dir_, v - 2).c_str());
+  if (v > 2) ::unlink(VersionPath(dir_.path(), v - 2).c_str());
   return Version{path, v};
 }
 

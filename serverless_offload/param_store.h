@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "serverless_offload/shared_file.h"
 
 namespace p2p::offload {
 
@@ -15,9 +16,8 @@ class ParamStore {
  public:
   // Creates a fresh private directory; removed (with its files) by the destructor.
   static Result<ParamStore> Create();
-  ParamStore(ParamStore&& other) noexcept;
+  ParamStore(ParamStore&& other) noexcept = default;
   ParamStore& operator=(ParamStore&&) = delete;
-  ~ParamStore();
 
   struct Version {
     std::string path;
@@ -26,11 +26,11 @@ class ParamStore {
   // Writes `params` as the next version (atomically: temp file + rename) and removes the version
   // before the previous one (functions still reading the previous one keep working).
   Result<Version> Publish(std::span<const float> params);
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
 
  private:
-  explicit ParamStore(std::string dir) : dir_(std::move(dir)) {}
-  std::string dir_;
+  explicit ParamStore(ShmDir dir) : dir_(std::move(dir)) {}
+  ShmDir dir_;
   uint64_t next_ = 1;
 };
 

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -14,8 +15,10 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <optional>
 
 #include "serverless_offload/amqp_pool.h"
+#include "serverless_offload/shared_file.h"
 #include "serverless_offload/task_ledger.h"
 
 extern char** environ;
@@ -35,6 +38,11 @@ struct Proc {
   pid_t pid = -1;
   int pidfd = -1, in = -1, out = -1, err = -1;
   std::string out_buf, err_tail;
+  // This process's samples and result slot (shared_file.h); results that view it share it.
+  std::shared_ptr<SharedFile> slot;
+  // The task of the current RunAll (generation `viewed_in`) whose result views the slot.
+  size_t viewed_by = 0;
+  uint64_t viewed_in = 0;
   bool exited = false;
   int wait_status = 0;
 
@@ -164,6 +172,7 @@ class ProcessPool final : public FunctionPool {
 
   Result<std::vector<TaskResult>> RunAll(std::vector<Task> tasks) override {
     TaskLedger ledger(tasks.size(), o_.retries, stats_);
+    ++run_;
     std::vector<Attempt> running;
 
     // A failed attempt: bill it, then retry the task or fail the whole call.
@@ -176,7 +185,7 @@ class ProcessPool final : public FunctionPool {
       while (static_cast<int>(running.size()) < o_.functions && ledger.has_pending()) {
         const size_t i = ledger.StartNext();
         tasks[i].attempt = ledger.attempts(i) - 1;
-        P2P_ASSIGN_OR_RETURN(Attempt a, Start(i, tasks[i]));
+        P2P_ASSIGN_OR_RETURN(Attempt a, Start(i, tasks[i], ledger));
         running.push_back(std::move(a));
       }
       std::vector<pollfd> fds;
@@ -210,9 +219,14 @@ class ProcessPool final : public FunctionPool {
           TaskResult& r = **parsed;
           if (!r.error.empty() || r.id != tasks[a.task].id) {
             P2P_RETURN_IF_ERROR(failed(a, r.error.empty() ? "answered another task" : r.error));
+          } else if (Status copied = TakeSlotGradient(p, tasks[a.task], r); !copied.ok()) {
+            ::kill(p.pid, SIGKILL);
+            p.Reap();
+            P2P_RETURN_IF_ERROR(failed(a, copied.message()));
           } else {
             stats_.latencies_ms.push_back(MsSince(a.start));
             Bill(a);
+            NoteSlotView(p, a.task);
             ledger.Succeeded(a.task, std::move(r));
           }
           Release(std::move(a.proc));
@@ -243,7 +257,65 @@ class ProcessPool final : public FunctionPool {
     Clock::time_point start, deadline;
   };
 
-  Result<Attempt> Start(size_t index, const Task& task) {
+  // Puts the task's samples into the process's shared slot (made or grown as needed) and points
+  // the task at it; without a usable shared directory the task goes through the pipe instead.
+  void PrepareSlot(Proc& p, Task& task, TaskLedger& ledger) {
+    task.shared = {};
+    if (!dir_) {
+      auto dir = ShmDir::Create("p2ptrain-slots");
+      if (!dir.ok()) {
+        spdlog::warn("offload: no shared slots ({}); tasks go through pipes",
+                     dir.status().message());
+        shared_ok_ = false;
+        return;
+      }
+      dir_.emplace(std::move(*dir));
+    }
+    const auto align = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
+    const uint64_t x_bytes = sizeof(float) * static_cast<uint64_t>(task.x.size());
+    const uint64_t need = align(x_bytes) + align(sizeof(float) * task.num_params);
+    // The process's previous result in this call gets its own copy, so the process keeps its
+    // slot (already mapped and paged in on both sides). A slot still viewed by a result the
+    // caller holds stays with that result; the process then takes a free one.
+    if (p.slot && p.slot.use_count() > 1 && p.viewed_in == run_) ledger.DetachFromSlot(p.viewed_by);
+    if (p.slot && (p.slot.use_count() > 1 || p.slot->bytes().size() < need)) {
+      spare_slots_.push_back(std::move(p.slot));
+    }
+    if (!p.slot) {
+      for (auto& spare : spare_slots_) {
+        if (spare.use_count() == 1 && spare->bytes().size() >= need) {
+          p.slot = std::move(spare);
+          break;
+        }
+      }
+      std::erase(spare_slots_, nullptr);
+    }
+    if (!p.slot) {
+      auto slot = SharedFile::Create(fmt::format("{}/slot-{}", dir_->path(), ++slots_), need);
+      if (!slot.ok()) return;  // this task through the pipe
+      p.slot = std::make_shared<SharedFile>(std::move(*slot));
+    }
+    std::memcpy(p.slot->bytes().data(), task.x.data(), x_bytes);
+    task.shared = {.path = p.slot->path(), .x_offset = 0, .grad_offset = align(x_bytes)};
+  }
+
+  // A result whose gradient the function left in the shared slot: the result views the slot
+  // and holds it, so the process gets another slot for its next task (PrepareSlot).
+  static Status TakeSlotGradient(Proc& p, const Task& task, TaskResult& r) {
+    if (task.shared.path.empty() || !r.gradient.empty()) return Status::Ok();
+    P2P_ASSIGN_OR_RETURN(auto g, p.slot->Floats(task.shared.grad_offset, task.num_params));
+    r.shared_gradient = g;
+    r.slot = p.slot;
+    return Status::Ok();
+  }
+
+  // Records which task's result views the process's slot (see PrepareSlot).
+  void NoteSlotView(Proc& p, size_t task) {
+    p.viewed_by = task;
+    p.viewed_in = run_;
+  }
+
+  Result<Attempt> Start(size_t index, Task& task, TaskLedger& ledger) {
     Attempt a;
     a.task = index;
     a.start = Clock::now();
@@ -256,6 +328,7 @@ class ProcessPool final : public FunctionPool {
       P2P_ASSIGN_OR_RETURN(a.proc, Spawn(o_, argv_, envp_));
       ++stats_.cold_starts;
     }
+    if (shared_ok_) PrepareSlot(*a.proc, task, ledger);
     // A write error means the process is already gone; the poll loop reports why.
     (void)WriteTask(*a.proc, EncodeTask(task));
     if (!o_.warm) a.proc->CloseInput();  // cold: one task, then the process exits
@@ -270,6 +343,8 @@ class ProcessPool final : public FunctionPool {
     }
     p->CloseInput();
     p->Reap();  // a cold function exits right after its result
+    // Its slot serves a next process (once no result views it): already sized and paged in.
+    if (p->slot) spare_slots_.push_back(std::move(p->slot));
   }
 
   bool ProcessEnded(Proc& p) {
@@ -290,6 +365,12 @@ class ProcessPool final : public FunctionPool {
   std::vector<char*> argv_, envp_;
   std::vector<std::unique_ptr<Proc>> idle_;
   PoolStats stats_;
+  std::optional<ShmDir> dir_;  // holds the shared slot files
+  // Slots not assigned to a process: free, or still viewed by results the caller holds.
+  std::vector<std::shared_ptr<SharedFile>> spare_slots_;
+  bool shared_ok_ = true;
+  uint64_t slots_ = 0;
+  uint64_t run_ = 0;  // RunAll calls so far
 };
 
 }  // namespace
@@ -307,9 +388,9 @@ Result<double> WeightedMean(const std::vector<TaskResult>& results,
   double loss_sum = 0;
   for (size_t i = 0; i < results.size(); ++i) {
     const TaskResult& r = results[i];
-    if (r.gradient.size() != grad.size() || r.samples != expected_samples[i]) {
+    if (r.values().size() != grad.size() || r.samples != expected_samples[i]) {
       return DataLoss("function result for task {}: {} values for {} samples, expected {} for {}",
-                      r.id, r.gradient.size(), r.samples, grad.size(), expected_samples[i]);
+                      r.id, r.values().size(), r.samples, grad.size(), expected_samples[i]);
     }
     total += r.samples;
     loss_sum += r.loss_sum;
@@ -317,7 +398,8 @@ Result<double> WeightedMean(const std::vector<TaskResult>& results,
   std::fill(grad.begin(), grad.end(), 0.0f);
   for (const TaskResult& r : results) {
     const float w = static_cast<float>(double(r.samples) / double(total));
-    for (size_t j = 0; j < grad.size(); ++j) grad[j] += w * r.gradient[j];
+    const std::span<const float> g = r.values();
+    for (size_t j = 0; j < grad.size(); ++j) grad[j] += w * g[j];
   }
   return loss_sum;
 }

@@ -54,16 +54,24 @@ Result<ml::ModelOptions> ModelFromJson(const nlohmann::json& j) {
 }  // namespace
 
 std::string EncodeTask(const Task& t) {
-  std::string out = Frame(kTaskMagic, {{"id", t.id},
-                                       {"attempt", t.attempt},
-                                       {"model", ModelToJson(t.model)},
-                                       {"params_path", t.params_path},
-                                       {"params_version", t.params_version},
-                                       {"num_params", t.num_params},
-                                       {"reply_to", t.reply_to},
-                                       {"rows", t.x.rows()},
-                                       {"cols", t.x.cols()}});
-  out.append(reinterpret_cast<const char*>(t.x.data()), sizeof(float) * size_t(t.x.size()));
+  nlohmann::json header = {{"id", t.id},
+                           {"attempt", t.attempt},
+                           {"model", ModelToJson(t.model)},
+                           {"params_path", t.params_path},
+                           {"params_version", t.params_version},
+                           {"num_params", t.num_params},
+                           {"reply_to", t.reply_to},
+                           {"rows", t.x.rows()},
+                           {"cols", t.x.cols()}};
+  const bool shared = !t.shared.path.empty();
+  if (shared) {
+    header["shared"] = {
+        {"path", t.shared.path}, {"x", t.shared.x_offset}, {"grad", t.shared.grad_offset}};
+  }
+  std::string out = Frame(kTaskMagic, header);
+  if (!shared) {
+    out.append(reinterpret_cast<const char*>(t.x.data()), sizeof(float) * size_t(t.x.size()));
+  }
   out.append(reinterpret_cast<const char*>(t.y.data()), sizeof(int32_t) * t.y.size());
   return out;
 }
@@ -98,9 +106,21 @@ Result<std::optional<Task>> TakeTask(std::string& buffer) {
   if (rows < 1 || rows > kMaxRows || cols < 1 || cols > kMaxCols || rows * cols > kMaxFloats) {
     return DataLoss("task: {} x {} samples out of bounds", rows, cols);
   }
-  const size_t body = sizeof(float) * rows * cols + sizeof(int32_t) * rows;
-  if (buffer.size() < at + body) return std::optional<Task>();
   Task t;
+  if (h.contains("shared")) {
+    const auto& sh = h.at("shared");
+    P2P_ASSIGN_OR_RETURN(t.shared.path, Field<std::string>(sh, "path", kWhat));
+    P2P_ASSIGN_OR_RETURN(t.shared.x_offset, Field<uint64_t>(sh, "x", kWhat));
+    P2P_ASSIGN_OR_RETURN(t.shared.grad_offset, Field<uint64_t>(sh, "grad", kWhat));
+    if (t.shared.path.empty() || t.shared.path.size() > 4096 || t.shared.grad_offset % 64 != 0) {
+      return DataLoss("task: bad shared slot");
+    }
+    t.shared.rows = rows;
+    t.shared.cols = cols;
+  }
+  const size_t features = t.shared.path.empty() ? sizeof(float) * rows * cols : 0;
+  const size_t body = features + sizeof(int32_t) * rows;
+  if (buffer.size() < at + body) return std::optional<Task>();
   P2P_ASSIGN_OR_RETURN(t.id, Field<uint64_t>(h, "id", kWhat));
   P2P_ASSIGN_OR_RETURN(t.attempt, Field<uint32_t>(h, "attempt", kWhat));
   P2P_ASSIGN_OR_RETURN(t.params_path, Field<std::string>(h, "params_path", kWhat));
@@ -115,10 +135,12 @@ Result<std::optional<Task>> TakeTask(std::string& buffer) {
     return DataLoss("task: {} features per sample but the model takes {}", cols,
                     t.model.input.size());
   }
-  t.x.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-  std::memcpy(t.x.data(), buffer.data() + at, sizeof(float) * rows * cols);
+  if (features > 0) {
+    t.x.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+    std::memcpy(t.x.data(), buffer.data() + at, features);
+  }
   t.y.resize(rows);
-  std::memcpy(t.y.data(), buffer.data() + at + sizeof(float) * rows * cols, sizeof(int32_t) * rows);
+  std::memcpy(t.y.data(), buffer.data() + at + features, sizeof(int32_t) * rows);
   for (int32_t label : t.y) {
     if (label < 0 || label >= t.model.num_classes)
       return DataLoss("task: label {} out of range", label);

@@ -3,6 +3,7 @@
 // anything is allocated, and the header is validated field by field.
 //
 // Task:   "P2PTASK1" | u32 header_len | header JSON | rows*cols f32 features | rows i32 labels
+//         (no features when the header names a shared file: {"shared": {path, x, grad}})
 // Result: "P2PRSLT1" | u32 header_len | header JSON | u64 n | n f32 gradient
 // (little-endian). Task header: {"id", "attempt", "model": {name, hidden, dropout, input [c,h,w],
 // classes, loss}, "params_path", "params_version", "num_params", "reply_to", "rows", "cols"}.
@@ -12,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,7 +37,16 @@ struct Task {
   // Remote workers (amqp backend): the pool's queue for results and parameter requests; they
   // fetch parameters once per (reply_to, params_version) and cache them.
   std::string reply_to;
-  ml::Matrix x;  // the samples, one per row
+  // Same-host process backend: the samples are in a shared file (shared_file.h) instead of the
+  // message, and the function writes the gradient there too, at grad_offset (a 64-byte aligned
+  // byte offset); its result then carries no gradient values. Empty path: all in the messages.
+  struct Shared {
+    std::string path;
+    uint64_t x_offset = 0, grad_offset = 0;
+    uint64_t rows = 0, cols = 0;  // decoded tasks: the shape of the samples in the file
+  };
+  Shared shared;
+  ml::Matrix x;  // the samples, one per row (empty in a decoded task with a shared path)
   std::vector<int32_t> y;
 };
 
@@ -44,7 +56,14 @@ struct TaskResult {
   uint64_t samples = 0;
   double compute_seconds = 0;   // inside the function: forward + backward
   std::string error;            // a function-side failure (bad task, unreadable parameters)
-  std::vector<float> gradient;  // mean over the task's samples
+  std::vector<float> gradient;  // mean over the task's samples, when it came in the message
+  // ... or, from the process backend, a view of the function's shared slot, which `slot` keeps
+  // alive (and out of reuse) for as long as this result exists: no copy of the gradient at all.
+  std::span<const float> shared_gradient;
+  std::shared_ptr<const void> slot;
+  std::span<const float> values() const {
+    return gradient.empty() ? shared_gradient : std::span<const float>(gradient);
+  }
   // Remote workers only: receipt of the task to its result (Lambda's billed duration), which
   // worker served it, whether it had to build the model first (a cold start), and whether the
   // broker redelivered the task (its first worker died holding it).

@@ -32,6 +32,15 @@ void TaskLedger::Succeeded(size_t task, TaskResult result) {
   ++done_;
 }
 
+void TaskLedger::DetachFromSlot(size_t task) {
+  if (!results_[task]) return;
+  TaskResult& r = *results_[task];
+  if (r.shared_gradient.empty()) return;
+  r.gradient.assign(r.shared_gradient.begin(), r.shared_gradient.end());
+  r.shared_gradient = {};
+  r.slot.reset();
+}
+
 std::vector<TaskResult> TaskLedger::TakeResults() {
   std::vector<TaskResult> out;
   out.reserve(results_.size());

@@ -29,6 +29,9 @@ class TaskLedger {
   // else the error that ends RunAll, naming the task, its attempts and `why`.
   Status Failed(size_t task, uint64_t task_id, const std::string& why);
   void Succeeded(size_t task, TaskResult result);
+  // Copies a finished result's gradient out of the shared slot it views (TaskResult::slot), so
+  // the slot can take the next task of the same process.
+  void DetachFromSlot(size_t task);
   // The results in task order; only once done().
   std::vector<TaskResult> TakeResults();
 

@@ -230,3 +230,29 @@ TEST(ThreadsTest, SetThreadsIsRemembered) {
 
 }  // namespace
 }  // namespace p2p::ml
+
+namespace p2p::ml {
+namespace {
+
+TEST(ModelTest, BoundGradientBufferGetsTheSameBitsAsTheModelsOwn) {
+  for (const char* name : {"mlp", "lenet5"}) {
+    auto model = MustCreate(Options(name));
+    const Matrix x = RandomMatrix(16, 784, 3);
+    const auto labels = Labels(16, 10, 4);
+    model->ComputeGradient(x, labels);
+    const std::vector<float> own(model->Grads().begin(), model->Grads().end());
+
+    AlignedFloats external(model->NumParams(), -1.0f);  // stale values must be overwritten
+    model->BindGradients(external);
+    model->ComputeGradient(x, labels);
+    EXPECT_EQ(model->Grads().data(), external.data());
+    EXPECT_EQ(std::vector<float>(external.begin(), external.end()), own) << name;
+
+    model->BindGradients({});  // back to its own buffer, which the bound run left alone
+    EXPECT_NE(model->Grads().data(), external.data());
+    EXPECT_EQ(std::vector<float>(model->Grads().begin(), model->Grads().end()), own) << name;
+  }
+}
+
+}  // namespace
+}  // namespace p2p::ml

@@ -59,6 +59,40 @@ TEST_P(AverageOfFunctions, EqualsTheInProcessGradient) {
 
 INSTANTIATE_TEST_SUITE_P(K, AverageOfFunctions, ::testing::Values(1, 2, 4));
 
+// More tasks than functions: each warm process serves several tasks of one call, and results a
+// caller still holds from an earlier call must not be overwritten by later tasks (the gradients
+// travel in shared slots that results view, see docs/offload.md).
+TEST(ProcessPoolTest, SharedSlotsKeepEveryResultIntactAcrossTasksAndCalls) {
+  Fixture f = Fixture::Make(48);
+  const std::vector<float> local = f.LocalGradient();
+  PoolOptions o = Options({FunctionBin()}, 2);
+  o.warm = true;
+  auto pool = MakeFunctionPool(o);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  std::vector<uint64_t> expected(6, 8);
+  auto first = (*pool)->RunAll(f.Tasks(6));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::vector<TaskResult> kept = std::move(*first);
+  std::vector<std::vector<float>> copies;
+  for (const auto& r : kept) copies.emplace_back(r.values().begin(), r.values().end());
+  // A second call at other parameters while the first call's results are alive.
+  std::vector<float> moved(f.model->Params().begin(), f.model->Params().end());
+  for (float& p : moved) p = -p;
+  auto v2 = f.store.Publish(moved);
+  ASSERT_TRUE(v2.ok());
+  f.version = *v2;
+  std::copy(moved.begin(), moved.end(), f.model->Params().begin());
+  const std::vector<float> local2 = f.LocalGradient();
+  auto second = (*pool)->RunAll(f.Tasks(6));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ExpectMeanEquals(*second, expected, local2);
+  for (size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_EQ(std::vector<float>(kept[i].values().begin(), kept[i].values().end()), copies[i]);
+  }
+  ExpectMeanEquals(kept, expected, local);
+  EXPECT_EQ((*pool)->stats().cold_starts, 2u);
+}
+
 Status RunWith(std::vector<std::string> command, PoolOptions o, PoolStats* stats = nullptr) {
   Fixture f = Fixture::Make(8);
   o.command = std::move(command);
