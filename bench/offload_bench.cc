@@ -3,13 +3,19 @@
 // and without offload. Targets (issue 6): cold start median < 5 ms; overhead < 10% of compute at
 // batch 64 (mlp); K = 2 at least 1.7x faster than no offload on this 2-core machine.
 #include <benchmark/benchmark.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "ml/model.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/pool.h"
+
+extern char** environ;
 
 namespace p2p::offload {
 namespace {
@@ -134,6 +140,65 @@ void BM_OverheadMlpBatch64(benchmark::State& state) {
   state.counters["target_overhead_pct"] = 10;
 }
 BENCHMARK(BM_OverheadMlpBatch64)->Unit(benchmark::kMillisecond)->Iterations(100);
+
+// The amqp backend: one `p2ptrain function --serve` worker on this host and a RabbitMQ broker
+// (P2P_AMQP_URL; skipped without it). Per batch-64 mlp task: submit to result, with the
+// parameters cached by the worker (range 0 = 0) or a new version every task (1: one parameter
+// fetch per task, as with --sync-every 1).
+void BM_AmqpMlpBatch64(benchmark::State& state) {
+  const char* url = std::getenv("P2P_AMQP_URL");
+  if (url == nullptr || *url == '\0') {
+    state.SkipWithError("set P2P_AMQP_URL to a RabbitMQ (scripts/start-rabbitmq.sh)");
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const bool new_version = state.range(0) == 1;
+  const std::string queue = fmt::format("bench-fn-{}", ::getpid());
+  const std::string p2ptrain =
+      std::string(P2P_FUNCTION_BIN).substr(0, std::string(P2P_FUNCTION_BIN).rfind('/') + 1) +
+      "p2ptrain";
+  std::vector<std::string> args = {p2ptrain, "function", "--serve", "--broker",
+                                   url,      "--queue",  queue};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t worker = -1;
+  if (::posix_spawn(&worker, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+    state.SkipWithError("cannot start the worker");
+    return;
+  }
+  auto w = Workload::Make(MlpOptions(), 1, 64);
+  PoolOptions o;
+  o.backend = "amqp";
+  o.broker = url;
+  o.queue = queue;
+  o.functions = 1;
+  auto pool = std::move(MakeFunctionPool(o)).value();
+  (void)pool->RunAll({w.MakeTask(0, w.xs[0], w.ys[0])});  // the worker's cold start
+  const size_t skip = pool->stats().latencies_ms.size();
+  uint64_t id = 0;
+  for (auto _ : state) {
+    if (new_version) w.version = std::move(w.store.Publish(w.model->Params())).value();
+    auto r = pool->RunAll({w.MakeTask(++id, w.xs[0], w.ys[0])});
+    if (!r.ok()) {
+      state.SkipWithError(r.status().message().c_str());
+      break;
+    }
+  }
+  const auto& l = pool->stats().latencies_ms;
+  state.counters["p50_ms"] = Median({l.begin() + static_cast<std::ptrdiff_t>(skip), l.end()});
+  state.counters["params_sent"] = static_cast<double>(pool->stats().params_sent);
+  pool.reset();
+  ::kill(worker, SIGTERM);
+  ::waitpid(worker, nullptr, 0);
+}
+BENCHMARK(BM_AmqpMlpBatch64)
+    ->ArgName("new_version")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(100);
 
 // The gradient computation of 100 minibatches of 64 (mlp): K = 0 in process; otherwise K warm
 // functions. range(1) = 0: each minibatch split into K parts (--sync-every 1); 1: every minibatch
