@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "common/malloc_tuning.h"
 #include "ml/model.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/pool.h"
@@ -271,4 +272,11 @@ BENCHMARK(BM_EpochGradient)
 }  // namespace
 }  // namespace p2p::offload
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  p2p::KeepFreedMemoryForReuse();  // as p2ptrain does
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

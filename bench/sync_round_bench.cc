@@ -50,6 +50,7 @@
 #include "broker/envelope.h"
 #include "broker/inproc_transport.h"
 #include "broker/zmq_transport.h"
+#include "common/malloc_tuning.h"
 #include "sync/gradient_body.h"
 #include "sync/mailbox.h"
 #include "sync/strategy.h"
@@ -693,6 +694,7 @@ void RegisterAll() {
 }  // namespace p2p::sync
 
 int main(int argc, char** argv) {
+  p2p::KeepFreedMemoryForReuse();  // as p2ptrain does
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   p2p::sync::RegisterAll();

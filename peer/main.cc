@@ -2,10 +2,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/malloc_tuning.h"
 #include "peer/cli.h"
 
 int main(int argc, char** argv) {
   using namespace p2p::peer;
+  p2p::KeepFreedMemoryForReuse();
   CLI::App app{
       "p2ptrain: peer-to-peer data-parallel training with compressed, signed gradient exchange.\n"
       "Run `p2ptrain <command> --help` for the flags of a command."};
