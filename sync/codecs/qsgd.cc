@@ -101,6 +101,28 @@ class QsgdBase : public Codec {
     StoreU32(p + 8, bucket_);
   }
 
+  // What every encoder starts with: checks the count, reserves MaxPayloadBytes(n) at the end of
+  // `out`, writes the header and the bucket scales. On error `out` is left as it was.
+  struct Encoding {
+    std::byte* p = nullptr;  // the payload's first byte
+    size_t start = 0;        // out.size() before
+    std::vector<float> scales;
+  };
+  Result<Encoding> BeginEncode(std::span<const float> x, std::vector<std::byte>& out, uint8_t code,
+                               uint16_t extra = 0) const {
+    P2P_RETURN_IF_ERROR(CheckCount(x.size()));
+    const size_t n = x.size(), nb = NumBuckets(n);
+    Encoding e{.p = nullptr, .start = out.size(), .scales = std::vector<float>(nb)};
+    e.p = Extend(out, MaxPayloadBytes(n));
+    WriteHeader(e.p, n, code, extra);
+    if (Status s = Scales(x, e.scales.data()); !s.ok()) {
+      out.resize(e.start);
+      return s;
+    }
+    std::memcpy(e.p + kHeader, e.scales.data(), 4 * nb);
+    return e;
+  }
+
   // Checks the fixed header against this codec's configuration.
   Status CheckParams(std::span<const std::byte> payload, size_t out_size, uint8_t code,
                      uint16_t extra = 0) const {
@@ -189,17 +211,10 @@ class QsgdCodec final : public QsgdBase {
 
   Status Encode(std::span<const float> x, uint64_t seed,
                 std::vector<std::byte>& out) const override {
-    P2P_RETURN_IF_ERROR(CheckCount(x.size()));
+    P2P_ASSIGN_OR_RETURN(Encoding e, BeginEncode(x, out, 0));
     const size_t n = x.size(), nb = NumBuckets(n);
-    const size_t start = out.size();
-    std::byte* p = Extend(out, MaxPayloadBytes(n));
-    WriteHeader(p, n, 0);
-    std::vector<float> scales(nb);
-    if (Status s = Scales(x, scales.data()); !s.ok()) {
-      out.resize(start);
-      return s;
-    }
-    std::memcpy(p + kHeader, scales.data(), 4 * nb);
+    std::byte* p = e.p;
+    const std::vector<float>& scales = e.scales;
     std::byte* sign_words = p + kHeader + 4 * nb;
     std::byte* level_words = sign_words + 8 * ((n + 63) / 64);
     LaneRng rng(seed);
@@ -290,17 +305,11 @@ class QsgdEliasCodec final : public QsgdBase {
 
   Status Encode(std::span<const float> x, uint64_t seed,
                 std::vector<std::byte>& out) const override {
-    P2P_RETURN_IF_ERROR(CheckCount(x.size()));
+    P2P_ASSIGN_OR_RETURN(Encoding e,
+                         BeginEncode(x, out, omega_ ? 1 : 0, static_cast<uint16_t>(order_)));
     const size_t n = x.size(), nb = NumBuckets(n);
-    const size_t start = out.size();
-    std::byte* p = Extend(out, MaxPayloadBytes(n));
-    WriteHeader(p, n, omega_ ? 1 : 0, static_cast<uint16_t>(order_));
-    std::vector<float> scales(nb);
-    if (Status s = Scales(x, scales.data()); !s.ok()) {
-      out.resize(start);
-      return s;
-    }
-    std::memcpy(p + kHeader, scales.data(), 4 * nb);
+    std::byte* p = e.p;
+    const std::vector<float>& scales = e.scales;
     std::byte* stream = p + kHeader + 4 * nb + 8;
     BitWriter writer(stream);
     LaneRng rng(seed);
@@ -318,7 +327,7 @@ class QsgdEliasCodec final : public QsgdBase {
     });
     const uint64_t bits = writer.Finish();
     StoreU64(p + kHeader + 4 * nb, bits);
-    out.resize(start + kHeader + 4 * nb + 8 + (bits + 7) / 8);
+    out.resize(e.start + kHeader + 4 * nb + 8 + (bits + 7) / 8);
     return Status::Ok();
   }
 
@@ -439,17 +448,10 @@ class QsgdLinfCodec final : public QsgdBase {
 
   Status Encode(std::span<const float> x, uint64_t seed,
                 std::vector<std::byte>& out) const override {
-    P2P_RETURN_IF_ERROR(CheckCount(x.size()));
+    P2P_ASSIGN_OR_RETURN(Encoding e, BeginEncode(x, out, 0));
     const size_t n = x.size(), nb = NumBuckets(n);
-    const size_t start = out.size();
-    std::byte* p = Extend(out, MaxPayloadBytes(n));
-    WriteHeader(p, n, 0);
-    std::vector<float> scales(nb);
-    if (Status s = Scales(x, scales.data()); !s.ok()) {
-      out.resize(start);
-      return s;
-    }
-    std::memcpy(p + kHeader, scales.data(), 4 * nb);
+    std::byte* p = e.p;
+    const std::vector<float>& scales = e.scales;
     std::byte* values = p + kHeader + 4 * nb;
     LaneRng rng(seed);
     alignas(64) uint32_t level[64];
