@@ -10,6 +10,8 @@
 //                amqp (AmqpTransport through RabbitMQ: $P2P_AMQP_URL, or else a node this program
 //                starts with scripts/start-rabbitmq.sh 5681 and leaves running; without a broker
 //                the amqp cases fail with the reason and the rest still run).
+//   round_rs/    the real round with the reduce-scatter-average strategy (the same average, half
+//                the bytes at W = 4).
 //   xport/       the bare transport moving the same bytes: each peer broadcasts 4P bytes and
 //                receives W-1 such messages (no envelope, mailbox or averaging).
 //   xport_rsag/  the bare transport doing reduce-scatter + allgather (2(W-1)/W x 4P bytes per
@@ -82,7 +84,8 @@ enum class Kind { kInProc, kZmqTcp, kZmqIpc, kAmqp };
 // allgather-average moves); kReduceScatter sends slice j of P/W floats to rank j, which sums its
 // slice in rank order and broadcasts it back (reduce-scatter + allgather: 2(W-1)/W x 4P bytes per
 // peer, like a ring all-reduce, in two steps).
-enum class Mode { kSync, kAllgather, kReduceScatter };
+// kSyncRs: the real round with the reduce-scatter-average strategy instead.
+enum class Mode { kSync, kSyncRs, kAllgather, kReduceScatter };
 
 const char* KindName(Kind k) {
   switch (k) {
@@ -336,7 +339,8 @@ class Group {
     peer.status = peer.transport->Connect(broker::DeadlineIn(kConnectTimeout));
     if (peer.status.ok()) {
       peer.mailbox.emplace(*peer.transport, Mailbox::Options{.run_id = run_id_});
-      auto s = MakeStrategy("allgather-average", *peer.mailbox, StrategyOptions{});
+      auto s = MakeStrategy(mode_ == Mode::kSyncRs ? "reduce-scatter-average" : "allgather-average",
+                            *peer.mailbox, StrategyOptions{});
       if (s.ok()) {
         peer.strategy = std::move(s).value();
       } else {
@@ -350,6 +354,7 @@ class Group {
       if (peer.status.ok()) {
         switch (mode_) {
           case Mode::kSync:
+          case Mode::kSyncRs:
             peer.status = peer.strategy->Average({0, step_}, kSamples, peer.grad);
             break;
           case Mode::kAllgather:
@@ -592,6 +597,7 @@ void BM_SyncRound(benchmark::State& state, Kind kind, int warmup, Mode mode) {
   if (const uint64_t rejects = g.Rejects(); rejects > 0) {
     state.counters["rejects"] = static_cast<double>(rejects);
   }
+  if (mode == Mode::kSyncRs) ReportTargets(state, kind, w, p, median * 1e3);
   if (mode != Mode::kSync) return;
   if (kind == Kind::kZmqTcp) ZmqMedians()[{w, p}] = median * 1e3;
   ReportTargets(state, kind, w, p, median * 1e3);
@@ -669,6 +675,9 @@ void RegisterAll() {
   // zmq before amqp, so the amqp cases can be compared with the zmq round of the same size.
   for (Kind kind : {Kind::kInProc, Kind::kZmqTcp, Kind::kZmqIpc, Kind::kAmqp}) {
     Register("round", kind, Mode::kSync);
+  }
+  for (Kind kind : {Kind::kInProc, Kind::kZmqTcp, Kind::kZmqIpc, Kind::kAmqp}) {
+    Register("round_rs", kind, Mode::kSyncRs);
   }
   for (Kind kind : {Kind::kZmqTcp, Kind::kZmqIpc, Kind::kAmqp}) {
     Register("xport", kind, Mode::kAllgather);

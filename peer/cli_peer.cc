@@ -38,8 +38,13 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
   cmd.add_option("--sync-every", o.sync_every,
                  "Minibatches per gradient exchange, or 'epoch': average the whole shard's "
                  "gradients and exchange once per epoch (the study's scheme)");
-  cmd.add_option("--strategy", o.strategy, "How gradients are combined: allgather-average")
-      ->check(CLI::IsMember({"allgather-average"}));
+  cmd.add_option("--strategy", o.strategy,
+                 "How gradients are combined: allgather-average (every peer sends its whole "
+                 "gradient to all), reduce-scatter-average (the same average, bit for bit, "
+                 "with each peer reducing one slice: 2(W-1)/W instead of W-1 gradients sent per "
+                 "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
+                 "of 3+ peers, else allgather-average")
+      ->check(CLI::IsMember({"auto", "allgather-average", "reduce-scatter-average"}));
   cmd.add_option("--compression", o.compression,
                  "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "
                  "qsgd, qsgd-elias, qsgd-linf, uint8, topk (e.g. qsgd:bits=4,bucket=512, "

@@ -21,7 +21,10 @@ struct PeerOptions {
   std::string advertise;           // zmq + rendezvous: host others reach us at (default hostname)
   std::string run_id;              // names the run on the broker; all peers of a run share it
   std::string sync_every = "1";    // N minibatches per round, or "epoch"
-  std::string strategy = "allgather-average";
+  // auto: reduce-scatter-average for uncompressed runs of 3 or more peers (the same bits with
+  // 2(W-1)/W instead of W-1 gradients sent per peer), else allgather-average. FinishPeerFlags
+  // resolves it.
+  std::string strategy = "auto";
   std::string compression = "none";  // codec spec (sync/codecs/codec.h); canonical after Finish
   int qsgd_bits = 0;                 // --qsgd-bits (0: not given)
   int64_t qsgd_bucket = -1;          // --qsgd-bucket (-1: not given)

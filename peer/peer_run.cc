@@ -113,8 +113,8 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                                            .seed = config.seed}));
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
-      fmt::format("{} epochs={} first_epoch={} compression={}", config.Fingerprint(), config.epochs,
-                  trainer.first_epoch(), options.compression);
+      fmt::format("{} epochs={} first_epoch={} compression={} strategy={}", config.Fingerprint(),
+                  config.epochs, trainer.first_epoch(), options.compression, options.strategy);
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),
@@ -123,8 +123,8 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   trainer.set_steps_per_epoch(agreed);
   spdlog::info(
       "all {} peers agree on the configuration and initial parameters; {} steps per "
-      "epoch ({} with data here)",
-      config.size, agreed, trainer.local_steps());
+      "epoch ({} with data here); gradients combined by {}",
+      config.size, agreed, trainer.local_steps(), options.strategy);
 
   trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
     const sync::Round round{static_cast<uint64_t>(info.epoch), static_cast<uint64_t>(info.round)};
@@ -141,6 +141,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     nlohmann::json extra = counters.Next();
     extra["transport"] = options.transport;
     extra["compression"] = options.compression;
+    extra["strategy"] = options.strategy;
     extra["authenticated"] = security != nullptr;
     extra["size"] = config.size;
     return extra;
@@ -174,6 +175,10 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
                                                          .qsgd_bucket = options.qsgd_bucket,
                                                          .topk_ratio = options.topk_ratio}));
   options.compression = sync::codecs::FormatCodecSpec(codec);
+  if (options.strategy == "auto") {
+    options.strategy =
+        codec.id == "none" && config.size >= 3 ? "reduce-scatter-average" : "allgather-average";
+  }
   // topk's momentum correction moves SGD's momentum in front of the compression (docs/codecs.md):
   // the optimizer must not apply it a second time.
   config.ResolveDefaults();

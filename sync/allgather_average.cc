@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "sync/gradient_body.h"
+#include "sync/reduce_scatter_average.h"
 
 namespace p2p::sync {
 namespace {
@@ -121,10 +122,20 @@ Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox&
     canonical.codec = std::move(codec);
     return std::unique_ptr<Strategy>(std::make_unique<AllgatherAverage>(mailbox, canonical));
   }
+  if (name == "reduce-scatter-average") {
+    P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
+    if (codec.id != "none") {
+      return InvalidArgument(
+          "--strategy reduce-scatter-average sends raw float32 slices; it cannot use "
+          "--compression {} (use allgather-average with a codec)",
+          codecs::FormatCodecSpec(codec));
+    }
+    return std::unique_ptr<Strategy>(std::make_unique<ReduceScatterAverage>(mailbox, options));
+  }
   return InvalidArgument("unknown sync strategy '{}'; valid: {}", name,
                          fmt::join(StrategyNames(), ", "));
 }
 
-std::vector<std::string> StrategyNames() { return {"allgather-average"}; }
+std::vector<std::string> StrategyNames() { return {"allgather-average", "reduce-scatter-average"}; }
 
 }  // namespace p2p::sync

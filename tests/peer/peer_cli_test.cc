@@ -151,6 +151,31 @@ TEST(PeerCliTest, UnequalPartitionsStillAgree) {
   EXPECT_GT(Records(dir, 0).at(0)["samples"], Records(dir, 1).at(0)["samples"]);
 }
 
+// reduce-scatter-average is an implementation of the same average: a run ends with the same
+// parameters, bit for bit, whichever strategy combined the gradients — here with unequal shards,
+// so some rounds have peers without samples (weight 0).
+TEST(PeerCliTest, BothStrategiesEndWithTheSameParameters) {
+  std::vector<std::string> hashes;
+  for (const std::string strategy : {"allgather-average", "reduce-scatter-average", "auto"}) {
+    test::TempDir dir;
+    const std::vector<std::string> flags = {"--dataset",         "synthetic",
+                                            "--synthetic-train", "3000",
+                                            "--model",           "mlp",
+                                            "--hidden",          "33",
+                                            "--epochs",          "1",
+                                            "--partition",       "3,1,1",
+                                            "--peer-timeout",    "30",
+                                            "--strategy",        strategy,
+                                            "--peers",           IpcPeers(dir, 3)};
+    hashes.push_back(ExpectAgreement(RunPeers(flags, 3, dir), dir, 1));
+    const std::string used = Records(dir, 0).at(0)["strategy"];
+    // auto picks reduce-scatter-average for an uncompressed run of 3 peers.
+    EXPECT_EQ(used, strategy == "auto" ? "reduce-scatter-average" : strategy);
+  }
+  EXPECT_EQ(hashes[1], hashes[0]);
+  EXPECT_EQ(hashes[2], hashes[0]);
+}
+
 // kill -9 one peer mid-training: the others fail within --peer-timeout, naming the dead rank.
 void KillOnePeerAndExpectCleanFailure(std::vector<std::string> flags, const test::TempDir& dir) {
   flags.insert(flags.end(), {"--dataset", "synthetic", "--synthetic-train", "20000", "--model",

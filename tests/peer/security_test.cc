@@ -238,7 +238,11 @@ class Attack {
     auto env = broker::DecodeEnvelope(bytes);
     if (done_ || !env.ok()) return {};
     if (env->type == broker::MessageType::kParamsHash) first_ = *env;
-    if (env->type != broker::MessageType::kGradient || !first_) return {};
+    // allgather-average broadcasts GRADIENTs; reduce-scatter-average (the default for these
+    // uncompressed 3-peer runs) sends those point to point and broadcasts AGGREGATEs.
+    const bool averaging =
+        env->type == broker::MessageType::kGradient || env->type == broker::MessageType::kAggregate;
+    if (!averaging || !first_) return {};
     done_ = true;
     return Payloads(*first_, *env);
   }

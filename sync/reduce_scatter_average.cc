@@ -1,0 +1,127 @@
+#include "sync/reduce_scatter_average.h"
+
+#include <fmt/format.h>
+
+#include "sync/gradient_body.h"
+
+namespace p2p::sync {
+namespace {
+
+double SecondsSince(broker::Clock::time_point t) {
+  return std::chrono::duration<double>(broker::Clock::now() - t).count();
+}
+
+broker::Envelope SliceEnvelope(broker::MessageType type, Round round, broker::Bytes body) {
+  broker::Envelope env;
+  env.type = type;
+  env.epoch = round.epoch;
+  env.step = round.step;
+  env.codec.id = "none";
+  env.body = std::move(body);
+  return env;
+}
+
+}  // namespace
+
+ReduceScatterAverage::ReduceScatterAverage(Mailbox& mailbox, StrategyOptions options)
+    : mailbox_(mailbox), options_(std::move(options)) {
+  for (int r = 0; r < mailbox_.size(); ++r) {
+    if (r != mailbox_.rank()) others_.push_back(r);
+  }
+}
+
+size_t ReduceScatterAverage::SliceBegin(int rank, size_t p) const {
+  return p * static_cast<size_t>(rank) / static_cast<size_t>(mailbox_.size());
+}
+
+Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<float> grad) {
+  ++timings_.rounds;
+  const size_t p = grad.size();
+  const int me = mailbox_.rank(), w = mailbox_.size();
+  const auto slice = [&](int r) {
+    return std::pair{SliceBegin(r, p), SliceBegin(r + 1, p) - SliceBegin(r, p)};
+  };
+  const std::string what = fmt::format("epoch {} step {}", round.epoch, round.step);
+
+  // 1. Slice j of our gradient to its owner j.
+  auto t = broker::Clock::now();
+  for (int j : others_) {
+    const auto [begin, len] = slice(j);
+    P2P_RETURN_IF_ERROR(
+        mailbox_.Send(SliceEnvelope(broker::MessageType::kGradient, round,
+                                    EncodeGradientBody(samples, grad.subspan(begin, len))),
+                      j));
+  }
+  timings_.raw_bytes += grad.size_bytes();
+  timings_.encoded_bytes += grad.size_bytes();
+  timings_.send_seconds += SecondsSince(t);
+
+  // 2. Our slice from everyone, averaged in rank order.
+  t = broker::Clock::now();
+  const auto deadline = t + options_.peer_timeout;
+  P2P_ASSIGN_OR_RETURN(auto slices, mailbox_.Collect(broker::MessageType::kGradient, round, others_,
+                                                     deadline, "gradient slices of " + what));
+  timings_.wait_seconds += SecondsSince(t);
+  t = broker::Clock::now();
+  const auto [mine_begin, mine_len] = slice(me);
+  theirs_.resize(mine_len * others_.size());
+  std::vector<uint32_t> counts(static_cast<size_t>(w), 0);
+  counts[static_cast<size_t>(me)] = samples;
+  for (size_t i = 0; i < others_.size(); ++i) {
+    const int r = others_[i];
+    const broker::Envelope& e = slices.at(r);
+    if (e.codec.id != "none" || !e.codec.params.empty()) {
+      return InvalidArgument(
+          "gradient slice from rank {} is encoded as '{}'; reduce-scatter-average "
+          "sends raw slices (every peer needs the same --strategy)",
+          r, e.codec.id);
+    }
+    auto n = DecodeGradientBody(e.body, std::span(theirs_).subspan(i * mine_len, mine_len));
+    if (!n.ok()) return n.status().Annotate(fmt::format("gradient slice from rank {}", r));
+    counts[static_cast<size_t>(r)] = *n;
+  }
+  timings_.decode_seconds += SecondsSince(t);
+  uint64_t total = 0;
+  for (uint32_t c : counts) total += c;
+  if (total == 0) return InvalidArgument("no peer had samples in {}", what);
+  // Exactly allgather-average's arithmetic for these coordinates: same weights, rank order.
+  averaged_.assign(mine_len, 0.0f);
+  size_t other = 0;
+  for (int r = 0; r < w; ++r) {
+    const float wt = static_cast<float>(static_cast<double>(counts[static_cast<size_t>(r)]) /
+                                        static_cast<double>(total));
+    const float* g = r == me ? grad.data() + mine_begin : theirs_.data() + (other++) * mine_len;
+    if (wt == 0.0f) continue;
+    for (size_t i = 0; i < mine_len; ++i) averaged_[i] += wt * g[i];
+  }
+  timings_.reduce_seconds += SecondsSince(t);
+
+  // 3. Averaged slices to and from everyone. The sample field carries the total, so a peer that
+  // counted differently is caught instead of silently mixing averages.
+  t = broker::Clock::now();
+  P2P_RETURN_IF_ERROR(
+      mailbox_.Send(SliceEnvelope(broker::MessageType::kAggregate, round,
+                                  EncodeGradientBody(static_cast<uint32_t>(total), averaged_))));
+  timings_.send_seconds += SecondsSince(t);
+  t = broker::Clock::now();
+  P2P_ASSIGN_OR_RETURN(auto averages,
+                       mailbox_.Collect(broker::MessageType::kAggregate, round, others_, deadline,
+                                        "averaged slices of " + what));
+  timings_.wait_seconds += SecondsSince(t);
+  t = broker::Clock::now();
+  std::copy(averaged_.begin(), averaged_.end(),
+            grad.begin() + static_cast<std::ptrdiff_t>(mine_begin));
+  for (int r : others_) {
+    const auto [begin, len] = slice(r);
+    auto n = DecodeGradientBody(averages.at(r).body, grad.subspan(begin, len));
+    if (!n.ok()) return n.status().Annotate(fmt::format("averaged slice from rank {}", r));
+    if (*n != total) {
+      return DataLoss("rank {} averaged {} over {} samples but this peer counts {}", r, what, *n,
+                      total);
+    }
+  }
+  timings_.reduce_seconds += SecondsSince(t);
+  return Status::Ok();
+}
+
+}  // namespace p2p::sync

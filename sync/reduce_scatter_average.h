@@ -1,0 +1,37 @@
+// reduce-scatter-average: the average allgather-average computes — the same bits — with a
+// fraction of the bytes. Rank r owns slice r of the gradient, [P*r/W, P*(r+1)/W).
+//   1. reduce-scatter: each peer sends slice j of its gradient, with its sample count, only to
+//      rank j (GRADIENT, point to point);
+//   2. each owner averages its slice over all W peers in rank order with the weights
+//      allgather-average uses (so every value is computed by the same operations in the same
+//      order as there) and broadcasts the averaged slice (AGGREGATE);
+//   3. allgather: every peer assembles the W averaged slices.
+// Per peer and round that is 2(W-1)/W x P floats sent instead of (W-1) x P: 1.5 P instead of
+// 3 P at W = 4, and the reduce work is split W ways. Two message delays instead of one, so it
+// pays for large gradients (bench/sync_round_bench: the "xport_rsag" rows bound it).
+//
+// Slices travel as raw float32 (the "none" codec): a lossy codec would have to re-encode the
+// averaged slices, so compressed runs use allgather-average (MakeStrategy refuses the mix).
+#pragma once
+
+#include <vector>
+
+#include "sync/strategy.h"
+
+namespace p2p::sync {
+
+class ReduceScatterAverage final : public Strategy {
+ public:
+  ReduceScatterAverage(Mailbox& mailbox, StrategyOptions options);
+  Status Average(Round round, uint32_t samples, std::span<float> grad) override;
+
+ private:
+  size_t SliceBegin(int rank, size_t p) const;
+
+  Mailbox& mailbox_;
+  StrategyOptions options_;
+  std::vector<int> others_;
+  std::vector<float> theirs_, averaged_;
+};
+
+}  // namespace p2p::sync
