@@ -75,6 +75,7 @@ nlohmann::json MetaOf(const Checkpoint& c) {
            {{"best", c.early_stopping.best},
             {"counter", c.early_stopping.counter},
             {"has_best", c.early_stopping.has_best}}},
+          {"sync_buffers", c.sync_state.size()},
           {"extra", c.extra}};
 }
 
@@ -91,6 +92,10 @@ void ApplyMeta(const nlohmann::json& m, Checkpoint& c) {
   c.early_stopping = {e.at("best").get<double>(), e.at("counter").get<int>(),
                       e.at("has_best").get<bool>()};
   c.extra = m.value("extra", nlohmann::json::object());
+  // Checkpoints from before the field existed have no sync state.
+  c.sync_state.resize(m.value("sync_buffers", size_t{0}) <= kMaxBuffers
+                          ? m.value("sync_buffers", size_t{0})
+                          : kMaxBuffers + 1);
 }
 
 std::string Serialize(const Checkpoint& c) {
@@ -101,6 +106,7 @@ std::string Serialize(const Checkpoint& c) {
   PutFloats(out, c.params);
   Put(out, static_cast<uint32_t>(c.optimizer.buffers.size()));
   for (const auto& b : c.optimizer.buffers) PutFloats(out, b);
+  for (const auto& b : c.sync_state) PutFloats(out, b);
   const uint32_t crc = static_cast<uint32_t>(
       crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
   Put(out, crc);
@@ -177,6 +183,10 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
   c.optimizer.buffers.resize(buffers);
   for (auto& b : c.optimizer.buffers) {
     if (!r.GetFloats(b)) return Corrupt(path, "truncated optimizer state");
+  }
+  if (c.sync_state.size() > kMaxBuffers) return Corrupt(path, "too many sync buffers");
+  for (auto& b : c.sync_state) {
+    if (!r.GetFloats(b)) return Corrupt(path, "truncated sync state");
   }
   return c;
 }

@@ -3,9 +3,11 @@
 // File format (little-endian), written atomically (temp file + fsync + rename) so a crash leaves
 // either the previous checkpoint or the new one, never a torn file:
 //   "P2PCKPT1" | u64 meta_len | meta JSON | u64 n | n float32 params
-//   | u32 k | k x (u64 len | len float32 optimizer buffer) | u32 crc32 of all preceding bytes
+//   | u32 k | k x (u64 len | len float32 optimizer buffer)
+//   | s x (u64 len | len float32 sync buffer)        (s = meta "sync_buffers", 0 when absent)
+//   | u32 crc32 of all preceding bytes
 // meta: {"epoch", "model", "num_params", "config", "optimizer": {step, lr}, "plateau": {...},
-//        "early_stopping": {...}}
+//        "early_stopping": {...}, "sync_buffers"}
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,9 @@ struct Checkpoint {
   ml::Optimizer::State optimizer;
   ml::ReduceLrOnPlateau::State plateau;
   ml::EarlyStopping::State early_stopping;
+  // What the peer's sync strategy needs to continue bit-exactly: a codec's error-feedback
+  // residual and momentum-correction velocity (sync::Strategy::SaveState). Empty for `train`.
+  std::vector<std::vector<float>> sync_state;
   nlohmann::json extra = nlohmann::json::object();  // free-form, e.g. the run id
 };
 

@@ -29,12 +29,15 @@ std::chrono::milliseconds Millis(double seconds) {
 }
 
 // Per-epoch deltas of the counters that only grow (transport, strategy, mailbox rejects).
+// The first epoch's rejects count from the mailbox's start: what was dropped during the join and
+// the start agreement (a forged message that arrived early) is reported, not lost.
 class EpochCounters {
  public:
   EpochCounters(broker::Transport& transport, const sync::Strategy& strategy,
                 const sync::Mailbox& mailbox)
       : transport_(transport), strategy_(strategy), mailbox_(mailbox) {
     Snapshot();
+    rejects_.clear();
   }
 
   nlohmann::json Next() {
@@ -126,6 +129,10 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
       "epoch ({} with data here); gradients combined by {}",
       config.size, agreed, trainer.local_steps(), options.strategy);
 
+  // The codec's error-feedback buffers go into checkpoints and come back on --resume.
+  P2P_RETURN_IF_ERROR(trainer.set_sync_state(
+      [&strategy] { return strategy->SaveState(); },
+      [&strategy](Trainer::SyncState state) { return strategy->LoadState(std::move(state)); }));
   trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
     const sync::Round round{static_cast<uint64_t>(info.epoch), static_cast<uint64_t>(info.round)};
     return strategy->Average(round, static_cast<uint32_t>(info.samples), grad);

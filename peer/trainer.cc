@@ -97,6 +97,7 @@ Status Trainer::MaybeResume() {
   P2P_RETURN_IF_ERROR(optimizer_->LoadState(c.optimizer));
   plateau_.set_state(c.plateau);
   early_stopping_.set_state(c.early_stopping);
+  resumed_sync_state_ = c.sync_state;
   first_epoch_ = c.epoch + 1;
   spdlog::info("resumed from {} after epoch {}", CheckpointPath(config_.checkpoint_dir), c.epoch);
   return Status::Ok();
@@ -284,7 +285,20 @@ Status Trainer::SaveCheckpointAfter(int epoch) {
   c.optimizer = optimizer_->SaveState();
   c.plateau = plateau_.state();
   c.early_stopping = early_stopping_.state();
+  if (save_sync_state_) c.sync_state = save_sync_state_();
   return SaveCheckpoint(config_.checkpoint_dir, c);
+}
+
+Status Trainer::set_sync_state(std::function<SyncState()> save,
+                               const std::function<Status(SyncState)>& restore) {
+  save_sync_state_ = std::move(save);
+  Status s = restore(std::move(resumed_sync_state_));
+  resumed_sync_state_.clear();
+  if (!s.ok()) {
+    return s.Annotate(
+        fmt::format("resuming the sync state from {}", CheckpointPath(config_.checkpoint_dir)));
+  }
+  return s;
 }
 
 Status Trainer::WriteMetrics(const EpochResult& r) {

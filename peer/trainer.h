@@ -73,6 +73,12 @@ class Trainer {
     offload_ = std::move(offload);
     parts_per_batch_ = parts_per_batch;
   }
+  // State of the gradient hook's owner that checkpoints must carry (a codec's error-feedback
+  // buffers): `save` is called when a checkpoint is written; `restore` gets what a resumed
+  // checkpoint held, at once (the checkpoint was read by Create).
+  using SyncState = std::vector<std::vector<float>>;
+  Status set_sync_state(std::function<SyncState()> save,
+                        const std::function<Status(SyncState)>& restore);
   // Minibatches per epoch on this process's data, and the number every peer runs (the largest
   // among peers, agreed at start; 0 = local_steps()). Extra steps contribute no samples.
   int64_t local_steps() const;
@@ -116,6 +122,8 @@ class Trainer {
   ml::AlignedFloats accumulated_;  // sum of sample-weighted gradients of the current round
   int64_t steps_per_epoch_ = 0;
   int first_epoch_ = 1;
+  std::function<SyncState()> save_sync_state_;
+  SyncState resumed_sync_state_;  // from the checkpoint, until set_sync_state takes it
 };
 
 }  // namespace p2p::peer

@@ -114,6 +114,21 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   return Status::Ok();
 }
 
+std::vector<std::vector<float>> AllgatherAverage::SaveState() const {
+  if (!encoder_.codec().error_feedback()) return {};
+  return {{encoder_.residual().begin(), encoder_.residual().end()},
+          {encoder_.velocity().begin(), encoder_.velocity().end()}};
+}
+
+Status AllgatherAverage::LoadState(std::vector<std::vector<float>> state) {
+  if (state.empty()) return Status::Ok();
+  if (state.size() != 2) {
+    return InvalidArgument("codec state of {} buffers; expected residual and velocity",
+                           state.size());
+  }
+  return encoder_.Restore(std::move(state[0]), std::move(state[1]));
+}
+
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options) {
   if (name == "allgather-average") {

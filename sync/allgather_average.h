@@ -22,6 +22,9 @@ class AllgatherAverage final : public Strategy {
   AllgatherAverage(Mailbox& mailbox, StrategyOptions options);
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
   const codecs::Codec& codec() const { return encoder_.codec(); }
+  // The encoder's residual and velocity (each empty until used).
+  std::vector<std::vector<float>> SaveState() const override;
+  Status LoadState(std::vector<std::vector<float>> state) override;
 
  private:
   Mailbox& mailbox_;

@@ -35,6 +35,18 @@ class Strategy {
   // peer. On error `grad` is unspecified and must not be applied.
   virtual Status Average(Round round, uint32_t samples, std::span<float> grad) = 0;
   const SyncTimings& timings() const { return timings_; }
+  // What a checkpoint must carry for a resumed run to continue bit-exactly: a codec's
+  // error-feedback residual and momentum-correction velocity. Empty when stateless.
+  virtual std::vector<std::vector<float>> SaveState() const { return {}; }
+  // Restores SaveState's output (between rounds). InvalidArgument if this strategy and codec
+  // cannot hold it, e.g. a checkpoint of a run with another --compression.
+  virtual Status LoadState(std::vector<std::vector<float>> state) {
+    if (state.empty()) return Status::Ok();
+    return InvalidArgument(
+        "the checkpoint holds {} codec buffer(s) but this run's --strategy and "
+        "--compression keep none; resume with the checkpoint's flags",
+        state.size());
+  }
 
  protected:
   SyncTimings timings_;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <functional>
 #include <optional>
 
@@ -312,6 +313,30 @@ Status GradientEncoder::DecodeOwn(std::span<const std::byte> payload, std::span<
     for (size_t i = 0; i < decoded.size(); ++i) residual_[i] = sent_[i] - decoded[i];
     pending_feedback_ = false;
   }
+  return Status::Ok();
+}
+
+Status GradientEncoder::Restore(std::vector<float> residual, std::vector<float> velocity) {
+  if (!codec_->error_feedback() && !(residual.empty() && velocity.empty())) {
+    return InvalidArgument("codec {} keeps no error-feedback state, but the checkpoint has some",
+                           codec_->id());
+  }
+  if (codec_->momentum() <= 0 && !velocity.empty()) {
+    return InvalidArgument("codec {} has no momentum correction, but the checkpoint has a velocity",
+                           codec_->id());
+  }
+  if (!residual.empty() && !velocity.empty() && residual.size() != velocity.size()) {
+    return InvalidArgument("residual of {} values but velocity of {}", residual.size(),
+                           velocity.size());
+  }
+  for (const auto* v : {&residual, &velocity}) {
+    for (float x : *v) {
+      if (!std::isfinite(x)) return InvalidArgument("codec state holds a non-finite value");
+    }
+  }
+  residual_ = std::move(residual);
+  velocity_ = std::move(velocity);
+  pending_feedback_ = false;
   return Status::Ok();
 }
 

@@ -119,6 +119,10 @@ class GradientEncoder {
   // The residual: what the gradients so far sent minus what the payloads carried.
   std::span<const float> residual() const { return residual_; }
   std::span<const float> velocity() const { return velocity_; }
+  // Puts back a residual and velocity saved from an encoder of the same codec (a checkpoint).
+  // InvalidArgument if this codec keeps no such state, the sizes disagree or a value is not
+  // finite.
+  Status Restore(std::vector<float> residual, std::vector<float> velocity);
 
  private:
   std::shared_ptr<const Codec> codec_;

@@ -20,6 +20,7 @@ Checkpoint Sample() {
   c.optimizer.buffers = {{0.1f, 0.2f, 0.3f}, {4.f, 5.f, 6.f}};
   c.plateau = {0.5, 2, true};
   c.early_stopping = {0.4, 1, true};
+  c.sync_state = {{7.f, 8.f, 9.f}, {}};  // a residual, an unused velocity
   return c;
 }
 
@@ -36,6 +37,19 @@ TEST(CheckpointTest, RoundTripIsExact) {
   EXPECT_EQ(loaded->optimizer.buffers, want.optimizer.buffers);
   EXPECT_EQ(loaded->plateau.bad_epochs, 2);
   EXPECT_EQ(loaded->early_stopping.counter, 1);
+  EXPECT_EQ(loaded->sync_state, want.sync_state);
+}
+
+// `train` and uncompressed peers keep no sync state.
+TEST(CheckpointTest, EmptySyncStateRoundTrips) {
+  test::TempDir dir;
+  Checkpoint c = Sample();
+  c.sync_state.clear();
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), c).ok());
+  auto loaded = LoadCheckpoint(dir.path());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE(loaded->sync_state.empty());
+  EXPECT_EQ(loaded->optimizer.buffers, c.optimizer.buffers);
 }
 
 TEST(CheckpointTest, MissingIsNotFound) {

@@ -7,9 +7,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "peer/checkpoint.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/subprocess.h"
 
@@ -129,6 +131,53 @@ TEST(CompressionTest, FourPeersOnFashionMnistKeepTheirAccuracy) {
   // What the transport carried shrank accordingly.
   EXPECT_LT(qsgd[1]["bytes_sent"].get<double>(), none[1]["bytes_sent"].get<double>() / 3.4);
   EXPECT_LT(topk[1]["bytes_sent"].get<double>(), none[1]["bytes_sent"].get<double>() / 40);
+}
+
+// The codec's error-feedback residual and momentum-correction velocity go into the checkpoints:
+// two top-k peers stopped after epoch 1 and resumed end with the same bits as a run that never
+// stopped; resuming with another --compression is refused instead of silently dropping them.
+TEST(CompressionTest, ResumingARunWithErrorFeedbackIsBitExact) {
+  const std::vector<std::string> flags = {"--dataset",  "synthetic", "--synthetic-train", "2000",
+                                          "--model",    "mlp",       "--hidden",          "32",
+                                          "--momentum", "0",         "--peer-timeout",    "60"};
+  const std::vector<std::string> topk = {"--compression", "topk:momentum=0.9"};
+  // Both ranks of one run in `dir` (checkpoints in dir/ckpt-<r>); rank 0's last record.
+  auto run = [&](const test::TempDir& dir, std::vector<std::string> more, int expect_exit) {
+    std::vector<std::unique_ptr<Child>> children;
+    for (int r = 0; r < 2; ++r) {
+      auto args = PeerArgs(With(flags, more), 2, r, dir);
+      args.insert(args.end(), {"--peers", IpcPeers(dir, 2), "--checkpoint-dir",
+                               dir.File("ckpt-" + std::to_string(r))});
+      children.push_back(std::make_unique<Child>(args));
+    }
+    std::string err;
+    for (auto& c : children) {
+      const ProcessResult result = c->Wait(3min);
+      EXPECT_EQ(result.exit_code, expect_exit) << result.err;
+      err += result.err;
+    }
+    return err;
+  };
+  test::TempDir straight, stopped, switched;
+  run(straight, With(topk, {"--epochs", "2"}), 0);
+  run(stopped, With(topk, {"--epochs", "1"}), 0);
+  auto ckpt = peer::LoadCheckpoint(stopped.File("ckpt-0"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  ASSERT_EQ(ckpt->sync_state.size(), 2u);  // residual and velocity
+  EXPECT_FALSE(ckpt->sync_state[0].empty());
+  EXPECT_EQ(ckpt->sync_state[1].size(), ckpt->sync_state[0].size());
+  run(stopped, With(topk, {"--epochs", "2", "--resume"}), 0);
+  EXPECT_EQ(Records(stopped, 0).back()["param_hash"], Records(straight, 0).back()["param_hash"]);
+  EXPECT_EQ(Records(stopped, 1).back()["param_hash"], Records(straight, 1).back()["param_hash"]);
+
+  // The same checkpoints resumed without the codec: a clear refusal.
+  for (int r = 0; r < 2; ++r) {
+    std::filesystem::copy(stopped.File("ckpt-" + std::to_string(r)),
+                          switched.File("ckpt-" + std::to_string(r)));
+  }
+  // Exit 2: the flags do not fit the checkpoint (a usage error).
+  const std::string err = run(switched, {"--epochs", "3", "--resume", "--compression", "none"}, 2);
+  EXPECT_NE(err.find("keeps no error-feedback state"), std::string::npos) << err;
 }
 
 // Every codec through real processes and the real envelope (msgpack codec info, ZeroMQ): the
