@@ -304,8 +304,10 @@ Status ZmqTransport::Impl::SendFrames(int to, std::vector<zmq::message_t>& frame
       zmq::message_t shared;
       shared.copy(frame);
       if (!dealers[to].send(shared, zmq::send_flags::none)) {
-        return Unavailable("zmq send: rank {} did not take a frame within {} ms", to,
-                           options.send_timeout.count());
+        return Unavailable(
+            "zmq send: rank {} did not take a frame within {} ms: it has died or stopped reading "
+            "(check its log; the run cannot go on without it)",
+            to, options.send_timeout.count());
       }
       bytes_sent += frame.size();
     }

@@ -25,12 +25,13 @@ std::string_view AsText(std::span<const std::byte> b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-// A parameter version the pool can hand to workers: the peer's ParamStore file, mapped.
+// A parameter version the pool can hand to workers: a copy of the peer's ParamStore file (whose
+// files are reused by later versions).
 struct HeldParams {
   std::string path;
   uint64_t store_version = 0;
   uint64_t wire_version = 0;  // what tasks and workers call it: unique within this pool
-  MappedParams params;
+  std::vector<float> params;
   uint64_t last_used = 0;  // RunAll call that last needed it
 };
 
@@ -171,10 +172,10 @@ class AmqpPool final : public FunctionPool {
     std::string reply;
     if (held == nullptr) {
       reply = EncodeParamsReply(request->version, "this parameter version is no longer held", {});
-    } else if (held->params.floats().size() != request->num_params) {
+    } else if (held->params.size() != request->num_params) {
       reply = EncodeParamsReply(request->version, "parameter count does not match", {});
     } else {
-      reply = EncodeParamsReply(request->version, "", held->params.floats());
+      reply = EncodeParamsReply(request->version, "", held->params);
       ++stats_.params_sent;
     }
     return Check(session_->Publish("", request->reply_to, AsBytes(reply)));
@@ -195,8 +196,9 @@ class AmqpPool final : public FunctionPool {
           t.num_params, t.num_params * sizeof(float) >> 20, kMaxRemoteParamBytes >> 20);
     }
     P2P_ASSIGN_OR_RETURN(auto mapped, MappedParams::Open(t.params_path, t.num_params));
-    held_.push_back(
-        HeldParams{t.params_path, t.params_version, ++next_version_, std::move(mapped), calls_});
+    held_.push_back(HeldParams{t.params_path, t.params_version, ++next_version_,
+                               std::vector<float>(mapped.floats().begin(), mapped.floats().end()),
+                               calls_});
     return held_.back().wire_version;
   }
 

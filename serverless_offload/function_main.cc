@@ -34,7 +34,7 @@ Status WriteAll(int fd, const char* data, size_t size) {
 // What a warm process keeps besides its model: the parameter mapping, the shared slot file and
 // the sample matrix (reused, so a task's samples land in memory that is already paged in).
 struct Kept {
-  std::string params_key;  // path#version
+  std::string params_path;  // mapped once; new versions arrive in the same file
   std::optional<MappedParams> params;
   std::optional<SharedFile> slot;
   ml::Matrix x;
@@ -44,11 +44,12 @@ struct Kept {
 // (then `in_slot` is set and the result carries no gradient values).
 Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bool& in_slot) {
   const std::string key = fmt::format("{}#{}", task.params_path, task.params_version);
-  if (!kept.params || kept.params_key != key) {
+  if (!kept.params || kept.params_path != task.params_path ||
+      kept.params->floats().size() != task.num_params) {
     kept.params.reset();
     P2P_ASSIGN_OR_RETURN(auto params, MappedParams::Open(task.params_path, task.num_params));
     kept.params = std::move(params);
-    kept.params_key = key;
+    kept.params_path = task.params_path;
   }
   in_slot = !task.shared.path.empty();
   if (!in_slot) return worker.Compute(task, key, kept.params->floats(), r);

@@ -9,14 +9,6 @@
 #include <cstring>
 
 namespace p2p::offload {
-namespace {
-
-std::string VersionPath(const std::string& dir, uint64_t v) {
-  return fmt::format("{}/params-{}.f32", dir, v);
-}
-
-}  // namespace
-
 Result<ParamStore> ParamStore::Create() {
   P2P_ASSIGN_OR_RETURN(ShmDir dir, ShmDir::Create("p2ptrain-params"));
   return ParamStore(std::move(dir));
@@ -24,29 +16,16 @@ Result<ParamStore> ParamStore::Create() {
 
 Result<ParamStore::Version> ParamStore::Publish(std::span<const float> params) {
   const uint64_t v = next_++;
-  const std::string path = VersionPath(dir_.path(), v);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return IoError("cannot create {}: {}", tmp, std::strerror(errno));
-  const char* p = reinterpret_cast<const char*>(params.data());
-  size_t left = params.size_bytes();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return IoError("writing {}: {}", tmp, std::strerror(err));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
+  std::optional<SharedFile>& file = files_[v % 2];
+  if (!file || file->bytes().size() != params.size_bytes()) {
+    file.reset();
+    P2P_ASSIGN_OR_RETURN(auto created, SharedFile::Create(fmt::format("{}/params-{}.f32",
+                                                                      dir_.path(), ++generation_),
+                                                          params.size_bytes()));
+    file.emplace(std::move(created));
   }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return IoError("renaming {}: {}", tmp, std::strerror(errno));
-  }
-  if (v > 2) ::unlink(VersionPath(dir_.path(), v - 2).c_str());
-  return Version{path, v};
+  std::memcpy(file->bytes().data(), params.data(), params.size_bytes());
+  return Version{file->path(), v};
 }
 
 Result<MappedParams> MappedParams::Open(const std::string& path, uint64_t count) {

@@ -192,12 +192,14 @@ void KillOnePeerAndExpectCleanFailure(std::vector<std::string> flags, const test
     const ProcessResult result = children[r]->Wait(1min);
     EXPECT_FALSE(result.timed_out) << "rank " << r << " hung after its peer died";
     EXPECT_EQ(result.exit_code, 1) << result.err;
-    EXPECT_TRUE(std::regex_search(result.err, std::regex("before the deadline|unreachable")))
+    EXPECT_TRUE(std::regex_search(
+        result.err, std::regex("before the deadline|unreachable|did not take a frame")))
         << result.err;
-    // "nothing from rank(s) 1 before the deadline" or "ranks [1, 2] unreachable". A survivor may
+    // "nothing from rank(s) 1 before the deadline", "ranks [1, 2] unreachable", or (sending a
+    // slice to it, reduce-scatter) "rank 1 did not take a frame within 3000 ms". A survivor may
     // instead first notice the other survivor, which already failed and left.
-    named_the_dead_rank +=
-        std::regex_search(result.err, std::regex(R"(rank\(s\) 1\b|ranks \[1[,\]])"));
+    named_the_dead_rank += std::regex_search(
+        result.err, std::regex(R"(rank\(s\) 1\b|ranks \[1[,\]]|rank 1 did not take)"));
   }
   EXPECT_GE(named_the_dead_rank, 1) << "no survivor named rank 1";
   // --peer-timeout 3 plus teardown; far below the test's own timeout.
