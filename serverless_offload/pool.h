@@ -61,6 +61,23 @@ class FunctionPool {
 Result<double> WeightedMean(const std::vector<TaskResult>& results,
                             const std::vector<uint64_t>& expected_samples, std::span<float> grad);
 
+// The same mean built result by result, so a caller can run its tasks in batches and drop each
+// batch's results: the same weights (samples / total) and order give the same bits as
+// WeightedMean over all of them at once.
+class WeightedSum {
+ public:
+  // Zeroes `grad`; `total_samples` is the sum over every result that will be added (> 0).
+  WeightedSum(std::span<float> grad, uint64_t total_samples);
+  // Adds the next result in task order; DataLoss as WeightedMean.
+  Status Add(const TaskResult& result, uint64_t expected_samples);
+  double loss_sum() const { return loss_sum_; }
+
+ private:
+  std::span<float> grad_;
+  uint64_t total_;
+  double loss_sum_ = 0;
+};
+
 // Validates the options (InvalidArgument naming the flag) and creates the backend.
 Result<std::unique_ptr<FunctionPool>> MakeFunctionPool(const PoolOptions& options);
 

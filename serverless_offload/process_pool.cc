@@ -379,29 +379,35 @@ std::unique_ptr<FunctionPool> MakeProcessPool(const PoolOptions& options) {
   return std::make_unique<ProcessPool>(options);
 }
 
+WeightedSum::WeightedSum(std::span<float> grad, uint64_t total_samples)
+    : grad_(grad), total_(total_samples) {
+  std::fill(grad_.begin(), grad_.end(), 0.0f);
+}
+
+Status WeightedSum::Add(const TaskResult& r, uint64_t expected_samples) {
+  const std::span<const float> g = r.values();
+  if (g.size() != grad_.size() || r.samples != expected_samples || total_ == 0) {
+    return DataLoss("function result for task {}: {} values for {} samples, expected {} for {}",
+                    r.id, g.size(), r.samples, grad_.size(), expected_samples);
+  }
+  loss_sum_ += r.loss_sum;
+  const float w = static_cast<float>(double(r.samples) / double(total_));
+  for (size_t j = 0; j < grad_.size(); ++j) grad_[j] += w * g[j];
+  return Status::Ok();
+}
+
 Result<double> WeightedMean(const std::vector<TaskResult>& results,
                             const std::vector<uint64_t>& expected_samples, std::span<float> grad) {
   if (results.size() != expected_samples.size() || results.empty()) {
     return InvalidArgument("{} results for {} tasks", results.size(), expected_samples.size());
   }
   uint64_t total = 0;
-  double loss_sum = 0;
+  for (uint64_t s : expected_samples) total += s;
+  WeightedSum sum(grad, total);
   for (size_t i = 0; i < results.size(); ++i) {
-    const TaskResult& r = results[i];
-    if (r.values().size() != grad.size() || r.samples != expected_samples[i]) {
-      return DataLoss("function result for task {}: {} values for {} samples, expected {} for {}",
-                      r.id, r.values().size(), r.samples, grad.size(), expected_samples[i]);
-    }
-    total += r.samples;
-    loss_sum += r.loss_sum;
+    P2P_RETURN_IF_ERROR(sum.Add(results[i], expected_samples[i]));
   }
-  std::fill(grad.begin(), grad.end(), 0.0f);
-  for (const TaskResult& r : results) {
-    const float w = static_cast<float>(double(r.samples) / double(total));
-    const std::span<const float> g = r.values();
-    for (size_t j = 0; j < grad.size(); ++j) grad[j] += w * g[j];
-  }
-  return loss_sum;
+  return sum.loss_sum();
 }
 
 std::future<Result<std::vector<TaskResult>>> FunctionPool::Submit(std::vector<Task> tasks) {

@@ -1,6 +1,7 @@
 // The process backend with real function processes (p2ptrain-function) and real failures.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "ml/model.h"
@@ -91,6 +92,32 @@ TEST(ProcessPoolTest, SharedSlotsKeepEveryResultIntactAcrossTasksAndCalls) {
   }
   ExpectMeanEquals(kept, expected, local);
   EXPECT_EQ((*pool)->stats().cold_starts, 2u);
+}
+
+// The peer sums a fan-out round's results batch by batch (peer/offload.cc); that must give the
+// same bits as one WeightedMean over all of them.
+TEST(WeightedSumTest, ResultByResultGivesWeightedMeansBits) {
+  std::vector<TaskResult> results(7);
+  std::vector<uint64_t> expected;
+  for (size_t i = 0; i < results.size(); ++i) {
+    results[i].id = i + 1;
+    results[i].samples = 3 + i * 5;  // unequal weights
+    results[i].loss_sum = 0.5 * double(i);
+    results[i].gradient.resize(101);
+    for (size_t j = 0; j < 101; ++j) results[i].gradient[j] = std::sin(float(i * 101 + j)) / 3;
+    expected.push_back(results[i].samples);
+  }
+  std::vector<float> once(101), batched(101, 123.0f);  // stale values must be overwritten
+  auto loss = WeightedMean(results, expected, once);
+  ASSERT_TRUE(loss.ok());
+  uint64_t total = 0;
+  for (uint64_t e : expected) total += e;
+  WeightedSum sum(batched, total);
+  for (size_t i = 0; i < results.size(); ++i) ASSERT_TRUE(sum.Add(results[i], expected[i]).ok());
+  EXPECT_EQ(batched, once);
+  EXPECT_EQ(sum.loss_sum(), *loss);
+  // A result for another sample count than its task is refused.
+  EXPECT_EQ(sum.Add(results[0], 999).code(), StatusCode::kDataLoss);
 }
 
 Status RunWith(std::vector<std::string> command, PoolOptions o, PoolStats* stats = nullptr) {
