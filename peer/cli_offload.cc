@@ -56,6 +56,9 @@ Action AddFunctionCommand(CLI::App& app) {
                   "--serve: this worker's memory limit in MB (address space); default none")
       ->check(CLI::Range(64, 1 << 20));
   cmd->add_option("--max-tasks", worker->max_tasks, "--serve: exit after this many tasks");
+  cmd->add_option("--reconnect-timeout", worker->reconnect_timeout_s,
+                  "--serve: seconds to keep retrying an unreachable or lost broker before exiting")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("-v,--verbose", *verbose, "--serve: log every task");
   return [serve, worker, verbose, broker] {
     if (!*serve) {

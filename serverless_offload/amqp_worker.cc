@@ -1,9 +1,12 @@
 #include "serverless_offload/amqp_worker.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,8 +24,28 @@ namespace {
 namespace amqp = broker::amqp;
 using Clock = std::chrono::steady_clock;
 
+// SIGINT/SIGTERM: a flag for the serving loop, and a byte on a pipe so a reconnect backoff wakes
+// up at once (both async-signal-safe).
 std::atomic<bool> g_stop{false};
-extern "C" void RequestStop(int) { g_stop.store(true); }
+int g_stop_pipe[2] = {-1, -1};
+extern "C" void RequestStop(int) {
+  g_stop.store(true);
+  const char byte = 1;
+  if (g_stop_pipe[1] >= 0) (void)!::write(g_stop_pipe[1], &byte, 1);
+}
+
+// Waits `d` or until a stop is requested, whichever comes first.
+void WaitUnlessStopped(std::chrono::milliseconds d) {
+  pollfd f{g_stop_pipe[0], POLLIN, 0};
+  if (!g_stop.load()) (void)::poll(&f, 1, static_cast<int>(d.count()));
+}
+
+// Whether a broker failure may heal by itself (network, broker restart), as opposed to bad
+// credentials or a queue declared with other arguments.
+bool Retryable(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout ||
+         s.code() == StatusCode::kIoError;
+}
 
 std::span<const std::byte> AsBytes(std::string_view s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
@@ -45,32 +68,48 @@ struct CachedParams {
 };
 constexpr size_t kCachedPools = 8;
 
+// Keeps the model, the parameter cache and the counts across reconnects.
 class Worker {
  public:
-  Worker(const WorkerOptions& o, amqp::Session session, std::string private_queue)
-      : o_(o), session_(std::move(session)), private_queue_(std::move(private_queue)) {}
+  explicit Worker(const WorkerOptions& o) : o_(o) {}
 
-  Status Serve() {
+  // Serves on one connection until a stop, --max-tasks, or an error of the connection.
+  Status Serve(amqp::Session session, std::string private_queue) {
+    session_.emplace(std::move(session));
+    private_queue_ = std::move(private_queue);
+    Status s = ServeLoop();
+    if (s.ok()) {
+      (void)session_->DeleteQueue(private_queue_);
+      s = session_->Close();
+    }
+    session_.reset();
+    return s;
+  }
+
+  bool done() const { return g_stop.load() || (o_.max_tasks > 0 && served_ >= o_.max_tasks); }
+  std::string Summary() const {
+    return fmt::format("served {} task(s) ({} failed), fetched {} parameter version(s)", served_,
+                       failed_, fetched_);
+  }
+
+ private:
+  Status ServeLoop() {
     // Short waits only so a stop request or heartbeat is noticed; deliveries wake us at once.
     const auto idle =
-        std::chrono::milliseconds(std::clamp(session_.heartbeat_s() * 250, 100, 1000));
+        std::chrono::milliseconds(std::clamp(session_->heartbeat_s() * 250, 100, 1000));
     while (!g_stop.load() && (o_.max_tasks == 0 || served_ < o_.max_tasks)) {
-      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_.Poll(idle));
+      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_->Poll(idle));
       auto* d = std::get_if<amqp::Delivery>(&event);
       if (d == nullptr) continue;
       if (RoutingKey(*d) == private_queue_) {  // a parameter reply we stopped waiting for
-        P2P_RETURN_IF_ERROR(session_.Ack(d->envelope.delivery_tag()));
+        P2P_RETURN_IF_ERROR(session_->Ack(d->envelope.delivery_tag()));
         continue;
       }
       P2P_RETURN_IF_ERROR(Handle(*d));
     }
-    spdlog::info("worker {}: served {} task(s) ({} failed), fetched {} parameter version(s)",
-                 private_queue_, served_, failed_, fetched_);
-    (void)session_.DeleteQueue(private_queue_);
-    return session_.Close();
+    return Status::Ok();
   }
 
- private:
   Status Handle(const amqp::Delivery& d) {
     const auto start = Clock::now();
     const uint64_t tag = d.envelope.delivery_tag();
@@ -78,7 +117,7 @@ class Worker {
     if (!task.ok() || task->reply_to.empty()) {
       spdlog::warn("worker: dropping a malformed task: {}",
                    task.ok() ? "it names no reply queue" : task.status().message());
-      return session_.Ack(tag);
+      return session_->Ack(tag);
     }
     spdlog::debug("worker: task {} attempt {} from {}: received, {} samples", task->id,
                   task->attempt, task->reply_to, task->y.size());
@@ -100,8 +139,8 @@ class Worker {
     }
     // Result first, then the ack: if we die in between, the task is redelivered and the pool
     // drops the duplicate result.
-    P2P_RETURN_IF_ERROR(session_.Publish("", task->reply_to, AsBytes(body)));
-    P2P_RETURN_IF_ERROR(session_.Ack(tag));
+    P2P_RETURN_IF_ERROR(session_->Publish("", task->reply_to, AsBytes(body)));
+    P2P_RETURN_IF_ERROR(session_->Ack(tag));
     ++served_;
     spdlog::debug("worker: task {} attempt {} from {}: done in {:.1f} ms{}{}{}", task->id,
                   task->attempt, task->reply_to, r.busy_seconds * 1000, r.cold ? ", cold" : "",
@@ -145,15 +184,15 @@ class Worker {
                                                      .num_params = task.num_params,
                                                      .reply_to = private_queue_,
                                                      .worker = private_queue_});
-    P2P_RETURN_IF_ERROR(session_.Publish("", task.reply_to, AsBytes(request)));
+    P2P_RETURN_IF_ERROR(session_->Publish("", task.reply_to, AsBytes(request)));
     const auto deadline =
         Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o_.params_timeout_s * 1000));
     while (Clock::now() < deadline) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_.Poll(left));
+      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_->Poll(left));
       auto* d = std::get_if<amqp::Delivery>(&event);
       if (d == nullptr) continue;
-      P2P_RETURN_IF_ERROR(session_.Ack(d->envelope.delivery_tag()));
+      P2P_RETURN_IF_ERROR(session_->Ack(d->envelope.delivery_tag()));
       if (RoutingKey(*d) != private_queue_) {
         return Internal("a second task arrived while one was in hand (prefetch is 1)");
       }
@@ -184,12 +223,28 @@ class Worker {
   }
 
   const WorkerOptions& o_;
-  amqp::Session session_;
+  std::optional<amqp::Session> session_;
   std::string private_queue_;
   GradientWorker gradient_;
   std::vector<CachedParams> cache_;
   uint64_t use_counter_ = 0, served_ = 0, failed_ = 0, fetched_ = 0;
 };
+
+// Opens a connection, declares the work queue and a private queue, consumes both.
+Result<std::pair<amqp::Session, std::string>> Connect(const amqp::SessionConfig& config,
+                                                      const std::string& queue) {
+  const auto deadline = broker::DeadlineIn(std::chrono::seconds(10));
+  P2P_ASSIGN_OR_RETURN(amqp::Session session, amqp::Session::Open(config, deadline));
+  std::string private_queue = PrivateQueueName("p2ptrain.fnworker");
+  session.SetRpcDeadline(deadline);
+  P2P_RETURN_IF_ERROR(session.DeclareQueue(queue, kWorkQueueExpiry));
+  P2P_RETURN_IF_ERROR(session.DeclareQueue(private_queue, kReplyQueueExpiry));
+  P2P_RETURN_IF_ERROR(session.SetPrefetch(1));
+  P2P_RETURN_IF_ERROR(session.Consume(queue, /*exclusive=*/false));
+  P2P_RETURN_IF_ERROR(session.Consume(private_queue, /*exclusive=*/true));
+  session.SetRpcDeadline(Clock::now() + std::chrono::hours(24));
+  return std::make_pair(std::move(session), std::move(private_queue));
+}
 
 }  // namespace
 
@@ -205,25 +260,43 @@ Status ServeAmqpWorker(const WorkerOptions& o) {
       return IoError("cannot set the memory limit of {} MB: {}", o.memory_mb, std::strerror(errno));
     }
   }
+  if (g_stop_pipe[0] < 0 && ::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return IoError("pipe: {}", std::strerror(errno));
+  }
   struct sigaction sa {};
   sa.sa_handler = RequestStop;
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
-  amqp::SessionConfig config{.url = url, .heartbeat_s = url.heartbeat_s.value_or(30)};
-  const auto deadline = broker::DeadlineIn(std::chrono::seconds(10));
-  P2P_ASSIGN_OR_RETURN(amqp::Session session, amqp::Session::Open(config, deadline));
-  const std::string private_queue = PrivateQueueName("p2ptrain.fnworker");
-  session.SetRpcDeadline(deadline);
-  P2P_RETURN_IF_ERROR(session.DeclareQueue(o.queue, kWorkQueueExpiry));
-  P2P_RETURN_IF_ERROR(session.DeclareQueue(private_queue, kReplyQueueExpiry));
-  P2P_RETURN_IF_ERROR(session.SetPrefetch(1));
-  P2P_RETURN_IF_ERROR(session.Consume(o.queue, /*exclusive=*/false));
-  P2P_RETURN_IF_ERROR(session.Consume(private_queue, /*exclusive=*/true));
-  session.SetRpcDeadline(Clock::now() + std::chrono::hours(24));
-  spdlog::info("worker {}: serving gradient tasks from queue '{}' on {}", private_queue, o.queue,
-               url.Redacted());
-  return Worker(o, std::move(session), private_queue).Serve();
+  const amqp::SessionConfig config{.url = url, .heartbeat_s = url.heartbeat_s.value_or(30)};
+  const auto patience =
+      std::chrono::milliseconds(static_cast<int64_t>(o.reconnect_timeout_s * 1000));
+  Worker worker(o);
+  auto give_up = Clock::now() + patience;
+  auto backoff = std::chrono::milliseconds(500);
+  while (!worker.done()) {
+    Status s = [&]() -> Status {
+      P2P_ASSIGN_OR_RETURN(auto connected, Connect(config, o.queue));
+      spdlog::info("worker {}: serving gradient tasks from queue '{}' on {}", connected.second,
+                   o.queue, url.Redacted());
+      give_up = Clock::now() + patience;  // connected: the patience starts over
+      backoff = std::chrono::milliseconds(500);
+      return worker.Serve(std::move(connected.first), std::move(connected.second));
+    }();
+    if (s.ok() || worker.done()) break;
+    if (!Retryable(s)) return s;
+    if (Clock::now() + backoff >= give_up) {
+      return Status(s.code(), fmt::format("{}; gave up after {} s without the broker "
+                                          "(--reconnect-timeout)",
+                                          s.message(), o.reconnect_timeout_s));
+    }
+    spdlog::warn("worker: {}; retrying in {} ms (a task in hand goes back to the queue)",
+                 s.message(), backoff.count());
+    WaitUnlessStopped(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
+  }
+  spdlog::info("worker: {}", worker.Summary());
+  return Status::Ok();
 }
 
 }  // namespace p2p::offload

@@ -20,11 +20,15 @@ struct WorkerOptions {
   int memory_mb = 0;             // address-space limit for this worker (RLIMIT_AS); 0 = none
   uint64_t max_tasks = 0;        // exit after this many tasks; 0 = until SIGINT/SIGTERM
   double params_timeout_s = 30;  // how long to wait for a pool's parameter reply
+  // Without the broker (not reachable at start, or lost), retry with backoff for this long
+  // before giving up; a task in hand when the link dropped is redelivered by the broker.
+  double reconnect_timeout_s = 300;
 };
 
 // Serves tasks until SIGINT/SIGTERM (the task in hand is finished first) or max_tasks. A task
 // that cannot be computed gets a result with its error; a malformed message is logged, acked and
-// dropped. Errors: the broker cannot be reached (Unavailable naming it) or the link is lost.
+// dropped. A broker that cannot be reached or is lost is retried (backoff 0.5 s doubling to 10 s)
+// for reconnect_timeout_s; then, or for errors that cannot heal (credentials), the error.
 Status ServeAmqpWorker(const WorkerOptions& options);
 
 }  // namespace p2p::offload

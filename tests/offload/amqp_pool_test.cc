@@ -2,10 +2,18 @@
 // Every test uses its own work queue, so tests running in parallel never share workers.
 #include "serverless_offload/amqp_pool.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <future>
+#include <thread>
 
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/offload/pool_fixture.h"
@@ -191,6 +199,145 @@ TEST_F(AmqpPoolTest, AWorkerStopsCleanlyOnSigtermAndRemovesItsQueue) {
     const auto queues = amqp_test::Ctl("list_queues name");
     EXPECT_EQ(queues.out.find(name), std::string::npos) << queues.out;
   }
+}
+
+// A TCP relay in front of the broker that the test can cut, as a network failure would: every
+// relayed connection is closed on both sides; new connections are still accepted.
+class CuttableRelay {
+ public:
+  explicit CuttableRelay(int target_port) : target_port_(target_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(listener_, 8);
+    EXPECT_EQ(::pipe2(wake_, O_CLOEXEC), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~CuttableRelay() {
+    stop_ = true;
+    Wake();
+    thread_.join();
+    for (int fd : {listener_, wake_[0], wake_[1]}) ::close(fd);
+  }
+  int port() const { return port_; }
+  void Cut() {
+    cut_ = true;
+    Wake();
+  }
+
+ private:
+  void Wake() { (void)!::write(wake_[1], "x", 1); }
+  void Run() {
+    std::vector<std::pair<int, int>> pairs;  // client, broker
+    char buf[64 << 10];
+    while (!stop_) {
+      std::vector<pollfd> fds = {{listener_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+      for (auto [c, b] : pairs) {
+        fds.push_back({c, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0) continue;
+      if (fds[1].revents & POLLIN) (void)!::read(wake_[0], buf, sizeof(buf));
+      if (cut_.exchange(false)) {
+        for (auto [c, b] : pairs) {
+          ::close(c);
+          ::close(b);
+        }
+        pairs.clear();
+        continue;
+      }
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        for (int side = 0; side < 2; ++side) {
+          if (!(fds[2 + 2 * i + side].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          auto [c, b] = pairs[i];
+          const int from = side == 0 ? c : b, to = side == 0 ? b : c;
+          const ssize_t n = ::read(from, buf, sizeof(buf));
+          if (n > 0) (void)!::write(to, buf, static_cast<size_t>(n));
+        }
+      }
+      if (fds[0].revents & POLLIN) {
+        const int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        const int b = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(static_cast<uint16_t>(target_port_));
+        if (c >= 0 && ::connect(b, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+          pairs.emplace_back(c, b);
+        } else {
+          ::close(c);
+          ::close(b);
+        }
+      }
+    }
+    for (auto [c, b] : pairs) {
+      ::close(c);
+      ::close(b);
+    }
+  }
+
+  int target_port_, port_ = 0, listener_ = -1, wake_[2] = {-1, -1};
+  std::atomic<bool> stop_{false}, cut_{false};
+  std::thread thread_;
+};
+
+TEST_F(AmqpPoolTest, AWorkerThatLosesTheBrokerReconnectsAndServesAgain) {
+  auto url = broker::ParseAmqpUrl(amqp_test::Broker().url);
+  ASSERT_TRUE(url.ok());
+  CuttableRelay relay(url->port);
+  const std::string via_relay =
+      fmt::format("amqp://{}:{}@127.0.0.1:{}/", url->user, url->password, relay.port());
+  test::Child worker({test::P2ptrainBin(), "function", "--serve", "--broker", via_relay, "--queue",
+                      queue_, "--verbose", "--reconnect-timeout", "60"});
+  ASSERT_TRUE(WaitForLog(worker, "serving gradient tasks"));
+  Fixture f = Fixture::Make(8);
+  auto pool = MakeFunctionPool(Options(1));
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  ASSERT_TRUE((*pool)->RunAll(f.Tasks(1)).ok());
+  relay.Cut();
+  ASSERT_TRUE(WaitForLog(worker, "retrying in"));
+  auto again = (*pool)->RunAll(f.Tasks(1));  // served after the worker came back
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ExpectMeanEquals(*again, {8}, f.LocalGradient());
+  worker.Kill(SIGTERM);
+  const auto done = worker.Wait(30s);
+  EXPECT_EQ(done.exit_code, 0) << done.err;
+  size_t servings = 0;
+  for (size_t at = 0; (at = done.err.find("serving gradient tasks", at)) != std::string::npos; ++at)
+    ++servings;
+  EXPECT_EQ(servings, 2u) << done.err;
+}
+
+TEST(AmqpWorkerCliTest, AWorkerGivesUpOnAnUnreachableBrokerAfterItsReconnectTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  auto r = test::RunProcess({test::P2ptrainBin(), "function", "--serve", "--broker",
+                             fmt::format("amqp://guest:guest@127.0.0.1:{}/", amqp_test::FreePort()),
+                             "--reconnect-timeout", "1"},
+                            60s);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot reach RabbitMQ"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("retrying in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("gave up after 1 s"), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+}
+
+TEST(AmqpWorkerCliTest, AWorkerWaitingForItsBrokerStopsAtOnceOnSigterm) {
+  test::Child worker({test::P2ptrainBin(), "function", "--serve", "--broker",
+                      fmt::format("amqp://guest:guest@127.0.0.1:{}/", amqp_test::FreePort()),
+                      "--reconnect-timeout", "600"});
+  ASSERT_TRUE(test::WaitForFile(
+      worker.err_path(),
+      [&] { return test::ReadFile(worker.err_path()).find("retrying in") != std::string::npos; },
+      60s));
+  worker.Kill(SIGTERM);
+  const auto done = worker.Wait(10s);
+  EXPECT_FALSE(done.timed_out);
+  EXPECT_EQ(done.exit_code, 0) << done.err;
 }
 
 TEST(AmqpWorkerCliTest, ServeWithoutABrokerIsAUsageError) {
