@@ -134,6 +134,12 @@ TEST(SessionAuthTest, ForgedTamperedReplayedAndUnsignedCopiesAreRejectedByReason
   const auto statuses = RunJoined(group, trust, [&](int r, Peer& p) -> Status {
     constexpr int kSteps = 3;
     if (r == 0) {
+      // Only once rank 2 has finished joining and reads its raw transport: before, its mailbox
+      // would take our gradients in (a race seen on a loaded CI machine).
+      P2P_RETURN_IF_ERROR(p.mailbox
+                              .Collect(broker::MessageType::kBarrier, {0, 1}, {2},
+                                       broker::DeadlineIn(10s), "rank 2 ready")
+                              .status());
       for (uint64_t step = 0; step < kSteps; ++step) {
         broker::Envelope env;
         env.type = broker::MessageType::kGradient;
@@ -142,6 +148,10 @@ TEST(SessionAuthTest, ForgedTamperedReplayedAndUnsignedCopiesAreRejectedByReason
         P2P_RETURN_IF_ERROR(p.mailbox.Send(env));
       }
     } else if (r == 2) {
+      broker::Envelope ready;
+      ready.type = broker::MessageType::kBarrier;
+      ready.step = 1;
+      P2P_RETURN_IF_ERROR(p.mailbox.Send(ready, 0));
       // Rank 0's broadcasts reach rank 2 too: take them off the raw transport, as sent.
       std::vector<broker::Envelope> seen;
       while (seen.size() < kSteps) {
