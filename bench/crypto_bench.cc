@@ -70,16 +70,6 @@ broker::Envelope Message(size_t body_bytes) {
   return env;
 }
 
-broker::Bytes Header(const broker::Envelope& env) {
-  broker::Bytes header;
-  bool first = true;
-  broker::VisitSigningBytes(env, [&](std::span<const std::byte> piece) {
-    if (first) header.assign(piece.begin(), piece.end());
-    first = false;
-  });
-  return header;
-}
-
 crypto::PairKeys BenchPairKeys() {
   crypto::PairKeys keys;
   keys.peer = 1;
@@ -98,7 +88,7 @@ void SetBytes(benchmark::State& state, size_t n) {
 
 void BM_RsaPssSign(benchmark::State& state, int bits) {
   const auto env = Message(static_cast<size_t>(state.range(0)));
-  const auto header = Header(env);
+  const auto header = broker::SigningHeader(env);
   const crypto::ByteSpan pieces[] = {header, env.body};
   const crypto::PrivateKey& key = Key(bits, 0);
   for (auto _ : state) benchmark::DoNotOptimize(crypto::SignPss(key, pieces));
@@ -107,7 +97,7 @@ void BM_RsaPssSign(benchmark::State& state, int bits) {
 
 void BM_RsaPssVerify(benchmark::State& state, int bits) {
   const auto env = Message(static_cast<size_t>(state.range(0)));
-  const auto header = Header(env);
+  const auto header = broker::SigningHeader(env);
   const crypto::ByteSpan pieces[] = {header, env.body};
   const auto sig = crypto::SignPss(Key(bits, 0), pieces).value();
   for (auto _ : state) {
@@ -119,7 +109,7 @@ void BM_RsaPssVerify(benchmark::State& state, int bits) {
 // Signing and verifying cost the same: one HMAC over the message.
 void BM_HmacSha256(benchmark::State& state) {
   const auto env = Message(static_cast<size_t>(state.range(0)));
-  const auto header = Header(env);
+  const auto header = broker::SigningHeader(env);
   const crypto::ByteSpan pieces[] = {header, env.body};
   const auto key = crypto::RandomSecret(crypto::kMacKeyBytes).value();
   for (auto _ : state) benchmark::DoNotOptimize(crypto::HmacSha256(key, pieces));
@@ -128,7 +118,7 @@ void BM_HmacSha256(benchmark::State& state) {
 
 void BM_SessionSeal(benchmark::State& state) {
   const auto env = Message(static_cast<size_t>(state.range(0)));
-  const auto header = Header(env);
+  const auto header = broker::SigningHeader(env);
   const auto keys = BenchPairKeys();
   uint64_t seq = 0;
   for (auto _ : state) benchmark::DoNotOptimize(crypto::SealSlot(keys, ++seq, header, env.body));
@@ -137,7 +127,7 @@ void BM_SessionSeal(benchmark::State& state) {
 
 void BM_SessionOpen(benchmark::State& state) {
   const auto env = Message(static_cast<size_t>(state.range(0)));
-  const auto header = Header(env);
+  const auto header = broker::SigningHeader(env);
   const auto keys = BenchPairKeys();
   const auto slot = crypto::SealSlot(keys, env.seq, header, env.body);
   for (auto _ : state) {
@@ -185,13 +175,13 @@ class RsaPssAuthenticator final : public sync::Authenticator {
  public:
   RsaPssAuthenticator(int rank, int bits) : rank_(rank), bits_(bits) {}
   Status Sign(broker::Envelope& env) override {
-    const auto header = Header(env);
+    const auto header = broker::SigningHeader(env);
     const crypto::ByteSpan pieces[] = {header, env.body};
     P2P_ASSIGN_OR_RETURN(env.signature, crypto::SignPss(Key(bits_, rank_), pieces));
     return Status::Ok();
   }
   Verdict Verify(const broker::Envelope& env) override {
-    const auto header = Header(env);
+    const auto header = broker::SigningHeader(env);
     const crypto::ByteSpan pieces[] = {header, env.body};
     if (!crypto::VerifyPss(Key(bits_, env.sender).public_key(), pieces, env.signature)) {
       return {Action::kReject, "bad_signature", ""};
@@ -211,7 +201,7 @@ class HmacDigestAuthenticator final : public sync::Authenticator {
  public:
   HmacDigestAuthenticator(int rank, int size) : rank_(rank), size_(size) {}
   Status Sign(broker::Envelope& env) override {
-    const auto header = Header(env);
+    const auto header = broker::SigningHeader(env);
     const crypto::ByteSpan body[] = {env.body};
     const crypto::Sha256Digest digest = crypto::Sha256(body);
     const crypto::ByteSpan pieces[] = {header, digest};
@@ -224,7 +214,7 @@ class HmacDigestAuthenticator final : public sync::Authenticator {
     return Status::Ok();
   }
   Verdict Verify(const broker::Envelope& env) override {
-    const auto header = Header(env);
+    const auto header = broker::SigningHeader(env);
     const crypto::ByteSpan body[] = {env.body};
     const crypto::Sha256Digest digest = crypto::Sha256(body);
     const crypto::ByteSpan pieces[] = {header, digest};

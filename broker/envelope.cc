@@ -482,4 +482,14 @@ Bytes SigningBytes(const Envelope& env) {
   return out;
 }
 
+Bytes SigningHeader(const Envelope& env) {
+  Bytes header;
+  bool first = true;
+  VisitSigningBytes(env, [&](std::span<const std::byte> piece) {
+    if (first) header.assign(piece.begin(), piece.end());
+    first = false;
+  });
+  return header;
+}
+
 }  // namespace p2p::broker

@@ -107,5 +107,8 @@ Bytes SigningBytes(const Envelope& env);
 // body itself. Concatenating the pieces gives exactly SigningBytes(env).
 void VisitSigningBytes(const Envelope& env,
                        const std::function<void(std::span<const std::byte>)>& sink);
+// VisitSigningBytes' first piece alone: every signed field but the body bytes (what a session MAC
+// covers besides the body, crypto/session_mac.h).
+Bytes SigningHeader(const Envelope& env);
 
 }  // namespace p2p::broker

@@ -17,14 +17,6 @@ namespace {
 namespace amqp = broker::amqp;
 using Clock = std::chrono::steady_clock;
 
-std::span<const std::byte> AsBytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-std::string_view AsText(std::span<const std::byte> b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
 // A parameter version the pool can hand to workers: a copy of the peer's ParamStore file (whose
 // files are reused by later versions).
 struct HeldParams {

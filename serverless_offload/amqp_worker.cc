@@ -47,14 +47,6 @@ bool Retryable(const Status& s) {
          s.code() == StatusCode::kIoError;
 }
 
-std::span<const std::byte> AsBytes(std::string_view s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-std::string_view AsText(std::span<const std::byte> b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
 std::string_view RoutingKey(const amqp::Delivery& d) {
   const amqp_bytes_t& k = d.envelope.get().routing_key;
   return {static_cast<const char*>(k.bytes), k.len};

@@ -30,6 +30,14 @@ constexpr std::chrono::milliseconds kReplyQueueExpiry = std::chrono::minutes(5);
 // Parameters travel in one AMQP message: RabbitMQ 4's default max message size is 16 MiB.
 constexpr uint64_t kMaxRemoteParamBytes = 16 << 20;
 
+// AMQP bodies are bytes; our messages are built and parsed as text.
+inline std::span<const std::byte> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+inline std::string_view AsText(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
 // A queue name of our own making, unique per process: "<prefix>.<host>.<pid>.<random>".
 std::string PrivateQueueName(std::string_view prefix);
 // InvalidArgument unless `name` is a usable AMQP queue name (1..255 bytes, printable ASCII).

@@ -19,17 +19,6 @@ Authenticator::Verdict Rejected(std::string reason, std::string detail) {
   return {Action::kReject, std::move(reason), std::move(detail)};
 }
 
-// The signed header: broker::VisitSigningBytes' first piece (every field but the body bytes).
-broker::Bytes HeaderBytes(const broker::Envelope& env) {
-  broker::Bytes header;
-  bool first = true;
-  broker::VisitSigningBytes(env, [&](std::span<const std::byte> piece) {
-    if (first) header.assign(piece.begin(), piece.end());
-    first = false;
-  });
-  return header;
-}
-
 }  // namespace
 
 SessionAuthenticator::SessionAuthenticator(crypto::JoinHandshake handshake, int rank, int size)
@@ -56,7 +45,7 @@ Status SessionAuthenticator::Sign(broker::Envelope& env) {
       receivers.push_back(r);
     }
   }
-  const broker::Bytes header = HeaderBytes(env);
+  const broker::Bytes header = broker::SigningHeader(env);
   env.signature.reserve(receivers.size() * crypto::kSlotBytes);
   for (int r : receivers) {
     const crypto::PairKeys* keys = handshake_.keys(r);
@@ -115,7 +104,7 @@ Authenticator::Verdict SessionAuthenticator::Verify(const broker::Envelope& env)
   const size_t index = broadcast ? static_cast<size_t>(rank_ < from ? rank_ : rank_ - 1) : 0;
   const auto slot =
       std::span(env.signature).subspan(index * crypto::kSlotBytes, crypto::kSlotBytes);
-  switch (crypto::OpenSlot(*keys, env.seq, HeaderBytes(env), env.body, slot)) {
+  switch (crypto::OpenSlot(*keys, env.seq, broker::SigningHeader(env), env.body, slot)) {
     case crypto::SlotVerdict::kBadMac:
       return Rejected("bad_mac", fmt::format("a {} claiming rank {} fails its MAC (forged or "
                                              "altered header)",

@@ -185,14 +185,8 @@ TEST(SessionAuthTest, ForgedTamperedReplayedAndUnsignedCopiesAreRejectedByReason
       forged.receiver = 1;
       forged.seq = 1000;
       forged.body = Body("evil");
-      bool first = true;
-      broker::Bytes header;
-      broker::VisitSigningBytes(forged, [&](std::span<const std::byte> piece) {
-        if (first) header.assign(piece.begin(), piece.end());
-        first = false;
-      });
-      const crypto::Slot slot =
-          crypto::SealSlot(*p.auth.handshake().keys(1), 1000, header, forged.body);
+      const crypto::Slot slot = crypto::SealSlot(*p.auth.handshake().keys(1), 1000,
+                                                 broker::SigningHeader(forged), forged.body);
       forged.signature.assign(slot.begin(), slot.end());
       P2P_RETURN_IF_ERROR(send(forged));
       // A genuine-looking message for a rank that never joined.
