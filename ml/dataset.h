@@ -11,14 +11,32 @@
 
 namespace p2p::ml {
 
-// N samples: features (N, shape.size()) already normalised, labels in [0, num_classes).
+// N samples: labels in [0, num_classes) and features (N, shape.size()), normalised, held one of
+// two ways:
+// - float: `x` holds the features (synthetic data, shard files);
+// - bytes: `pixels` holds the source's uint8 values (N, shape.size()), 4x smaller, and
+//   `byte_features` maps each byte of channel c to its feature (entry 256 * c + byte); `x` is
+//   empty. GatherRows / RowRange make float features per batch, bit-identical to normalising the
+//   whole set up front.
+// Read features through GatherRows / RowRange, which serve both.
 struct Dataset {
   Matrix x;
+  std::vector<uint8_t> pixels;
+  std::vector<float> byte_features;  // empty for a float dataset
   std::vector<int32_t> y;
   Shape shape;
   int num_classes = 10;
   size_t size() const { return y.size(); }
-  // Rows `indices` (in that order) as a new dataset.
+  bool byte_backed() const { return !byte_features.empty(); }
+  // Rows `rows` (in that order) as float features: `out` becomes (rows.size(), shape.size()).
+  void GatherRows(std::span<const size_t> rows, Matrix& out) const;
+  // Rows [begin, begin + n) as float features into `out`.
+  void RowRange(size_t begin, size_t n, Matrix& out) const;
+  // Every row as float features (for a byte dataset, a copy 4x its size).
+  Matrix Features() const;
+  // The same samples stored as float (a copy; for writers of float formats such as shard files).
+  Dataset AsFloat() const;
+  // Rows `indices` (in that order) as a new dataset, stored the same way.
   Dataset Subset(std::span<const size_t> indices) const;
 };
 
@@ -37,14 +55,31 @@ struct Splits {
   Dataset train, validation, test;
 };
 
+// Which samples of a dataset a process holds; the default holds all of them. Selection is done on
+// indices before the samples are read, so a peer never holds (or converts) the others' samples.
+struct DataSelection {
+  // Training split: with size > 1, ShardIndices(train, size, rank, seed, weights), in that order
+  // (the same rows and order as Subset of the whole split); with size 1, all of it in file order.
+  int size = 1, rank = 0;
+  std::vector<double> weights;
+  // Validation and test: only the contiguous slice [n * rank / size, n * (rank + 1) / size), the
+  // part a peer evaluates (together the peers cover every sample once).
+  bool evaluation_slice = false;
+  // Skip the training file altogether (train and validation are empty): a shard file brings its
+  // own training samples and only needs the test set.
+  bool test_only = false;
+};
+
 std::vector<std::string> DatasetNames();
 std::string DefaultDataDir(const std::string& name);  // e.g. /usr/share/datasets/fashion-mnist
 
-// Reads, normalises (per-dataset mean/std of pixel/255) and splits. Missing files: kNotFound
-// naming the path and the Debian package; corrupt or truncated: kDataLoss naming the file and
-// what is wrong; unknown name, or mnist/cifar10 without data_dir: kInvalidArgument.
+// Reads, normalises (per-dataset mean/std of pixel/255) and splits, keeping only `selection`.
+// Image datasets come back byte-backed and are streamed from their files, so memory is the kept
+// samples' bytes plus one read buffer. Missing files: kNotFound naming the path and the Debian
+// package; corrupt or truncated: kDataLoss naming the file and what is wrong; unknown name,
+// mnist/cifar10 without data_dir, or a selection ShardIndices refuses: kInvalidArgument.
 // Deterministic: the same options give the same bits in every process. Thread-safe.
-Result<Splits> LoadDataset(const DataOptions& options);
+Result<Splits> LoadDataset(const DataOptions& options, const DataSelection& selection = {});
 
 // IDX files (plain or .gz): images as uint8 (N, rows*cols), labels as uint8. The file must hold
 // exactly what its header declares: kDataLoss (naming the file) otherwise; kNotFound if absent.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -84,37 +85,77 @@ struct SplitIndices {
 };
 SplitIndices TrainValidationSplit(size_t n, uint64_t seed);
 
-// Images exactly as stored: `pixels` is (count, shape.size()) uint8, channel-major per sample.
-struct RawImages {
-  std::vector<uint8_t> pixels;
-  std::vector<uint8_t> labels;
-  Shape shape;
-  size_t count() const { return labels.size(); }
-};
-
 // Per-channel mean and std of pixel/255; a single-channel dataset uses entry 0 only.
 struct PixelStats {
   float mean[3];
   float std[3];
 };
 
-// Rows `rows` of `raw` as features (pixel/255 - mean[c]) / std[c]. Preconditions: rows < count.
-Dataset NormaliseRows(const RawImages& raw, std::span<const size_t> rows, const PixelStats& stats,
-                      int num_classes);
+// Dataset::byte_features for `channels` (1..3) channels: entry 256 * c + p is
+// (p / 255 - mean[c]) / std[c], computed in float as p * (1 / (255 std)) + (-mean / std). The
+// build uses -ffp-contract=off, so this rounds the same way in every process and every batch.
+std::vector<float> ByteFeatures(const PixelStats& stats, int channels);
+
+// The file rows each split keeps, in the order the split holds them: `train` and `validation` are
+// rows of the training file (n_train samples), `test` rows of the test file (n_test).
+// kInvalidArgument if the selection's rank/size/weights are unusable.
+struct SplitRows {
+  std::vector<size_t> train, validation, test;
+};
+Result<SplitRows> SelectRows(size_t n_train, size_t n_test, uint64_t seed,
+                             const DataSelection& selection);
+
+// Fills byte-backed datasets from one source file read front to back: each destination is
+// registered with the file rows it keeps, then every row of the file is offered once, in order,
+// and copied wherever it is wanted. So a loader holds only the kept rows plus its read buffer.
+class RowRouter {
+ public:
+  RowRouter(Shape shape, int num_classes, std::vector<float> byte_features)
+      : shape_(shape), num_classes_(num_classes), byte_features_(std::move(byte_features)) {}
+  // `dest` becomes rows.size() samples of this shape: row i will be file row rows[i], label
+  // labels[rows[i]]. Preconditions: every row < labels.size(); no Offer yet.
+  void Add(std::span<const size_t> rows, std::span<const uint8_t> labels, Dataset& dest);
+  // File row `row`'s pixels (shape.size() bytes). Rows must come in increasing order.
+  void Offer(size_t row, const uint8_t* pixels);
+  // True once every registered row was offered.
+  bool Complete() const { return sorted_ && next_ == targets_.size(); }
+
+ private:
+  struct Target {
+    size_t row;
+    uint8_t* dst;
+  };
+  Shape shape_;
+  int num_classes_;
+  std::vector<float> byte_features_;
+  std::vector<Target> targets_;  // sorted by row at the first Offer
+  bool sorted_ = false;
+  size_t next_ = 0;
+};
+
 // kDataLoss naming `source` if some label is >= num_classes.
 Status ValidateLabels(std::span<const uint8_t> labels, int num_classes, const std::string& source);
+
+// IDX images, streamed: StreamIdxImages checks the header and passes it to `on_header` (whose
+// error stops the read), then hands `sink` every image in file order, in blocks of whole images
+// (`n` images from image `first`, back to back), and checks the file holds exactly what the header
+// declared: kDataLoss naming the file otherwise, kNotFound if it is absent.
+struct IdxImagesHeader {
+  size_t count = 0;
+  int rows = 0, cols = 0;
+};
+using IdxHeaderFn = std::function<Status(const IdxImagesHeader&)>;
+using ImageBlockFn = std::function<void(const uint8_t* images, size_t first, size_t n)>;
+Status StreamIdxImages(const std::string& path, const IdxHeaderFn& on_header,
+                       const ImageBlockFn& sink);
 
 // Whole contents of a plain or gzip file (zlib decides), at most max_bytes of decompressed data.
 // kNotFound if absent, kDataLoss for a corrupt/truncated gzip stream or more than max_bytes.
 Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path, size_t max_bytes);
 
-// The 90/10 split of `train` (seeded), normalised, plus `test` normalised. Labels are validated
-// by the caller.
-Splits SplitAndNormalise(const RawImages& train, const RawImages& test, const PixelStats& stats,
-                         int num_classes, uint64_t seed);
-
 // Loaders behind LoadDataset for the non-IDX formats; `dir` is already resolved and non-empty.
-Result<Splits> LoadCifar10(const std::string& dir, const PixelStats& stats, uint64_t seed);
-Result<Splits> MakeSynthetic(const DataOptions& options);
+Result<Splits> LoadCifar10(const std::string& dir, const PixelStats& stats, uint64_t seed,
+                           const DataSelection& selection);
+Result<Splits> MakeSynthetic(const DataOptions& options, const DataSelection& selection);
 
 }  // namespace p2p::ml::internal

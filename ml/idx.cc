@@ -130,25 +130,72 @@ Result<std::vector<uint8_t>> ReadIdxPayload(const GzFile& file, const std::strin
   return data;
 }
 
+// Reads the payload of an images file whose header `h` is checked, in blocks of whole images,
+// and checks that nothing follows it. Blocks grow only as data arrives.
+Status StreamIdxPayload(const GzFile& file, const std::string& path,
+                        const internal::IdxImagesHeader& h, const internal::ImageBlockFn& sink) {
+  const std::string declared = fmt::format("{} images of {}x{}", h.count, h.rows, h.cols);
+  const uint64_t image_bytes = static_cast<uint64_t>(h.rows) * static_cast<uint64_t>(h.cols);
+  const uint64_t per_block = std::max<uint64_t>(1, kChunk / image_bytes);
+  std::vector<uint8_t> block;
+  for (uint64_t first = 0; first < h.count;) {
+    const uint64_t n = std::min(per_block, h.count - first);
+    block.clear();
+    P2P_ASSIGN_OR_RETURN(size_t got, AppendUpTo(file, path, n * image_bytes, block));
+    if (got < n * image_bytes) {
+      return DataLoss(
+          "{}: truncated: header declares {} but only {} bytes of pixels follow (expected {})",
+          path, declared, first * image_bytes + got, h.count * image_bytes);
+    }
+    sink(block.data(), first, n);
+    first += n;
+  }
+  uint8_t extra = 0;
+  P2P_ASSIGN_OR_RETURN(size_t trailing, ReadUpTo(file, path, &extra, 1));
+  if (trailing != 0) {
+    return DataLoss("{}: trailing data: header declares {} ({} bytes) but more follow", path,
+                    declared, h.count * image_bytes);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-Result<IdxImages> ReadIdxImages(const std::string& path) {
+namespace internal {
+
+Status StreamIdxImages(const std::string& path, const IdxHeaderFn& on_header,
+                       const ImageBlockFn& sink) {
   P2P_ASSIGN_OR_RETURN(GzFile file, OpenGz(path));
   P2P_ASSIGN_OR_RETURN(std::vector<uint64_t> dims,
                        ReadIdxHeader(file, path, kIdxImagesMagic, 3, "images"));
   const uint64_t count = dims[0], rows = dims[1], cols = dims[2];
-  const std::string declared = fmt::format("{} images of {}x{}", count, rows, cols);
   if (count > kMaxIdxCount || rows == 0 || cols == 0 || rows > kMaxIdxSide || cols > kMaxIdxSide) {
-    return DataLoss("{}: implausible header: {}", path, declared);
+    return DataLoss("{}: implausible header: {} images of {}x{}", path, count, rows, cols);
   }
-  // count * rows * cols <= 2^56: no overflow.
-  P2P_ASSIGN_OR_RETURN(std::vector<uint8_t> pixels,
-                       ReadIdxPayload(file, path, count * rows * cols, declared, "pixels"));
+  const IdxImagesHeader h{static_cast<size_t>(count), static_cast<int>(rows),
+                          static_cast<int>(cols)};
+  P2P_RETURN_IF_ERROR(on_header(h));
+  return StreamIdxPayload(file, path, h, sink);
+}
+
+}  // namespace internal
+
+Result<IdxImages> ReadIdxImages(const std::string& path) {
   IdxImages out;
-  out.pixels = std::move(pixels);
-  out.count = count;
-  out.rows = static_cast<int>(rows);
-  out.cols = static_cast<int>(cols);
+  size_t image_bytes = 0;
+  auto on_header = [&](const internal::IdxImagesHeader& h) {
+    out.count = h.count;
+    out.rows = h.rows;
+    out.cols = h.cols;
+    image_bytes = static_cast<size_t>(h.rows) * static_cast<size_t>(h.cols);
+    out.pixels.reserve(std::min(h.count * image_bytes, kMaxReserve));
+    return Status::Ok();
+  };
+  // Appending block by block: the buffer grows as data arrives, never on the header's word.
+  auto sink = [&](const uint8_t* images, size_t, size_t n) {
+    out.pixels.insert(out.pixels.end(), images, images + n * image_bytes);
+  };
+  P2P_RETURN_IF_ERROR(internal::StreamIdxImages(path, on_header, sink));
   return out;
 }
 

@@ -339,6 +339,7 @@ Status WriteBatches(const Dataset& shard, ShardInfo info, const std::string& out
 }  // namespace
 
 Status WriteShardFile(const std::string& path, const Dataset& data, const ShardInfo& info) {
+  if (data.byte_backed()) return WriteShardFile(path, data.AsFloat(), info);  // float32 on disk
   const Header h{info.dataset, data.shape, data.num_classes, data.size(), info};
   P2P_RETURN_IF_ERROR(ValidateForWrite(path, data, h));
   const std::string tmp = TempPath(path);

@@ -62,15 +62,23 @@ Dataset Sample(const Matrix& means, size_t n, uint64_t seed, RngStream stream) {
 
 }  // namespace
 
-Result<Splits> MakeSynthetic(const DataOptions& options) {
+Result<Splits> MakeSynthetic(const DataOptions& options, const DataSelection& selection) {
   P2P_RETURN_IF_ERROR(ValidateSynthetic(options));
+  const size_t n_train = selection.test_only ? 0 : options.synthetic_train;
+  P2P_ASSIGN_OR_RETURN(SplitRows rows,
+                       SelectRows(n_train, options.synthetic_test, options.seed, selection));
+  // The sets are small and float: generated whole, then the selected rows are kept.
   const Matrix means = ClassMeans(options);
-  const Dataset all = Sample(means, options.synthetic_train, options.seed, kSyntheticTrain);
-  const SplitIndices split = TrainValidationSplit(all.size(), options.seed);
   Splits out;
-  out.train = all.Subset(split.train);
-  out.validation = all.Subset(split.validation);
+  if (n_train > 0) {
+    const Dataset all = Sample(means, n_train, options.seed, kSyntheticTrain);
+    out.train = all.Subset(rows.train);
+    out.validation = all.Subset(rows.validation);
+  }
   out.test = Sample(means, options.synthetic_test, options.seed, kSyntheticTest);
+  if (rows.test.size() != out.test.size()) out.test = out.test.Subset(rows.test);
+  out.train.shape = out.validation.shape = out.test.shape;
+  out.train.num_classes = out.validation.num_classes = out.test.num_classes;
   return out;
 }
 

@@ -227,6 +227,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
                config.rank, config.size, options.run_id, options.transport, config.model.name,
                config.data.name, config.batch_size, options.sync_every);
   P2P_ASSIGN_OR_RETURN(auto security, PeerSecurity::Load(options, config.rank, config.size));
+  config.evaluation_slice = true;  // the epoch hook sums every peer's slice
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
   P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));

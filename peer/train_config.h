@@ -43,6 +43,9 @@ struct TrainConfig {
   std::string progress = "auto";  // auto | bar | lines | off
   int size = 1, rank = 0;         // this process's place among peers (1, 0 when alone)
   std::vector<double> partition;  // shard weights, empty = equal
+  // A peer: hold and evaluate only slice `rank` of `size` of the validation and test sets (the
+  // peers sum their slices). Not in the fingerprint: it changes what is held, not the run.
+  bool evaluation_slice = false;
   // Minibatches per synchronisation round (gradient accumulation when alone); 0 = one round per
   // epoch over the whole shard (the study's scheme).
   int64_t sync_every = 1;

@@ -18,15 +18,13 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Rows `order[begin, end)` of `data` gathered into a batch.
+// Rows `order` of `data` gathered into a batch: float features made here, per batch (the dataset
+// may hold bytes).
 void GatherBatch(const ml::Dataset& data, std::span<const size_t> order, ml::Matrix& x,
                  std::vector<int32_t>& y) {
-  x.resize(static_cast<Eigen::Index>(order.size()), data.x.cols());
+  data.GatherRows(order, x);
   y.resize(order.size());
-  for (size_t i = 0; i < order.size(); ++i) {
-    x.row(static_cast<Eigen::Index>(i)) = data.x.row(static_cast<Eigen::Index>(order[i]));
-    y[i] = data.y[order[i]];
-  }
+  for (size_t i = 0; i < order.size(); ++i) y[i] = data.y[order[i]];
 }
 
 // Mean loss and accuracy of the model over a whole dataset, in chunks to bound memory.
@@ -36,7 +34,7 @@ ml::Model::Eval EvaluateAll(ml::Model& model, const ml::Dataset& data) {
   ml::Matrix x;
   for (Eigen::Index start = 0; start < static_cast<Eigen::Index>(data.size()); start += kChunk) {
     const Eigen::Index n = std::min(kChunk, static_cast<Eigen::Index>(data.size()) - start);
-    x = data.x.middleRows(start, n);
+    data.RowRange(static_cast<size_t>(start), static_cast<size_t>(n), x);
     const auto e = model.Evaluate(x, std::span(data.y).subspan(start, n));
     total.loss_sum += e.loss_sum;
     total.correct += e.correct;
@@ -124,6 +122,7 @@ int64_t Trainer::local_steps() const {
 
 void Trainer::set_epoch_hook(EpochHook hook) {
   epoch_hook_ = std::move(hook);
+  if (config_.evaluation_slice) return;  // loaded as this peer's slices already
   // Contiguous slice `rank` of `size`: together the peers evaluate every sample exactly once.
   auto slice = [&](const ml::Dataset& d) {
     const size_t n = d.size(), size = static_cast<size_t>(config_.size);
@@ -132,9 +131,9 @@ void Trainer::set_epoch_hook(EpochHook hook) {
     for (size_t i = n * r / size; i < n * (r + 1) / size; ++i) rows.push_back(i);
     return d.Subset(rows);
   };
-  val_eval_ = slice(data_.validation);
-  test_eval_ = slice(data_.test);
-  sliced_eval_ = true;
+  data_.validation = slice(data_.validation);
+  data_.test = slice(data_.test);
+  config_.evaluation_slice = true;
 }
 
 Result<EpochResult> Trainer::RunEpoch(int epoch) {
@@ -253,8 +252,8 @@ Status Trainer::FinishRound(const StepInfo& info, std::span<float> grad, EpochRe
 Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   const auto t = Clock::now();
   if (config_.evaluation) {
-    const auto val = EvaluateAll(*model_, sliced_eval_ ? val_eval_ : data_.validation);
-    const auto test = EvaluateAll(*model_, sliced_eval_ ? test_eval_ : data_.test);
+    const auto val = EvaluateAll(*model_, data_.validation);
+    const auto test = EvaluateAll(*model_, data_.test);
     totals.val_loss_sum = val.loss_sum;
     totals.val_samples = static_cast<uint64_t>(val.count);
     totals.test_correct = static_cast<uint64_t>(test.correct);

@@ -62,8 +62,9 @@ class Trainer {
   static Result<std::unique_ptr<Trainer>> Create(TrainConfig config);
 
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
-  // Evaluates only slice `rank` of `size` of the validation and test sets and lets `hook` combine
-  // the slices' totals across peers.
+  // Evaluates only slice `rank` of `size` of the validation and test sets (loaded as slices when
+  // config.evaluation_slice is set, cut here otherwise) and lets `hook` combine the slices' totals
+  // across peers.
   void set_epoch_hook(EpochHook hook);
   void add_metrics_extra(MetricsExtra extra) { metrics_extra_.push_back(std::move(extra)); }
   // Offloads gradient work: with --sync-every 1 each minibatch is split into `parts_per_batch`
@@ -105,7 +106,7 @@ class Trainer {
   Status WriteMetrics(const EpochResult& r);
 
   TrainConfig config_;
-  ml::Splits data_;
+  ml::Splits data_;  // validation and test: what Evaluate measures (whole, or this peer's slices)
   std::unique_ptr<ml::Model> model_;
   std::unique_ptr<ml::Optimizer> optimizer_;
   ml::ReduceLrOnPlateau plateau_;
@@ -117,8 +118,6 @@ class Trainer {
   std::vector<MetricsExtra> metrics_extra_;
   GradientOffload offload_;
   int parts_per_batch_ = 1;
-  ml::Dataset val_eval_, test_eval_;  // what Evaluate measures: whole sets, or this peer's slices
-  bool sliced_eval_ = false;
   ml::AlignedFloats accumulated_;  // sum of sample-weighted gradients of the current round
   int64_t steps_per_epoch_ = 0;
   int first_epoch_ = 1;
