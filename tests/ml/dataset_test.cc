@@ -100,15 +100,17 @@ TEST_F(FashionMnist, SizesAndShapes) {
   for (const Dataset* d : {&splits_->train, &splits_->validation, &splits_->test}) {
     EXPECT_EQ(d->shape, (Shape{1, 28, 28}));
     EXPECT_EQ(d->num_classes, 10);
-    EXPECT_EQ(d->x.rows(), static_cast<Eigen::Index>(d->size()));
-    EXPECT_EQ(d->x.cols(), 784);
+    // Byte-backed: the pixels as stored, 4x smaller than float features.
+    EXPECT_TRUE(d->byte_backed());
+    EXPECT_EQ(d->x.size(), 0);
+    EXPECT_EQ(d->pixels.size(), d->size() * 784);
     for (int32_t y : d->y) ASSERT_TRUE(y >= 0 && y < 10);
   }
 }
 
 TEST_F(FashionMnist, NormalisedToZeroMeanUnitStd) {
   ASSERT_NE(splits_, nullptr);
-  const Matrix& x = splits_->train.x;
+  const Matrix x = splits_->train.Features();
   const double mean = x.cast<double>().mean();
   const double var = (x.cast<double>().array() - mean).square().mean();
   EXPECT_NEAR(mean, 0.0, 0.01);
@@ -133,6 +135,88 @@ TEST_F(FashionMnist, TrainPlusValidationIsTheTrainingFile) {
     for (int32_t y : d->y) ++counts[y];
   }
   for (int c = 0; c < 10; ++c) EXPECT_EQ(counts[c], 6000);
+}
+
+// The features as every earlier build made them: the whole set normalised up front as float with
+// this expression (compiled, like the library, with -ffp-contract=off).
+Matrix OldNormalisedRows(const IdxImages& raw, std::span<const size_t> rows, float mean,
+                         float std) {
+  const float scale = 1.0f / (255.0f * std), offset = -mean / std;
+  Matrix x(static_cast<Eigen::Index>(rows.size()), 784);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int j = 0; j < 784; ++j) {
+      x(static_cast<Eigen::Index>(i), j) =
+          static_cast<float>(raw.pixels[rows[i] * 784 + j]) * scale + offset;
+    }
+  }
+  return x;
+}
+
+bool SameBits(const Matrix& a, const Matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+TEST_F(FashionMnist, ByteBackedBatchesHaveTheOldFloatBits) {
+  ASSERT_NE(splits_, nullptr);
+  Result<IdxImages> raw = ReadIdxImages(kFashionDir / "train-images-idx3-ubyte.gz");
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  const internal::SplitIndices split = internal::TrainValidationSplit(60000, DataOptions{}.seed);
+  const Dataset& train = splits_->train;
+  // Every row, in evaluation-sized chunks (RowRange) ...
+  Matrix got;
+  for (size_t start = 0; start < train.size(); start += 1000) {
+    const size_t n = std::min<size_t>(1000, train.size() - start);
+    train.RowRange(start, n, got);
+    ASSERT_TRUE(SameBits(
+        got, OldNormalisedRows(*raw, std::span(split.train).subspan(start, n), 0.2860f, 0.3530f)))
+        << "rows from " << start;
+  }
+  // ... and a shuffled minibatch (GatherRows), as the trainer gathers them.
+  const std::vector<size_t> order = SeededPermutation(train.size(), 7);
+  const std::span<const size_t> batch = std::span(order).first(64);
+  train.GatherRows(batch, got);
+  std::vector<size_t> file_rows;
+  for (size_t i : batch) file_rows.push_back(split.train[i]);
+  EXPECT_TRUE(SameBits(got, OldNormalisedRows(*raw, file_rows, 0.2860f, 0.3530f)));
+  EXPECT_EQ(train.y[batch[0]], RealTrainLabels()[file_rows[0]]);
+}
+
+bool SameSamples(const Dataset& a, const Dataset& b) {
+  return a.y == b.y && a.shape == b.shape && a.num_classes == b.num_classes &&
+         SameBits(a.Features(), b.Features());
+}
+
+// A peer's selection holds exactly the rows (and order) that cutting the whole load gave.
+TEST_F(FashionMnist, PeerSelectionEqualsTheCutOfTheWholeSet) {
+  ASSERT_NE(splits_, nullptr);
+  size_t train_total = 0, val_total = 0, test_total = 0;
+  for (int rank = 0; rank < 4; ++rank) {
+    DataSelection sel;
+    sel.size = 4;
+    sel.rank = rank;
+    sel.evaluation_slice = true;
+    Result<Splits> part = LoadDataset(DataOptions{}, sel);
+    ASSERT_TRUE(part.ok()) << part.status().ToString();
+    Result<std::vector<size_t>> shard = ShardIndices(54000, 4, rank, DataOptions{}.seed);
+    ASSERT_TRUE(shard.ok());
+    EXPECT_TRUE(SameSamples(part->train, splits_->train.Subset(*shard))) << rank;
+    auto slice = [rank](size_t n) {
+      std::vector<size_t> rows;
+      for (size_t i = n * rank / 4; i < n * (rank + 1) / 4; ++i) rows.push_back(i);
+      return rows;
+    };
+    EXPECT_TRUE(SameSamples(part->validation, splits_->validation.Subset(slice(6000)))) << rank;
+    EXPECT_TRUE(SameSamples(part->test, splits_->test.Subset(slice(10000)))) << rank;
+    EXPECT_TRUE(part->train.byte_backed());
+    EXPECT_EQ(part->train.pixels.size(), part->train.size() * 784);
+    train_total += part->train.size();
+    val_total += part->validation.size();
+    test_total += part->test.size();
+  }
+  EXPECT_EQ(train_total, 54000u);
+  EXPECT_EQ(val_total, 6000u);
+  EXPECT_EQ(test_total, 10000u);
 }
 
 TEST(TrainValidationSplit, SeededDisjointCover) {
@@ -214,7 +298,36 @@ TEST_F(LoadDatasetTest, MnistNeedsDataDirAndReadsPlainOrGzip) {
   Result<Splits> s = LoadDataset(o);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->train.size(), 54000u);
-  EXPECT_NEAR(s->test.x.minCoeff(), -0.1307 / 0.3081, 1e-5);
+  EXPECT_NEAR(s->test.Features().minCoeff(), -0.1307 / 0.3081, 1e-5);
+}
+
+TEST_F(LoadDatasetTest, TestOnlyReadsNoTrainingFile) {
+  LinkFashion("train-images-idx3-ubyte.gz");  // no training images at all
+  fs::remove(dir_ / "train-labels-idx1-ubyte.gz");
+  DataOptions o;
+  o.data_dir = dir_.string();
+  DataSelection sel;
+  sel.test_only = true;
+  Result<Splits> s = LoadDataset(o, sel);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->train.size(), 0u);
+  EXPECT_EQ(s->validation.size(), 0u);
+  EXPECT_EQ(s->test.size(), 10000u);
+  EXPECT_EQ(s->train.shape, (Shape{1, 28, 28}));
+  sel.test_only = false;
+  EXPECT_EQ(LoadDataset(o, sel).status().code(), StatusCode::kNotFound);
+}
+
+TEST(LoadDataset, SelectionOfNoPeerIsRefusedBeforeReading) {
+  DataSelection sel;
+  sel.size = 4;
+  sel.rank = 4;
+  Result<Splits> s = LoadDataset(DataOptions{}, sel);
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("rank 4 of size 4"));
+  sel.rank = 0;
+  sel.weights = {1, 2};
+  EXPECT_EQ(LoadDataset(DataOptions{}, sel).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(LoadDataset, UnknownNameListsChoices) {
@@ -264,14 +377,42 @@ TEST_F(CifarTest, LoadsBatchesWithPerChannelNormalisation) {
   ASSERT_EQ(s->test.size(), 20u);
   EXPECT_EQ(s->test.shape, (Shape{3, 32, 32}));
   const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2023f, 0.1994f, 0.2010f};
+  const Matrix x = s->test.Features();
   for (int r : {0, 7, 19}) {
     EXPECT_EQ(s->test.y[r], r % 10);
     for (int c = 0; c < 3; ++c) {
       const float expected = ((r + 50 * c) % 256 / 255.0f - mean[c]) / std[c];
-      EXPECT_NEAR(s->test.x(r, c * 1024), expected, 1e-5);
-      EXPECT_NEAR(s->test.x(r, c * 1024 + 1023), expected, 1e-5);
+      EXPECT_NEAR(x(r, c * 1024), expected, 1e-5);
+      EXPECT_NEAR(x(r, c * 1024 + 1023), expected, 1e-5);
     }
   }
+}
+
+TEST_F(CifarTest, SelectionEqualsTheCutOfTheWholeSet) {
+  for (int b = 1; b <= 5; ++b) {
+    WriteFile(dir_ / fmt::format("data_batch_{}.bin", b), CifarBatch(20, 20 * b), false);
+  }
+  WriteFile(dir_ / "test_batch.bin", CifarBatch(20, 0), false);
+  DataOptions o;
+  o.name = "cifar10";
+  o.data_dir = dir_.string();
+  Result<Splits> whole = LoadDataset(o);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_TRUE(whole->train.byte_backed());
+  DataSelection sel;
+  sel.size = 3;
+  sel.rank = 2;
+  sel.evaluation_slice = true;
+  Result<Splits> part = LoadDataset(o, sel);
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  Result<std::vector<size_t>> shard = ShardIndices(90, 3, 2, o.seed);
+  ASSERT_TRUE(shard.ok());
+  EXPECT_TRUE(SameSamples(part->train, whole->train.Subset(*shard)));
+  EXPECT_TRUE(
+      SameSamples(part->validation, whole->validation.Subset(std::vector<size_t>{6, 7, 8, 9})));
+  std::vector<size_t> test_rows;
+  for (size_t i = 13; i < 20; ++i) test_rows.push_back(i);
+  EXPECT_TRUE(SameSamples(part->test, whole->test.Subset(test_rows)));
 }
 
 TEST_F(CifarTest, Errors) {
@@ -366,6 +507,25 @@ TEST(Synthetic, ClassMeansAreSeparatedAndLearnable) {
   EXPECT_LT(accuracy, 0.99);
 }
 
+TEST(Synthetic, SelectionKeepsAFloatPathEqualToTheCut) {
+  Result<Splits> whole = LoadDataset(Synthetic());
+  ASSERT_TRUE(whole.ok());
+  EXPECT_FALSE(whole->train.byte_backed());
+  DataSelection sel;
+  sel.size = 2;
+  sel.rank = 1;
+  sel.evaluation_slice = true;
+  Result<Splits> part = LoadDataset(Synthetic(), sel);
+  ASSERT_TRUE(part.ok());
+  Result<std::vector<size_t>> shard = ShardIndices(5400, 2, 1, 1234);
+  ASSERT_TRUE(shard.ok());
+  EXPECT_TRUE(BitEqual(part->train, whole->train.Subset(*shard)));
+  std::vector<size_t> rows;
+  for (size_t i = 500; i < 1000; ++i) rows.push_back(i);
+  EXPECT_TRUE(BitEqual(part->test, whole->test.Subset(rows)));
+  EXPECT_EQ(part->validation.size(), 300u);
+}
+
 TEST(Synthetic, InvalidOptions) {
   DataOptions o = Synthetic();
   o.synthetic_dim = 0;
@@ -393,6 +553,35 @@ TEST(Dataset, SubsetCopiesRowsInOrder) {
   EXPECT_EQ(s.shape, d.shape);
   EXPECT_EQ(s.num_classes, 3);
   EXPECT_EQ(d.Subset({}).size(), 0u);
+}
+
+TEST(Dataset, ByteBackedRowsGoThroughTheChannelTables) {
+  Dataset d;
+  d.shape = Shape{2, 1, 2};  // two channels of two pixels
+  d.num_classes = 2;
+  d.pixels = {0, 1, 2, 255, 10, 20, 30, 40};
+  d.y = {0, 1};
+  internal::PixelStats stats{{0.5f, 0.25f}, {0.5f, 0.25f}};
+  d.byte_features = internal::ByteFeatures(stats, 2);
+  ASSERT_EQ(d.byte_features.size(), 512u);
+  Matrix x;
+  const std::vector<size_t> rows = {1, 0};
+  d.GatherRows(rows, x);
+  ASSERT_EQ(x.rows(), 2);
+  const float s0 = 1.0f / (255.0f * 0.5f), o0 = -0.5f / 0.5f;
+  const float s1 = 1.0f / (255.0f * 0.25f), o1 = -0.25f / 0.25f;
+  EXPECT_EQ(x(0, 0), 10.0f * s0 + o0);
+  EXPECT_EQ(x(0, 1), 20.0f * s0 + o0);
+  EXPECT_EQ(x(0, 2), 30.0f * s1 + o1);  // second channel, its own table
+  EXPECT_EQ(x(1, 3), 255.0f * s1 + o1);
+  const Dataset sub = d.Subset(rows);
+  EXPECT_TRUE(sub.byte_backed());
+  EXPECT_EQ(sub.pixels, (std::vector<uint8_t>{10, 20, 30, 40, 0, 1, 2, 255}));
+  EXPECT_EQ(sub.y, (std::vector<int32_t>{1, 0}));
+  const Dataset f = d.AsFloat();
+  EXPECT_FALSE(f.byte_backed());
+  EXPECT_EQ(f.x(1, 0), x(0, 0));
+  EXPECT_EQ(f.Features().rows(), 2);
 }
 
 }  // namespace
