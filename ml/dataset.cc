@@ -165,7 +165,8 @@ Result<Splits> LoadCifarDataset(const DatasetSpec& spec, const DataOptions& opti
   return internal::LoadCifar10(dir, spec.stats, options.seed, selection);
 }
 
-// Contiguous slice `rank` of `size` of rows [0, n): together the peers cover each row once.
+// Contiguous slice `rank` of `size` of `rows` (all of them without evaluation_slice): together the
+// peers cover each row once.
 std::vector<size_t> EvaluationSlice(std::span<const size_t> rows, const DataSelection& s) {
   const size_t n = rows.size(), size = static_cast<size_t>(s.size);
   const size_t r = static_cast<size_t>(s.rank);
@@ -174,10 +175,12 @@ std::vector<size_t> EvaluationSlice(std::span<const size_t> rows, const DataSele
           rows.begin() + static_cast<ptrdiff_t>(n * (r + 1) / size)};
 }
 
-// Precondition: the rows' channel is in [0, channels) of byte_features.
+// Row `row` of a byte-backed dataset as float features at `dst`: each channel through its table.
 void BytesToFeatures(const Dataset& d, size_t row, float* dst) {
   const auto features = static_cast<size_t>(d.shape.size());
   const auto plane = static_cast<size_t>(d.shape.h) * static_cast<size_t>(d.shape.w);
+  P2P_CHECK(d.byte_features.size() == 256 * static_cast<size_t>(d.shape.c),
+            "{} byte_features for {} channels", d.byte_features.size(), d.shape.c);
   const uint8_t* src = d.pixels.data() + row * features;
   for (size_t c = 0; c * plane < features; ++c) {
     const float* table = d.byte_features.data() + 256 * c;
