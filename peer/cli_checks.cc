@@ -31,15 +31,16 @@ Requirement RealRequirement(double lo, double hi, bool lo_inclusive) {
     return lo_inclusive ? Requirement{"a non-negative number", ">= 0"}
                         : Requirement{"a positive number", "> 0"};
   }
-  if (lo_inclusive) return {fmt::format("a number from {} to {}", lo, hi), fmt::format("{}..{}", lo, hi)};
-  return {fmt::format("a number above {} and at most {}", lo, hi),
-          fmt::format("({}, {}]", lo, hi)};
+  if (lo_inclusive)
+    return {fmt::format("a number from {} to {}", lo, hi), fmt::format("{}..{}", lo, hi)};
+  return {fmt::format("a number above {} and at most {}", lo, hi), fmt::format("({}, {}]", lo, hi)};
 }
 
 // The error for a value outside the range; names the upper bound when the requirement does not.
 std::string OutOfRange(const Requirement& need, bool above_unnamed_max, const std::string& max,
                        const std::string& text) {
-  if (above_unnamed_max) return fmt::format("must be {} no larger than {}, got {}", need.text, max, text);
+  if (above_unnamed_max)
+    return fmt::format("must be {} no larger than {}, got {}", need.text, max, text);
   return fmt::format("must be {}, got {}", need.text, text);
 }
 
@@ -59,7 +60,8 @@ CLI::Validator IntIn(int64_t lo, int64_t hi) {
       return OutOfRange(need, text[0] != '-' && hi >= kIntMax, std::to_string(hi), text);
     }
     if (!ParsedWhole(text, end, ec)) return fmt::format("must be {}, got '{}'", need.text, text);
-    if (v < lo || v > hi) return OutOfRange(need, v > hi && hi >= kIntMax, std::to_string(hi), text);
+    if (v < lo || v > hi)
+      return OutOfRange(need, v > hi && hi >= kIntMax, std::to_string(hi), text);
     text = std::to_string(v);  // canonical decimal: CLI11 would read "010" as octal 8
     return {};
   };

@@ -117,8 +117,7 @@ Status CheckLaunchShards(const LaunchArgs& a) {
   if (shard->find("{rank}") == std::string::npos) {
     auto info = ml::ReadShardInfo(*shard);
     const std::string holds =
-        info.ok() ? fmt::format(" (it holds rank {}'s samples of {})", info->rank, info->size)
-                  : "";
+        info.ok() ? fmt::format(" (it holds rank {}'s samples of {})", info->rank, info->size) : "";
     return InvalidArgument(
         "--shard {} after `--` has no {{rank}} placeholder, so all {} peers would train on the "
         "same samples{}; give each rank its own shard: --shard {}",

@@ -71,8 +71,7 @@ void AddOptimizerFlags(CLI::App& cmd, TrainConfig& c) {
 }
 
 void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
-  cmd.add_option("--batch_size,--batch", c.batch_size, "Minibatch size")
-      ->transform(PositiveInt());
+  cmd.add_option("--batch_size,--batch", c.batch_size, "Minibatch size")->transform(PositiveInt());
   cmd.add_option("--epochs", c.epochs, "Number of epochs")->transform(PositiveInt());
   cmd.add_option("--seed", c.seed, "Seed of model initialisation and batch order")
       ->transform(Unsigned64());

@@ -22,8 +22,8 @@ Result<ml::Splits> FromShardFile(const TrainConfig& config) {
   if (full.ok()) {
     splits.test = std::move(full->test);
   } else {
-    spdlog::warn("no test set for shard {} ({}); test accuracy will not be measured", config.shard_path,
-                 full.status().message());
+    spdlog::warn("no test set for shard {} ({}); test accuracy will not be measured",
+                 config.shard_path, full.status().message());
     splits.test.shape = shard.data.shape;
   }
   return splits;

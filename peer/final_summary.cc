@@ -13,8 +13,8 @@ std::string FinalSummary(const EpochResult& last, bool evaluation, const std::st
   }
   // With evaluation on, only an empty test set (a shard whose dataset is not installed here)
   // leaves the accuracy unmeasured.
-  return fmt::format("finished epoch {} ({}); test accuracy not measured ({})", last.epoch,
-                     details, evaluation ? "no test set" : "--no-evaluation");
+  return fmt::format("finished epoch {} ({}); test accuracy not measured ({})", last.epoch, details,
+                     evaluation ? "no test set" : "--no-evaluation");
 }
 
 }  // namespace p2p::peer

@@ -162,8 +162,8 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
                  mailbox.rejects().total());
   }
-  fmt::print("{}\n", FinalSummary(last, config.evaluation,
-                                  fmt::format("all {} peers agree", config.size)));
+  fmt::print("{}\n",
+             FinalSummary(last, config.evaluation, fmt::format("all {} peers agree", config.size)));
   return Status::Ok();
 }
 

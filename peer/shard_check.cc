@@ -48,10 +48,10 @@ Status CheckShardInfo(const std::string& path, const ml::ShardInfo& info,
         info.dataset, *want.dataset, info.dataset, *want.dataset));
   }
   if (want.seed && info.seed != *want.seed) {
-    problems.push_back(fmt::format(
-        "it was partitioned with --data-seed {} but this run's --data-seed is {}; pass "
-        "--data-seed {} or split again with --data-seed {}",
-        info.seed, *want.seed, info.seed, *want.seed));
+    problems.push_back(
+        fmt::format("it was partitioned with --data-seed {} but this run's --data-seed is {}; pass "
+                    "--data-seed {} or split again with --data-seed {}",
+                    info.seed, *want.seed, info.seed, *want.seed));
   }
   if (problems.empty()) return Status::Ok();
   return InvalidArgument("--shard {} does not belong to this run: {}", path,

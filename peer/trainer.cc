@@ -73,8 +73,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(TrainConfig config) {
   config.model.num_classes = data.train.num_classes;
   config.model.seed = config.seed;
   P2P_ASSIGN_OR_RETURN(config.model.loss, ml::ParseLoss(config.loss));
-  P2P_RETURN_IF_ERROR(
-      CheckModelFitsMemory(config.model, config.optimizer, AvailableMemoryBytes()));
+  P2P_RETURN_IF_ERROR(CheckModelFitsMemory(config.model, config.optimizer, AvailableMemoryBytes()));
   P2P_ASSIGN_OR_RETURN(std::unique_ptr<ml::Model> model, ml::Model::Create(config.model));
   P2P_ASSIGN_OR_RETURN(std::unique_ptr<ml::Optimizer> optimizer,
                        ml::Optimizer::Create(config.optimizer));
@@ -284,7 +283,8 @@ Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   if (epoch_hook_) P2P_RETURN_IF_ERROR(epoch_hook_(epoch, totals));
   r.eval_seconds = Since(t);
   r.param_hash = totals.param_hash;
-  r.train_loss = totals.train_samples > 0 ? totals.train_loss_sum / double(totals.train_samples) : 0.0;
+  r.train_loss =
+      totals.train_samples > 0 ? totals.train_loss_sum / double(totals.train_samples) : 0.0;
   r.val_loss = MeanOf(totals.val_loss_sum, totals.val_samples);
   r.test_accuracy = MeanOf(double(totals.test_correct), totals.test_samples);
   r.lr = optimizer_->lr();

@@ -46,7 +46,9 @@ TEST(ModelSizeTest, AModelOverTheLimitIsRefusedNamingItsSizeWithoutAllocating) {
                                        "gradients alone; the limit is 2147483648"));
   }
   // Widths whose product overflows a 64-bit count are refused too.
-  const Status s = Model::CountParams(Mlp({2000000000, 2000000000, 2000000000, 2000000000, 2000000000})).status();
+  const Status s =
+      Model::CountParams(Mlp({2000000000, 2000000000, 2000000000, 2000000000, 2000000000}))
+          .status();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("parameters"));
 }

@@ -120,11 +120,10 @@ TEST(LaunchCliTest, APeerRuntimeFailureStopsTheRunAndExits1) {
   EXPECT_THAT(r.err, HasSubstr("no-such-dir")) << r.err;
 }
 
-
 std::string SplitShards(const test::TempDir& dir, const std::string& dataset, int size) {
   const std::string out = dir.File(dataset + "-" + std::to_string(size));
-  auto r = RunProcess({P2ptrainBin(), "split", "--dataset", dataset, "--size", std::to_string(size),
-                       "--out", out});
+  auto r = RunProcess(
+      {P2ptrainBin(), "split", "--dataset", dataset, "--size", std::to_string(size), "--out", out});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return out;
 }
@@ -150,8 +149,10 @@ TEST(LaunchCliTest, AShardWithoutTheRankPlaceholderIsRefusedBeforeAnyPeerStarts)
                          shards + "/rank-{rank}.shard", "--epochs", "1"}),
                  std::chrono::minutes(1));
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("--shard " + shards + "/rank-0.shard does not belong to this run: "
-                               "it was split for --size 3 (rank 0 of 3) but this run has --size 2"));
+  EXPECT_THAT(r.err,
+              HasSubstr("--shard " + shards +
+                        "/rank-0.shard does not belong to this run: "
+                        "it was split for --size 3 (rank 0 of 3) but this run has --size 2"));
 }
 
 // Each peer on its own shard file: they must agree on the configuration (the fingerprint once
@@ -159,11 +160,11 @@ TEST(LaunchCliTest, AShardWithoutTheRankPlaceholderIsRefusedBeforeAnyPeerStarts)
 TEST(LaunchCliTest, PeersTrainTogetherEachOnItsOwnShard) {
   test::TempDir dir;
   const std::string shards = SplitShards(dir, "synthetic", 2);
-  auto r = RunProcess(
-      Launch({"--size", "2", "--metrics-dir", dir.File("metrics"), "--progress", "off", "--",
-              "--dataset", "synthetic", "--shard", shards + "/rank-{rank}.shard", "--model",
-              "logreg", "--epochs", "1", "--threads", "1"}),
-      std::chrono::minutes(3));
+  auto r =
+      RunProcess(Launch({"--size", "2", "--metrics-dir", dir.File("metrics"), "--progress", "off",
+                         "--", "--dataset", "synthetic", "--shard", shards + "/rank-{rank}.shard",
+                         "--model", "logreg", "--epochs", "1", "--threads", "1"}),
+                 std::chrono::minutes(3));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<nlohmann::json> last;
   for (int rank = 0; rank < 2; ++rank) {

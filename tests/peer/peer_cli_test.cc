@@ -348,7 +348,6 @@ TEST(PeerCliTest, WrongBrokerCredentialsAreRefusedClearly) {
   EXPECT_NE(r.err.find("ACCESS_REFUSED"), std::string::npos) << r.err;
 }
 
-
 // A peer checks its shard's header before it connects to anyone: rank 0 of 2 given rank 1's
 // shard (written by a real `p2ptrain split`) exits 2 at once, naming the file and the fix.
 TEST(PeerCliTest, APeerRefusesAShardWrittenForAnotherRank) {

@@ -120,7 +120,6 @@ TEST(TrainCliTest, HelpExplainsEveryFlagWithDefaults) {
   EXPECT_NE(r.out.find("64"), std::string::npos) << "default batch size shown";
 }
 
-
 // Every numeric flag of every command says what it needs and what it got. CLI11's own checks
 // printed "Value 0 not in range 0.000000 to 1797...(309 digits)" for --batch_size 0.
 TEST(CliFlagsTest, BadNumbersAreUsageErrorsSayingWhatTheFlagNeeds) {
@@ -238,9 +237,9 @@ TEST(TrainCliTest, AModelOverTheParameterLimitIsRefusedNamingItsSize) {
 // refused before allocating, naming what it needs and what is available.
 TEST(TrainCliTest, AModelLargerThanTheAvailableMemoryIsRefusedBeforeAllocating) {
   test::TempDir dir;
-  auto args = Without(Without(Without(SyntheticTrain(dir.File("m.jsonl")), "--hidden"),
-                              "--synthetic-dim"),
-                      "--optimizer");
+  auto args =
+      Without(Without(Without(SyntheticTrain(dir.File("m.jsonl")), "--hidden"), "--synthetic-dim"),
+              "--optimizer");
   // 1000 features x 250000 hidden: 2.5e8 parameters; with sgd's momentum 3 buffers, 2.8 GiB.
   args.insert(args.end(), {"--synthetic-dim", "1000", "--hidden", "250000", "--optimizer", "sgd"});
   args.insert(args.begin(), {"prlimit", "--as=2147483648", "--"});
@@ -253,7 +252,6 @@ TEST(TrainCliTest, AModelLargerThanTheAvailableMemoryIsRefusedBeforeAllocating) 
   EXPECT_THAT(r.err, Not(HasSubstr("bad_alloc"))) << r.err;
 }
 
-
 // Real shard files from `p2ptrain split` (synthetic: 6000 samples, so 1800 per rank of 3).
 TEST(TrainCliTest, AShardWrittenForAnotherRankOrRunIsRefused) {
   test::TempDir dir;
@@ -262,9 +260,9 @@ TEST(TrainCliTest, AShardWrittenForAnotherRankOrRunIsRefused) {
   ASSERT_EQ(split.exit_code, 0) << split.err;
   const std::string shard = dir.File("shards/rank-1.shard");
   auto train = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {P2ptrainBin(), "train",      "--shard",    shard,
-                                     "--model",     "logreg",     "--epochs",   "1",
-                                     "--threads",   "1",          "--progress", "off"};
+    std::vector<std::string> argv = {P2ptrainBin(), "train",  "--shard",    shard,
+                                     "--model",     "logreg", "--epochs",   "1",
+                                     "--threads",   "1",      "--progress", "off"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return RunProcess(argv);
   };
