@@ -177,5 +177,26 @@ TEST(LaunchCliTest, PeersTrainTogetherEachOnItsOwnShard) {
   EXPECT_EQ(last[0]["param_hash"], last[1]["param_hash"]);
 }
 
+// Peers with --no-evaluation: null in every rank's metrics, and a summary that says so.
+TEST(LaunchCliTest, PeersWithoutEvaluationReportNullNotZero) {
+  test::TempDir dir;
+  auto args = SmallRun(dir.File("metrics"));
+  args.push_back("--no-evaluation");
+  auto r = RunProcess(args, std::chrono::minutes(3));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("final test accuracy"))) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "\\[rank 1\\] finished epoch 1 \\(loss [0-9.]+, parameters [0-9a-f]+, "
+                         "all 2 peers agree\\); test accuracy not measured \\(--no-evaluation\\)"))
+      << r.out;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto lines = test::ReadLines(dir.File("metrics/rank-" + std::to_string(rank) + ".jsonl"));
+    ASSERT_EQ(lines.size(), 1u) << "rank " << rank;
+    const auto record = nlohmann::json::parse(lines.back());
+    EXPECT_TRUE(record["val_loss"].is_null()) << record;
+    EXPECT_TRUE(record["test_accuracy"].is_null()) << record;
+  }
+}
+
 }  // namespace
 }  // namespace p2p
