@@ -1,9 +1,14 @@
 #include "ml/model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <limits>
+#include <new>
+#include <optional>
 
+#include "common/format_bytes.h"
 #include "ml/model_registry.h"
 
 namespace p2p::ml {
@@ -23,6 +28,42 @@ Status ValidateOptions(const ModelOptions& o) {
   return Status::Ok();
 }
 
+// "mlp (hidden 1000000,1000000)": what to name in a size error.
+std::string Describe(const ModelOptions& o) {
+  if (o.name != "mlp") return o.name;
+  return fmt::format("mlp (hidden {})", fmt::join(o.hidden, ","));
+}
+
+// Sum of the layers' parameters; nothing if it does not fit in size_t.
+std::optional<size_t> SumParams(const Layers& layers) {
+  size_t total = 0;
+  for (const auto& layer : layers) {
+    if (layer->NumParams() > std::numeric_limits<size_t>::max() - total) return std::nullopt;
+    total += layer->NumParams();
+  }
+  return total;
+}
+
+Status CheckParamCount(const ModelOptions& o, std::optional<size_t> count) {
+  if (count && *count <= Model::kMaxParams) return Status::Ok();
+  // float parameters + float gradients, the least any training needs.
+  const std::string need =
+      count ? fmt::format("{} parameters, {} for the parameters and their gradients alone", *count,
+                          FormatBytes(8.0 * double(*count)))
+            : std::string("more parameters than fit in a 64-bit count");
+  return InvalidArgument("model {} has {}; the limit is {} parameters: choose smaller layers{}",
+                         Describe(o), need, Model::kMaxParams,
+                         o.name == "mlp" ? " (--hidden)" : "");
+}
+
+Result<Layers> BuildLayers(const ModelEntry& entry, const ModelOptions& options) {
+  P2P_RETURN_IF_ERROR(ValidateOptions(options));
+  Result<Layers> layers = entry.build(options);
+  if (!layers.ok()) return layers.status().Annotate(fmt::format("model {}", options.name));
+  P2P_RETURN_IF_ERROR(CheckParamCount(options, SumParams(*layers)));
+  return layers;
+}
+
 std::string NameList() {
   std::string names;
   for (const ModelEntry& e : ModelRegistry())
@@ -30,19 +71,38 @@ std::string NameList() {
   return names;
 }
 
+Result<const ModelEntry*> FindEntry(const std::string& name) {
+  const auto registry = ModelRegistry();
+  const auto it = std::find_if(registry.begin(), registry.end(),
+                               [&](const ModelEntry& e) { return name == e.name; });
+  if (it == registry.end()) {
+    return InvalidArgument("unknown model '{}'; valid: {}", name, NameList());
+  }
+  return &*it;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::Create(const ModelOptions& options) {
-  const auto registry = ModelRegistry();
-  const auto it = std::find_if(registry.begin(), registry.end(),
-                               [&](const ModelEntry& e) { return options.name == e.name; });
-  if (it == registry.end()) {
-    return InvalidArgument("unknown model '{}'; valid: {}", options.name, NameList());
+  P2P_ASSIGN_OR_RETURN(const ModelEntry* entry, FindEntry(options.name));
+  P2P_ASSIGN_OR_RETURN(Layers layers, BuildLayers(*entry, options));
+  const size_t count = *SumParams(layers);
+  try {
+    return std::make_unique<Model>(options, std::move(layers));
+  } catch (const std::bad_alloc&) {
+    // Even under the limit a model can be larger than this process may allocate (an
+    // address-space limit such as a function's --fn-memory, or a busy machine).
+    return Unavailable(
+        "model {} with {} parameters: allocating {} for its parameters and gradients failed (out "
+        "of memory); use a smaller model or run where more memory is available",
+        Describe(options), count, FormatBytes(8.0 * double(count)));
   }
-  P2P_RETURN_IF_ERROR(ValidateOptions(options));
-  Result<Layers> layers = it->build(options);
-  if (!layers.ok()) return layers.status().Annotate(fmt::format("model {}", options.name));
-  return std::make_unique<Model>(options, std::move(layers).value());
+}
+
+Result<size_t> Model::CountParams(const ModelOptions& options) {
+  P2P_ASSIGN_OR_RETURN(const ModelEntry* entry, FindEntry(options.name));
+  P2P_ASSIGN_OR_RETURN(Layers layers, BuildLayers(*entry, options));
+  return *SumParams(layers);
 }
 
 std::vector<std::string> Model::Names() {

@@ -26,7 +26,16 @@ struct ModelOptions {
 class Model {
  public:
   // Builds the named model; an unknown name is kInvalidArgument listing the valid names.
+  // Refuses (kInvalidArgument, naming the count and the memory) a model of more than
+  // kMaxParams parameters before allocating anything, and turns a failed allocation into
+  // kUnavailable naming the bytes it needed instead of letting std::bad_alloc escape.
   static Result<std::unique_ptr<Model>> Create(const ModelOptions& options);
+  // The parameter count of the model `options` describes, without building its buffers (cheap
+  // for any size); kInvalidArgument as Create for bad options or more than kMaxParams.
+  static Result<size_t> CountParams(const ModelOptions& options);
+  // 2^31 parameters: 8 GiB for the parameters and 8 GiB more for their gradients, far beyond
+  // what this CPU trainer can train in useful time, and comfortably inside every size type.
+  static constexpr size_t kMaxParams = size_t{1} << 31;
   static std::vector<std::string> Names();
 
   size_t NumParams() const { return params_.size(); }

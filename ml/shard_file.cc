@@ -309,6 +309,27 @@ Result<Dataset> ReadBody(CrcReader& r, std::FILE* f, const std::string& path, co
   return data;
 }
 
+// An open shard file positioned after its validated header.
+struct OpenShard {
+  File file;
+  CrcReader reader;
+  Header header;
+};
+
+Result<OpenShard> OpenAndReadHeader(const std::string& path) {
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec) {
+    if (!std::filesystem::exists(path)) return NotFound("{}: no such shard file", path);
+    return IoError("{}: {}", path, ec.message());
+  }
+  File file(std::fopen(path.c_str(), "rb"));
+  if (file.get() == nullptr) return IoError("{}: cannot open: {}", path, std::strerror(errno));
+  CrcReader reader(file.get(), path);
+  P2P_ASSIGN_OR_RETURN(Header h, ReadHeader(reader, path, file_bytes));
+  return OpenShard{std::move(file), std::move(reader), std::move(h)};
+}
+
 // ---- split ----
 
 // [begin, end) of batch b when n samples are cut into `batches` near-equal contiguous slices.
@@ -358,18 +379,15 @@ Status WriteShardFile(const std::string& path, const Dataset& data, const ShardI
 }
 
 Result<ShardFile> ReadShardFile(const std::string& path) {
-  std::error_code ec;
-  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
-  if (ec) {
-    if (!std::filesystem::exists(path)) return NotFound("{}: no such shard file", path);
-    return IoError("{}: {}", path, ec.message());
-  }
-  File file(std::fopen(path.c_str(), "rb"));
-  if (file.get() == nullptr) return IoError("{}: cannot open: {}", path, std::strerror(errno));
-  CrcReader reader(file.get(), path);
-  P2P_ASSIGN_OR_RETURN(Header h, ReadHeader(reader, path, file_bytes));
-  P2P_ASSIGN_OR_RETURN(Dataset data, ReadBody(reader, file.get(), path, h));
-  return ShardFile{h.info, std::move(data)};
+  P2P_ASSIGN_OR_RETURN(OpenShard shard, OpenAndReadHeader(path));
+  CrcReader& reader = shard.reader;
+  P2P_ASSIGN_OR_RETURN(Dataset data, ReadBody(reader, shard.file.get(), path, shard.header));
+  return ShardFile{shard.header.info, std::move(data)};
+}
+
+Result<ShardInfo> ReadShardInfo(const std::string& path) {
+  P2P_ASSIGN_OR_RETURN(OpenShard shard, OpenAndReadHeader(path));
+  return shard.header.info;
 }
 
 std::string ShardPath(const std::string& out_dir, int rank) {

@@ -46,6 +46,12 @@ Status WriteShardFile(const std::string& path, const Dataset& data, const ShardI
 // against the file's length before anything is allocated.
 Result<ShardFile> ReadShardFile(const std::string& path);
 
+// Reads and validates only the header (the same checks as ReadShardFile up to and including the
+// file length, but not the CRC or the labels), without reading the samples: what a run checks
+// against its flags before it loads anything (a shard written for another rank, size, dataset
+// or seed is refused up front).
+Result<ShardInfo> ReadShardInfo(const std::string& path);
+
 // How `p2ptrain split` cuts a training set into shard files.
 struct SplitOptions {
   std::string dataset;          // recorded in every header, e.g. "fashion-mnist"

@@ -9,6 +9,7 @@
 
 #include "crypto/keys.h"
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 
 namespace p2p::peer {
 namespace {
@@ -71,7 +72,7 @@ Action AddKeygenCommand(CLI::App& app) {
   cmd->add_option("--out", args->out, "Directory for private.pem and public.pem (created 0700)")
       ->required();
   cmd->add_option("--bits", args->bits, "RSA modulus size")
-      ->check(CLI::Range(crypto::kMinRsaBits, crypto::kMaxRsaBits));
+      ->transform(IntIn(crypto::kMinRsaBits, crypto::kMaxRsaBits));
   cmd->add_option("--key-pass-env", args->pass_env,
                   "NAME of an environment variable holding a passphrase to encrypt the private "
                   "key with (AES-256, PBKDF2); the passphrase never goes on a command line");

@@ -12,11 +12,14 @@
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 #include "peer/launcher.h"
 #include "peer/peer_security.h"
+#include "peer/shard_check.h"
 
 namespace p2p::peer {
 namespace {
@@ -86,6 +89,48 @@ Status CheckArgs(const LaunchArgs& a) {
   return CheckPeerArgs(a.peer_args);
 }
 
+// The value of `flag` in the peer flags ("--flag V" or "--flag=V"), or nothing.
+std::optional<std::string> FlagValue(const std::vector<std::string>& args, std::string_view flag) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string_view arg = args[i];
+    if (arg == flag && i + 1 < args.size()) return args[i + 1];
+    if (arg.starts_with(flag) && arg.size() > flag.size() && arg[flag.size()] == '=') {
+      return std::string(arg.substr(flag.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+std::string ForRank(std::string arg, int rank) {
+  for (size_t at; (at = arg.find("{rank}")) != std::string::npos;) {
+    arg.replace(at, 6, std::to_string(rank));
+  }
+  return arg;
+}
+
+// Refuses a --shard that would give some rank another rank's samples before any peer starts
+// (each peer checks its own shard too; this names the mistake once instead of once per peer).
+// Dataset and seed are left to the peers, which know the effective --dataset/--data-seed.
+Status CheckLaunchShards(const LaunchArgs& a) {
+  const std::optional<std::string> shard = FlagValue(a.peer_args, "--shard");
+  if (!shard || a.size == 1) return Status::Ok();
+  if (shard->find("{rank}") == std::string::npos) {
+    auto info = ml::ReadShardInfo(*shard);
+    const std::string holds =
+        info.ok() ? fmt::format(" (it holds rank {}'s samples of {})", info->rank, info->size) : "";
+    return InvalidArgument(
+        "--shard {} after `--` has no {{rank}} placeholder, so all {} peers would train on the "
+        "same samples{}; give each rank its own shard: --shard {}",
+        *shard, a.size, holds, WithRankPlaceholder(*shard));
+  }
+  for (int r = 0; r < a.size; ++r) {
+    const std::string path = ForRank(*shard, r);
+    P2P_ASSIGN_OR_RETURN(const ml::ShardInfo info, ml::ReadShardInfo(path));
+    P2P_RETURN_IF_ERROR(CheckShardInfo(path, info, {.rank = r, .size = a.size}));
+  }
+  return Status::Ok();
+}
+
 std::string DefaultRunId() {
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -139,12 +184,7 @@ std::vector<std::string> PeerArgv(const LaunchArgs& a, const std::string& exe,
                                   const std::string& transport_flag,
                                   const std::string& transport_value, int r) {
   std::vector<std::string> argv = {exe, "peer"};
-  for (std::string arg : a.peer_args) {
-    for (size_t at; (at = arg.find("{rank}")) != std::string::npos;) {
-      arg.replace(at, 6, std::to_string(r));
-    }
-    argv.push_back(std::move(arg));
-  }
+  for (const std::string& arg : a.peer_args) argv.push_back(ForRank(arg, r));
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (!HasFlag(a.peer_args, "--threads")) {
     argv.insert(argv.end(), {"--threads", std::to_string(std::max(1, cores / a.size))});
@@ -192,6 +232,7 @@ Status RunLaunch(LaunchArgs& a) {
   if (a.run_id.empty()) a.run_id = DefaultRunId();
   if (a.metrics_dir.empty()) a.metrics_dir = (std::filesystem::path("runs") / a.run_id).string();
   P2P_RETURN_IF_ERROR(CheckArgs(a));
+  P2P_RETURN_IF_ERROR(CheckLaunchShards(a));
   std::error_code ec;
   std::filesystem::create_directories(a.metrics_dir, ec);
   if (ec) return IoError("creating --metrics-dir {}: {}", a.metrics_dir, ec.message());
@@ -261,7 +302,7 @@ Action AddLaunchCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("launch", kDescription);
   cmd->add_option("--size", args->size, "Number of peers to start (1..64)")
       ->required()
-      ->check(CLI::Range(1, kMaxSize));
+      ->transform(IntIn(1, kMaxSize));
   cmd->add_option("--transport", args->transport,
                   "zmq (ZeroMQ mesh over local sockets, needs nothing installed) or amqp")
       ->check(CLI::IsMember({"zmq", "amqp"}));
@@ -271,14 +312,14 @@ Action AddLaunchCommand(CLI::App& app) {
                   "Where rank r writes rank-r.jsonl (default runs/<run-id>/)");
   cmd->add_option("--zmq-base-port", args->zmq_base_port,
                   "zmq: use tcp://127.0.0.1:P+rank instead of ipc:// sockets")
-      ->check(CLI::Range(1, 65535));
+      ->transform(IntIn(1, 65535));
   cmd->add_option("--progress", args->progress,
                   "Combined progress line: auto (redrawn on a terminal, a line every 10 s "
                   "otherwise), bar, lines, off")
       ->check(CLI::IsMember({"auto", "bar", "lines", "off"}));
   cmd->add_option("--grace", args->grace_s,
                   "Seconds the other peers get to exit after a failure before SIGKILL")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(NonNegativeReal());
   cmd->add_option("peer-flags", args->peer_args, "Flags for every peer, after `--`");
   cmd->footer("Peer flags go after `--`: p2ptrain launch --size 4 -- --model mlp --epochs 3\n");
   // Unknown flags before `--` are collected so the error can say where peer flags go.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 #include "serverless_offload/amqp_worker.h"
 #include "serverless_offload/function_main.h"
 
@@ -17,14 +18,14 @@ void AddOffloadFlags(CLI::App& cmd, OffloadConfig& c) {
   cmd.add_option("--functions", c.pool.functions,
                  "Concurrent functions; each minibatch is split into this many parts (with "
                  "--sync-every epoch: one function per minibatch)")
-      ->check(CLI::Range(1, 1024));
+      ->transform(IntIn(1, 1024));
   cmd.add_option("--fn-memory", c.pool.memory_mb, "Memory per function in MB (address-space limit)")
-      ->check(CLI::Range(64, 1 << 20));
+      ->transform(IntIn(64, 1 << 20));
   cmd.add_option("--fn-timeout", c.pool.timeout_s, "Seconds before a function is killed")
-      ->check(CLI::PositiveNumber);
+      ->transform(PositiveReal());
   cmd.add_option("--fn-retries", c.pool.retries,
                  "Retries of a failed function before the step fails")
-      ->check(CLI::Range(0, 100));
+      ->transform(IntIn(0, 100));
   cmd.add_flag("--fn-warm", c.pool.warm, "Reuse finished function processes (warm starts)");
   cmd.add_option("--fn-broker", c.pool.broker,
                  "amqp: the RabbitMQ the workers serve, amqp[s]://user:pass@host:port/vhost");
@@ -54,11 +55,12 @@ Action AddFunctionCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--fn-memory", worker->memory_mb,
                   "--serve: this worker's memory limit in MB (address space); default none")
-      ->check(CLI::Range(64, 1 << 20));
-  cmd->add_option("--max-tasks", worker->max_tasks, "--serve: exit after this many tasks");
+      ->transform(IntIn(64, 1 << 20));
+  cmd->add_option("--max-tasks", worker->max_tasks, "--serve: exit after this many tasks")
+      ->transform(Unsigned64());
   cmd->add_option("--reconnect-timeout", worker->reconnect_timeout_s,
                   "--serve: seconds to keep retrying an unreachable or lost broker before exiting")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(NonNegativeReal());
   cmd->add_flag("-v,--verbose", *verbose, "--serve: log every task");
   return [serve, worker, verbose, broker] {
     if (!*serve) {

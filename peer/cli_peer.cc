@@ -7,8 +7,10 @@
 
 #include "broker/rendezvous.h"
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 #include "peer/peer_run.h"
 #include "peer/peer_security.h"
+#include "peer/shard_check.h"
 
 namespace p2p::peer {
 namespace {
@@ -56,19 +58,20 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
       ->option_text("NAME[:PARAMS]=none");
   cmd.add_option("--qsgd-bits", o.qsgd_bits,
                  "qsgd codecs: bits per level, s = 2^bits - 1 levels (same as the spec's bits=)")
-      ->check(CLI::Range(1, 16))
+      ->transform(IntIn(1, 16))
       ->default_str("8");
   cmd.add_option("--qsgd-bucket", o.qsgd_bucket,
                  "qsgd codecs: values per norm, a multiple of 64; 0 = one norm for the whole "
                  "gradient (same as the spec's bucket=)")
-      ->check(CLI::NonNegativeNumber)
+      ->transform(NonNegativeInt())
       ->default_str("0");
   cmd.add_option("--topk-ratio", o.topk_ratio,
                  "topk: share of the coordinates sent each round (same as the spec's ratio=)")
-      ->check(CLI::Range(0.0, 1.0) & CLI::PositiveNumber)
+      ->transform(RealIn(0, 1, /*lo_inclusive=*/false))
       ->default_str("0.01");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,
-                 "Seconds to wait for any other peer before failing the run with an error");
+                 "Seconds to wait for any other peer before failing the run with an error")
+      ->transform(PositiveReal());
 }
 
 std::atomic<bool> g_stop{false};
@@ -100,6 +103,7 @@ Action AddPeerCommand(CLI::App& app) {
   AddOffloadFlags(*cmd, config->offload);
   return [config, options] {
     Status s = FinishPeerFlags(*config, *options);
+    if (s.ok()) s = CheckShardForRun(*config, /*check_rank=*/true);
     if (s.ok()) s = RunPeer(*config, *options);
     return ExitCodeFor(s);
   };
@@ -114,7 +118,7 @@ Action AddBrokerCommand(CLI::App& app) {
       "not pass through it. Stops on SIGINT/SIGTERM.");
   cmd->add_option("--bind", options->bind, "ZeroMQ endpoint to listen on");
   cmd->add_option("--max-size", options->max_size, "Largest run size accepted")
-      ->check(CLI::PositiveNumber);
+      ->transform(PositiveInt());
   return [options] {
     std::signal(SIGINT, OnSignal);
     std::signal(SIGTERM, OnSignal);

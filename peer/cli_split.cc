@@ -8,6 +8,7 @@
 #include "ml/dataset.h"
 #include "ml/shard_file.h"
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 
 namespace p2p::peer {
 namespace {
@@ -46,15 +47,16 @@ Action AddSplitCommand(CLI::App& app) {
       "split", "Write per-rank shard files (and per-batch files) of a dataset's training split");
   cmd->add_option("--size", args->size, "Number of peers to partition among")
       ->required()
-      ->check(CLI::Range(1, 4096));
+      ->transform(IntIn(1, 4096));
   cmd->add_option("--dataset", args->data.name, "Dataset")
       ->check(CLI::IsMember(ml::DatasetNames()));
   cmd->add_option("--data-dir", args->data.data_dir, "Directory of the dataset files");
-  cmd->add_option("--data-seed", args->data.seed, "Seed of the split and partition");
+  cmd->add_option("--data-seed", args->data.seed, "Seed of the split and partition")
+      ->transform(Unsigned64());
   cmd->add_option("--out", args->out, "Output directory (created if missing)")->required();
   cmd->add_option("--batches", args->batches,
                   "Also cut each rank's shard into this many batch files (0 = none)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(NonNegativeInt());
   cmd->add_option("--partition", args->partition, "Unequal shards by weight, e.g. 3,1,1,1");
   return [args] { return ExitCodeFor(RunSplit(*args)); };
 }

@@ -6,14 +6,18 @@
 
 #include "ml/threads.h"
 #include "peer/cli.h"
+#include "peer/final_summary.h"
 #include "peer/offload.h"
+#include "peer/shard_check.h"
 #include "peer/trainer.h"
 
 namespace p2p::peer {
 namespace {
 
-Status RunTrain(TrainConfig& config) {
+// check_shard_rank: --size or --rank was given, so a --shard must be that rank's.
+Status RunTrain(TrainConfig& config, bool check_shard_rank) {
   P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
+  P2P_RETURN_IF_ERROR(CheckShardForRun(config, check_shard_rank));
   ml::SetThreads(config.threads);
   spdlog::info("training {} on {} for {} epochs (batch {}, {} lr {}, {} threads)",
                config.model.name, config.data.name, config.epochs, config.batch_size,
@@ -26,8 +30,7 @@ Status RunTrain(TrainConfig& config) {
     fmt::print("nothing to do: the checkpoint already has {} epochs\n", last.epoch);
     return Status::Ok();
   }
-  fmt::print("final test accuracy: {:.4f} (epoch {}, loss {:.4f}, parameters {})\n",
-             last.test_accuracy, last.epoch, last.train_loss, last.param_hash);
+  fmt::print("{}\n", FinalSummary(last, config.evaluation));
   return Status::Ok();
 }
 
@@ -40,7 +43,9 @@ Action AddTrainCommand(CLI::App& app) {
   AddTrainFlags(*cmd, *config);
   AddShardFlags(*cmd, *config);
   AddOffloadFlags(*cmd, config->offload);
-  return [config] { return ExitCodeFor(RunTrain(*config)); };
+  return [config, cmd] {
+    return ExitCodeFor(RunTrain(*config, cmd->count("--size") + cmd->count("--rank") > 0));
+  };
 }
 
 }  // namespace p2p::peer

@@ -7,6 +7,7 @@
 #include "ml/model.h"
 #include "ml/optimizer.h"
 #include "peer/cli.h"
+#include "peer/cli_checks.h"
 
 namespace p2p::peer {
 namespace {
@@ -25,19 +26,25 @@ void AddDataFlags(CLI::App& cmd, TrainConfig& c) {
                  "/usr/share/datasets/fashion-mnist)");
   cmd.add_option("--shard", c.shard_path, "Train on a shard file written by `p2ptrain split`");
   cmd.add_option("--data-seed", c.data.seed,
-                 "Seed of the train/validation split and of the partition among peers");
-  cmd.add_option("--synthetic-train", c.data.synthetic_train, "synthetic: training samples");
-  cmd.add_option("--synthetic-test", c.data.synthetic_test, "synthetic: test samples");
-  cmd.add_option("--synthetic-dim", c.data.synthetic_dim, "synthetic: features per sample");
+                 "Seed of the train/validation split and of the partition among peers")
+      ->transform(Unsigned64());
+  // Synthetic sizes are capped so the data (float32) stays far below any machine's memory.
+  cmd.add_option("--synthetic-train", c.data.synthetic_train, "synthetic: training samples")
+      ->transform(IntIn(1, 10'000'000));
+  cmd.add_option("--synthetic-test", c.data.synthetic_test, "synthetic: test samples")
+      ->transform(IntIn(1, 10'000'000));
+  cmd.add_option("--synthetic-dim", c.data.synthetic_dim, "synthetic: features per sample")
+      ->transform(IntIn(1, 100'000));
 }
 
 void AddModelFlags(CLI::App& cmd, TrainConfig& c) {
   cmd.add_option("--model,--model_str", c.model.name, "Model: " + JoinNames(ml::Model::Names()))
       ->check(CLI::IsMember(ml::Model::Names()));
   cmd.add_option("--hidden", c.model.hidden, "mlp hidden layer widths, comma-separated")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->transform(PositiveInt());
   cmd.add_option("--dropout", c.model.dropout, "Dropout before the last layer (0 = off)")
-      ->check(CLI::Range(0.0f, 0.95f));
+      ->transform(RealIn(0, 0.95, /*lo_inclusive=*/true));
   cmd.add_option("--loss", c.loss,
                  "Loss: cross_entropy (on logits) or NLL (model ends in "
                  "log-softmax)")
@@ -47,29 +54,29 @@ void AddModelFlags(CLI::App& cmd, TrainConfig& c) {
 void AddOptimizerFlags(CLI::App& cmd, TrainConfig& c) {
   cmd.add_option("--optimizer", c.optimizer.name, "Optimizer: " + JoinNames(ml::Optimizer::Names()))
       ->check(CLI::IsMember(ml::Optimizer::Names()));
-  cmd.add_option("--lr", c.optimizer.lr, "Learning rate")->check(CLI::PositiveNumber);
+  cmd.add_option("--lr", c.optimizer.lr, "Learning rate")->transform(PositiveReal());
   cmd.add_option("--momentum", c.optimizer.momentum,
                  "Momentum (sgd, rmsprop); default 0.9 for sgd, 0 otherwise")
       ->default_str("0.9 for sgd")
-      ->check(CLI::Range(0.0f, 1.0f));
+      ->transform(RealIn(0, 1, /*lo_inclusive=*/true));
   cmd.add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (sgd)");
   cmd.add_option("--weight-decay", c.optimizer.weight_decay, "Weight decay")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(NonNegativeReal());
   cmd.add_flag("--lr-plateau,!--no-lr-plateau", c.lr_plateau,
                "ReduceLROnPlateau on validation loss (factor 0.1, patience 5, min lr 1e-6)");
   cmd.add_flag("--early-stopping,!--no-early-stopping", c.early_stopping,
                "Stop when validation loss has not improved for --patience epochs");
   cmd.add_option("--patience", c.early_stopping_patience, "Early-stopping patience in epochs")
-      ->check(CLI::PositiveNumber);
+      ->transform(PositiveInt());
 }
 
 void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
-  cmd.add_option("--batch_size,--batch", c.batch_size, "Minibatch size")
-      ->check(CLI::PositiveNumber);
-  cmd.add_option("--epochs", c.epochs, "Number of epochs")->check(CLI::PositiveNumber);
-  cmd.add_option("--seed", c.seed, "Seed of model initialisation and batch order");
+  cmd.add_option("--batch_size,--batch", c.batch_size, "Minibatch size")->transform(PositiveInt());
+  cmd.add_option("--epochs", c.epochs, "Number of epochs")->transform(PositiveInt());
+  cmd.add_option("--seed", c.seed, "Seed of model initialisation and batch order")
+      ->transform(Unsigned64());
   cmd.add_option("--threads", c.threads, "Compute threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(NonNegativeInt(1024));
   cmd.add_flag("--evaluation{true},!--no-evaluation", c.evaluation,
                "Evaluate validation loss and test accuracy every epoch (the study's flag)");
   cmd.add_option("--metrics", c.metrics_path, "Write per-epoch metrics as JSON lines to FILE");
@@ -86,12 +93,13 @@ void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
 
 void AddShardFlags(CLI::App& cmd, TrainConfig& c) {
   cmd.add_option("--size", c.size, "Number of peers the training data is divided among")
-      ->check(CLI::Range(1, 4096));
+      ->transform(IntIn(1, 4096));
   cmd.add_option("--rank", c.rank, "This peer's rank, 0..size-1: which shard it trains on")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(IntIn(0, 4095));
   cmd.add_option("--partition", c.partition,
                  "Unequal shards: one weight per rank, e.g. 3,1,1,1 (default: equal shards)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->transform(PositiveReal());
 }
 
 void AddTrainFlags(CLI::App& cmd, TrainConfig& config) {

@@ -85,8 +85,8 @@ Result<ml::Splits> FromShardFile(const TrainConfig& config) {
   if (test.ok()) {
     splits.test = std::move(test->test);
   } else {
-    spdlog::warn("no test set for shard {} ({}); test accuracy will be 0", config.shard_path,
-                 test.status().message());
+    spdlog::warn("no test set for shard {} ({}); test accuracy will not be measured",
+                 config.shard_path, test.status().message());
     splits.test.shape = shape;
   }
   return splits;

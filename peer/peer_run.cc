@@ -10,6 +10,7 @@
 #include "common/hash.h"
 #include "ml/threads.h"
 #include "peer/cli.h"
+#include "peer/final_summary.h"
 #include "peer/offload.h"
 #include "peer/peer_security.h"
 #include "peer/trainer.h"
@@ -161,10 +162,8 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
                  mailbox.rejects().total());
   }
-  fmt::print(
-      "final test accuracy: {:.4f} (epoch {}, loss {:.4f}, parameters {}, all {} peers "
-      "agree)\n",
-      last.test_accuracy, last.epoch, last.train_loss, last.param_hash, config.size);
+  fmt::print("{}\n",
+             FinalSummary(last, config.evaluation, fmt::format("all {} peers agree", config.size)));
   return Status::Ok();
 }
 

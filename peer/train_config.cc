@@ -6,7 +6,10 @@
 namespace p2p::peer {
 
 std::string TrainConfig::Fingerprint() const {
-  const std::string data_source = shard_path.empty() ? data.name : "shard:" + shard_path;
+  // Not the shard's path: every rank reads its own file (shards/rank-{rank}.shard), and peers
+  // compare fingerprints. The shard's header was checked against data.name, data.seed, size and
+  // rank (peer/shard_check.h), so the dataset stands for the file here.
+  const std::string data_source = shard_path.empty() ? data.name : "shard:" + data.name;
   const std::string synthetic =
       data.name == "synthetic"
           ? fmt::format(" synthetic={}x{}", data.synthetic_train, data.synthetic_dim)

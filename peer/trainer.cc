@@ -8,6 +8,7 @@
 #include "common/hash.h"
 #include "peer/checkpoint.h"
 #include "peer/data_loading.h"
+#include "peer/memory_budget.h"
 #include "peer/system_stats.h"
 
 namespace p2p::peer {
@@ -43,6 +44,24 @@ ml::Model::Eval EvaluateAll(ml::Model& model, const ml::Dataset& data) {
   return total;
 }
 
+// sum / n, or nothing when there was nothing to measure.
+std::optional<double> MeanOf(double sum, uint64_t n) {
+  if (n == 0) return std::nullopt;
+  return sum / double(n);
+}
+
+nlohmann::json OrNull(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+// The end-of-epoch progress text; what was not measured is left out.
+std::string EpochSummary(const EpochResult& r) {
+  std::string text = fmt::format("loss {:.4f}", r.train_loss);
+  if (r.val_loss) text += fmt::format(" val_loss {:.4f}", *r.val_loss);
+  if (r.test_accuracy) text += fmt::format(" test_acc {:.4f}", *r.test_accuracy);
+  return text + fmt::format(" lr {:.3g} {:.1f}s", r.lr, r.wall_seconds);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(TrainConfig config) {
@@ -52,6 +71,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(TrainConfig config) {
   config.model.num_classes = data.train.num_classes;
   config.model.seed = config.seed;
   P2P_ASSIGN_OR_RETURN(config.model.loss, ml::ParseLoss(config.loss));
+  P2P_RETURN_IF_ERROR(CheckModelFitsMemory(config.model, config.optimizer, AvailableMemoryBytes()));
   P2P_ASSIGN_OR_RETURN(std::unique_ptr<ml::Model> model, ml::Model::Create(config.model));
   P2P_ASSIGN_OR_RETURN(std::unique_ptr<ml::Optimizer> optimizer,
                        ml::Optimizer::Create(config.optimizer));
@@ -146,8 +166,7 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
   r.wall_seconds = Since(start);
   P2P_RETURN_IF_ERROR(SaveCheckpointAfter(epoch));
   P2P_RETURN_IF_ERROR(WriteMetrics(r));
-  progress_.End(fmt::format("loss {:.4f} val_loss {:.4f} test_acc {:.4f} lr {:.3g} {:.1f}s",
-                            r.train_loss, r.val_loss, r.test_accuracy, r.lr, r.wall_seconds));
+  progress_.End(EpochSummary(r));
   return r;
 }
 
@@ -263,14 +282,14 @@ Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   if (epoch_hook_) P2P_RETURN_IF_ERROR(epoch_hook_(epoch, totals));
   r.eval_seconds = Since(t);
   r.param_hash = totals.param_hash;
-  auto mean = [](double sum, uint64_t n) { return n > 0 ? sum / double(n) : 0.0; };
-  r.train_loss = mean(totals.train_loss_sum, totals.train_samples);
-  r.val_loss = mean(totals.val_loss_sum, totals.val_samples);
-  r.test_accuracy = mean(double(totals.test_correct), totals.test_samples);
+  r.train_loss =
+      totals.train_samples > 0 ? totals.train_loss_sum / double(totals.train_samples) : 0.0;
+  r.val_loss = MeanOf(totals.val_loss_sum, totals.val_samples);
+  r.test_accuracy = MeanOf(double(totals.test_correct), totals.test_samples);
   r.lr = optimizer_->lr();
-  if (totals.val_samples == 0) return Status::Ok();  // no validation signal for the schedules
-  if (config_.lr_plateau) plateau_.Step(r.val_loss, *optimizer_);
-  if (config_.early_stopping) r.early_stop = early_stopping_.ShouldStop(r.val_loss);
+  if (!r.val_loss) return Status::Ok();  // no validation signal for the schedules
+  if (config_.lr_plateau) plateau_.Step(*r.val_loss, *optimizer_);
+  if (config_.early_stopping) r.early_stop = early_stopping_.ShouldStop(*r.val_loss);
   return Status::Ok();
 }
 
@@ -305,8 +324,8 @@ Status Trainer::WriteMetrics(const EpochResult& r) {
                            {"rank", config_.rank},
                            {"epoch", r.epoch},
                            {"loss", r.train_loss},
-                           {"val_loss", r.val_loss},
-                           {"test_accuracy", r.test_accuracy},
+                           {"val_loss", OrNull(r.val_loss)},
+                           {"test_accuracy", OrNull(r.test_accuracy)},
                            {"lr", r.lr},
                            {"compute_s", r.compute_seconds},
                            {"sync_s", r.hook_seconds},

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 
 #include "common/status.h"
@@ -46,7 +47,10 @@ using MetricsExtra = std::function<nlohmann::json(int epoch)>;
 
 struct EpochResult {
   int epoch = 0;
-  double train_loss = 0, val_loss = 0, test_accuracy = 0, lr = 0;
+  double train_loss = 0, lr = 0;
+  // Empty when not measured (--no-evaluation, or no validation/test samples anywhere in the run):
+  // reported as null, never as a zero that reads like a result.
+  std::optional<double> val_loss, test_accuracy;
   double compute_seconds = 0, update_seconds = 0, hook_seconds = 0, eval_seconds = 0;
   double wall_seconds = 0;
   int64_t samples = 0, rounds = 0;  // this process's training samples and sync rounds

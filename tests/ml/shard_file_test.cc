@@ -162,6 +162,29 @@ TEST_F(ShardFileTest, MissingFileIsNotFound) {
   EXPECT_THAT(r.status().message(), HasSubstr("none.shard"));
 }
 
+// What a run checks its flags against (rank, size, dataset, seed) without reading the samples.
+TEST_F(ShardFileTest, ReadShardInfoReturnsTheHeaderWithTheSameHeaderChecks) {
+  ASSERT_TRUE(WriteShardFile(path_, Awkward(50), kInfo).ok());
+  Result<ShardInfo> info = ReadShardInfo(path_);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(*info, kInfo);
+
+  // The samples are not read: a flipped payload byte is the full read's business (CRC)...
+  std::vector<uint8_t> bytes = ReadBytes(path_);
+  bytes[bytes.size() / 2] ^= 0x01;
+  WriteBytes(path_, bytes);
+  EXPECT_TRUE(ReadShardInfo(path_).ok());
+  EXPECT_EQ(ReadShardFile(path_).status().code(), StatusCode::kDataLoss);
+  // ...but the header's own checks, the file length included, are the same.
+  bytes.pop_back();
+  WriteBytes(path_, bytes);
+  ExpectDataLoss(ReadShardInfo(path_).status(), "truncated");
+  bytes[0] = 'X';
+  WriteBytes(path_, bytes);
+  ExpectDataLoss(ReadShardInfo(path_).status(), "bad magic");
+  EXPECT_EQ(ReadShardInfo((dir_ / "none.shard").string()).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(ShardFileTest, WriteRejectsInconsistentInputAndLeavesNothing) {
   ShardInfo bad = kInfo;
   bad.rank = 5;

@@ -120,5 +120,83 @@ TEST(LaunchCliTest, APeerRuntimeFailureStopsTheRunAndExits1) {
   EXPECT_THAT(r.err, HasSubstr("no-such-dir")) << r.err;
 }
 
+std::string SplitShards(const test::TempDir& dir, const std::string& dataset, int size) {
+  const std::string out = dir.File(dataset + "-" + std::to_string(size));
+  auto r = RunProcess(
+      {P2ptrainBin(), "split", "--dataset", dataset, "--size", std::to_string(size), "--out", out});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return out;
+}
+
+// The issue's case: Fashion-MNIST split in 3, and `--shard shards/rank-1.shard` for every peer.
+// It trained all three on the same 18,000 samples and reported success.
+TEST(LaunchCliTest, AShardWithoutTheRankPlaceholderIsRefusedBeforeAnyPeerStarts) {
+  test::TempDir dir;
+  const std::string shards = SplitShards(dir, "fashion-mnist", 3);
+  auto r = RunProcess(Launch({"--size", "3", "--metrics-dir", dir.File("m"), "--", "--shard",
+                              shards + "/rank-1.shard", "--epochs", "1"}),
+                      std::chrono::minutes(1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--shard " + shards +
+                               "/rank-1.shard after `--` has no {rank} placeholder, so all 3 "
+                               "peers would train on the same samples (it holds rank 1's samples "
+                               "of 3); give each rank its own shard: --shard " +
+                               shards + "/rank-{rank}.shard"));
+  EXPECT_THAT(r.err, Not(HasSubstr("launching"))) << "no peer may start";
+
+  // With the placeholder, shards of a 3-way split do not fit a run of 2.
+  r = RunProcess(Launch({"--size", "2", "--metrics-dir", dir.File("m"), "--", "--shard",
+                         shards + "/rank-{rank}.shard", "--epochs", "1"}),
+                 std::chrono::minutes(1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err,
+              HasSubstr("--shard " + shards +
+                        "/rank-0.shard does not belong to this run: "
+                        "it was split for --size 3 (rank 0 of 3) but this run has --size 2"));
+}
+
+// Each peer on its own shard file: they must agree on the configuration (the fingerprint once
+// held each rank's own path, so no two ranks with their own shards could ever start together).
+TEST(LaunchCliTest, PeersTrainTogetherEachOnItsOwnShard) {
+  test::TempDir dir;
+  const std::string shards = SplitShards(dir, "synthetic", 2);
+  auto r =
+      RunProcess(Launch({"--size", "2", "--metrics-dir", dir.File("metrics"), "--progress", "off",
+                         "--", "--dataset", "synthetic", "--shard", shards + "/rank-{rank}.shard",
+                         "--model", "logreg", "--epochs", "1", "--threads", "1"}),
+                 std::chrono::minutes(3));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<nlohmann::json> last;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto lines = test::ReadLines(dir.File("metrics/rank-" + std::to_string(rank) + ".jsonl"));
+    ASSERT_EQ(lines.size(), 1u) << "rank " << rank;
+    last.push_back(nlohmann::json::parse(lines.back()));
+    // 6000 synthetic samples, 90% to train, halved; each shard keeps 90% for training.
+    EXPECT_EQ(last.back()["samples"], 2430) << "rank " << rank;
+  }
+  EXPECT_EQ(last[0]["param_hash"], last[1]["param_hash"]);
+}
+
+// Peers with --no-evaluation: null in every rank's metrics, and a summary that says so.
+TEST(LaunchCliTest, PeersWithoutEvaluationReportNullNotZero) {
+  test::TempDir dir;
+  auto args = SmallRun(dir.File("metrics"));
+  args.push_back("--no-evaluation");
+  auto r = RunProcess(args, std::chrono::minutes(3));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("final test accuracy"))) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "\\[rank 1\\] finished epoch 1 \\(loss [0-9.]+, parameters [0-9a-f]+, "
+                         "all 2 peers agree\\); test accuracy not measured \\(--no-evaluation\\)"))
+      << r.out;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto lines = test::ReadLines(dir.File("metrics/rank-" + std::to_string(rank) + ".jsonl"));
+    ASSERT_EQ(lines.size(), 1u) << "rank " << rank;
+    const auto record = nlohmann::json::parse(lines.back());
+    EXPECT_TRUE(record["val_loss"].is_null()) << record;
+    EXPECT_TRUE(record["test_accuracy"].is_null()) << record;
+  }
+}
+
 }  // namespace
 }  // namespace p2p

@@ -348,5 +348,27 @@ TEST(PeerCliTest, WrongBrokerCredentialsAreRefusedClearly) {
   EXPECT_NE(r.err.find("ACCESS_REFUSED"), std::string::npos) << r.err;
 }
 
+// A peer checks its shard's header before it connects to anyone: rank 0 of 2 given rank 1's
+// shard (written by a real `p2ptrain split`) exits 2 at once, naming the file and the fix.
+TEST(PeerCliTest, APeerRefusesAShardWrittenForAnotherRank) {
+  test::TempDir dir;
+  auto split = test::RunProcess({P2ptrainBin(), "split", "--dataset", "synthetic", "--size", "2",
+                                 "--out", dir.File("shards")});
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  const std::string shard = dir.File("shards/rank-1.shard");
+  auto r = test::RunProcess(PeerArgs({"--dataset", "synthetic", "--shard", shard, "--model",
+                                      "logreg", "--peers", IpcPeers(dir, 2)},
+                                     2, 0, dir),
+                            1min);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--shard " + shard +
+                       " does not belong to this run: it holds rank 1's samples of 2 but this "
+                       "process is rank 0"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("--shard " + dir.File("shards/rank-{rank}.shard")), std::string::npos)
+      << r.err;
+}
+
 }  // namespace
 }  // namespace p2p
