@@ -101,7 +101,7 @@ Action AddPeerCommand(CLI::App& app) {
   return [config, options] {
     Status s = FinishPeerFlags(*config, *options);
     if (s.ok()) s = RunPeer(*config, *options);
-    return ExitCodeFor(s);
+    return RunExitCode(s, *config);
   };
 }
 

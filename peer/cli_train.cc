@@ -7,6 +7,7 @@
 #include "ml/threads.h"
 #include "peer/cli.h"
 #include "peer/offload.h"
+#include "peer/peer_run.h"
 #include "peer/trainer.h"
 
 namespace p2p::peer {
@@ -14,6 +15,7 @@ namespace {
 
 Status RunTrain(TrainConfig& config) {
   P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
+  P2P_RETURN_IF_ERROR(HandleStopSignals());
   ml::SetThreads(config.threads);
   spdlog::info("training {} on {} for {} epochs (batch {}, {} lr {}, {} threads)",
                config.model.name, config.data.name, config.epochs, config.batch_size,
@@ -40,7 +42,7 @@ Action AddTrainCommand(CLI::App& app) {
   AddTrainFlags(*cmd, *config);
   AddShardFlags(*cmd, *config);
   AddOffloadFlags(*cmd, config->offload);
-  return [config] { return ExitCodeFor(RunTrain(*config)); };
+  return [config] { return RunExitCode(RunTrain(*config), *config); };
 }
 
 }  // namespace p2p::peer
