@@ -158,6 +158,7 @@ TEST(LaunchInterrupted, PeersStopCleanlyAndLeaveNoSharedMemoryNoFunctions) {
       "stopped",           "--metrics-dir", dir.File("m"), "--"};
   const auto flags = TrainingFlags();
   argv.insert(argv.end(), flags.begin(), flags.end());
+  std::filesystem::create_directories(dir.File("m"));  // watched before launch writes into it
   test::Child launch(argv);
   for (int rank = 0; rank < 2; ++rank) {
     ASSERT_TRUE(test::WaitForLines(dir.File(fmt::format("m/rank-{}.jsonl", rank)), 1, 3min))
