@@ -112,6 +112,8 @@ struct Case {
   int sig;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.command << " signal " << c.sig; }
+
 class Interrupted : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Interrupted, LeavesNoSharedMemoryNoFunctionsAndExitsCleanly) {
@@ -198,6 +200,29 @@ TEST(LaunchInterrupted, PeersStopCleanlyAndLeaveNoSharedMemoryNoFunctions) {
     EXPECT_FALSE(std::filesystem::exists(path));
   }
   for (int pidfd : processes) EXPECT_TRUE(ExitsWithin(pidfd, 1min)) << "a process outlived launch";
+}
+
+// A peer blocked in a wait that knows nothing of signals (connecting to a peer that never comes,
+// with a 10-minute --peer-timeout) still stops on SIGTERM: after the grace period the watchdog
+// ends it with the same exit code and says why.
+TEST(BlockedPeerInterrupted, ExitsWithTheSignalsCodeAfterTheGracePeriod) {
+  test::TempDir dir;
+  test::Child peer({test::P2ptrainBin(), "peer", "--size", "2", "--rank", "0", "--insecure",
+                    "--peers",
+                    fmt::format("ipc://{}/r0.sock,ipc://{}/r1.sock", dir.path(), dir.path()),
+                    "--peer-timeout", "600", "--dataset", "synthetic", "--model", "logreg",
+                    "--progress", "off", "--threads", "1"});
+  // Its handlers are installed before this line is logged; then it waits for rank 1.
+  ASSERT_TRUE(test::WaitForFile(
+      peer.err_path(),
+      [&] { return test::ReadFile(peer.err_path()).find("peer 0 of 2") != std::string::npos; },
+      2min));
+  peer.Kill(SIGTERM);
+  const test::ProcessResult result = peer.Wait(2min);
+  ASSERT_FALSE(result.timed_out) << result.err;
+  EXPECT_EQ(result.exit_code, 128 + SIGTERM) << result.err;
+  EXPECT_NE(result.err.find("stopped by SIGTERM: no safe point reached"), std::string::npos)
+      << result.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, Interrupted,
