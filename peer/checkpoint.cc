@@ -1,6 +1,7 @@
 #include "peer/checkpoint.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -189,6 +190,56 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
     if (!r.GetFloats(b)) return Corrupt(path, "truncated sync state");
   }
   return c;
+}
+
+namespace {
+
+// Creates and removes a file in `dir`: the same operations SaveCheckpoint needs.
+Status ProbeWritable(const std::string& dir) {
+  const std::string probe = fmt::format("{}/.p2ptrain-probe-{}", dir, ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return IoError(
+        "--checkpoint-dir {} is not writable: cannot create a file in it: {} (choose a "
+        "writable directory)",
+        dir, std::strerror(errno));
+  }
+  ::close(fd);
+  if (::unlink(probe.c_str()) != 0) {
+    return IoError("--checkpoint-dir {}: cannot remove {}: {} (choose a writable directory)", dir,
+                   probe, std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckCheckpointDir(const std::string& dir, bool resume, bool overwrite) {
+  if (dir.empty()) {
+    if (overwrite) return InvalidArgument("--overwrite needs --checkpoint-dir");
+    return Status::Ok();
+  }
+  if (resume && overwrite) {
+    return InvalidArgument(
+        "--resume continues from the checkpoint in {} and --overwrite replaces it: pass one", dir);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir, ec)) {
+    return IoError("cannot use --checkpoint-dir {}: {} (choose a writable directory)", dir,
+                   ec ? ec.message() : "not a directory");
+  }
+  P2P_RETURN_IF_ERROR(ProbeWritable(dir));
+  const std::string path = CheckpointPath(dir);
+  if (resume || overwrite || !std::filesystem::exists(path, ec)) return Status::Ok();
+  auto existing = LoadCheckpoint(dir);
+  const std::string what = existing.ok()
+                               ? fmt::format("a checkpoint after epoch {}", existing->epoch)
+                               : "a checkpoint file";
+  return InvalidArgument(
+      "--checkpoint-dir {} already holds {} ({}); pass --resume to continue from it, or "
+      "--overwrite to start over and replace it",
+      dir, what, path);
 }
 
 }  // namespace p2p::peer

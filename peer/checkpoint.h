@@ -40,4 +40,11 @@ Status SaveCheckpoint(const std::string& dir, const Checkpoint& ckpt);
 // kNotFound if there is no checkpoint; kDataLoss naming the file if it is corrupt or truncated.
 Result<Checkpoint> LoadCheckpoint(const std::string& dir);
 
+// Checks `dir` (--checkpoint-dir; empty: none) before training starts: it is created if missing
+// and must take a new file (probed by creating and removing one, which also catches read-only
+// file systems and paths under a regular file, where even root cannot write): else kIoError
+// naming it. A checkpoint already there is kept unless `resume` (continue from it) or
+// `overwrite` (replace it): else kInvalidArgument saying to pass one of them.
+Status CheckCheckpointDir(const std::string& dir, bool resume, bool overwrite);
+
 }  // namespace p2p::peer

@@ -105,7 +105,7 @@ Action AddPeerCommand(CLI::App& app) {
     Status s = FinishPeerFlags(*config, *options);
     if (s.ok()) s = CheckShardForRun(*config, /*check_rank=*/true);
     if (s.ok()) s = RunPeer(*config, *options);
-    return ExitCodeFor(s);
+    return RunExitCode(s, *config);
   };
 }
 

@@ -8,6 +8,7 @@
 #include "peer/cli.h"
 #include "peer/final_summary.h"
 #include "peer/offload.h"
+#include "peer/peer_run.h"
 #include "peer/shard_check.h"
 #include "peer/trainer.h"
 
@@ -18,6 +19,7 @@ namespace {
 Status RunTrain(TrainConfig& config, bool check_shard_rank) {
   P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
   P2P_RETURN_IF_ERROR(CheckShardForRun(config, check_shard_rank));
+  P2P_RETURN_IF_ERROR(HandleStopSignals());
   ml::SetThreads(config.threads);
   spdlog::info("training {} on {} for {} epochs (batch {}, {} lr {}, {} threads)",
                config.model.name, config.data.name, config.epochs, config.batch_size,
@@ -44,7 +46,8 @@ Action AddTrainCommand(CLI::App& app) {
   AddShardFlags(*cmd, *config);
   AddOffloadFlags(*cmd, config->offload);
   return [config, cmd] {
-    return ExitCodeFor(RunTrain(*config, cmd->count("--size") + cmd->count("--rank") > 0));
+    return RunExitCode(RunTrain(*config, cmd->count("--size") + cmd->count("--rank") > 0),
+                       *config);
   };
 }
 

@@ -83,6 +83,9 @@ void AddRunFlags(CLI::App& cmd, TrainConfig& c) {
   cmd.add_option("--checkpoint-dir", c.checkpoint_dir,
                  "Save parameters and optimizer state after every epoch (atomically) in DIR");
   cmd.add_flag("--resume", c.resume, "Continue from the checkpoint in --checkpoint-dir");
+  cmd.add_flag("--overwrite", c.overwrite,
+               "Start from epoch 1 even if --checkpoint-dir holds a checkpoint (replaced after "
+               "the first epoch); without it such a run is refused");
   cmd.add_option("--progress", c.progress,
                  "Progress display: auto (bar on a terminal, a line every 10 s otherwise), bar, "
                  "lines, off, json (JSON events on stdout, read by `p2ptrain launch`)")

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "common/hash.h"
+#include "common/stop_signal.h"
 #include "ml/threads.h"
 #include "peer/cli.h"
 #include "peer/final_summary.h"
@@ -220,7 +221,21 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   return CheckSecurityFlags(options);
 }
 
+Status HandleStopSignals() { return InstallStopSignals(kStopGrace); }
+
+int RunExitCode(const Status& status, const TrainConfig& config) {
+  const int sig = StopSignal();
+  if (status.ok() || sig == 0) return ExitCodeFor(status);
+  spdlog::error("{}", status.message());
+  if (!config.checkpoint_dir.empty()) {
+    spdlog::info("the last completed epoch's checkpoint is in {}; continue with --resume",
+                 config.checkpoint_dir);
+  }
+  return ExitCodeForSignal(sig);
+}
+
 Status RunPeer(TrainConfig config, const PeerOptions& options) {
+  P2P_RETURN_IF_ERROR(HandleStopSignals());
   ml::SetThreads(config.threads);
   spdlog::info("peer {} of {} (run '{}', {} transport): {} on {}, batch {}, sync every {}",
                config.rank, config.size, options.run_id, options.transport, config.model.name,

@@ -3,6 +3,8 @@
 // the end, and writes per-epoch metrics including its share of the network traffic.
 #pragma once
 
+#include <chrono>
+
 #include "common/status.h"
 #include "peer/peer_options.h"
 #include "peer/train_config.h"
@@ -15,5 +17,17 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options);
 
 // Runs the peer to completion. Errors say which peer or step failed and what to do.
 Status RunPeer(TrainConfig config, const PeerOptions& options);
+
+// How long a run stopped by SIGINT/SIGTERM may take to reach a safe point (the end of the round,
+// or the cancellation of its offloaded tasks) before it is ended anyway (common/stop_signal.h).
+// Below `launch`'s own 5 s before it sends SIGKILL.
+inline constexpr std::chrono::milliseconds kStopGrace{3000};
+
+// Installs the SIGINT/SIGTERM handling of a training run (train, peer).
+Status HandleStopSignals();
+
+// The exit code of a training run: ExitCodeFor, except that a run a signal stopped logs why
+// (with what to do: --resume if it keeps checkpoints) and exits 128 + signo.
+int RunExitCode(const Status& status, const TrainConfig& config);
 
 }  // namespace p2p::peer

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/hash.h"
+#include "common/stop_signal.h"
 #include "peer/checkpoint.h"
 #include "peer/data_loading.h"
 #include "peer/memory_budget.h"
@@ -66,6 +67,9 @@ std::string EpochSummary(const EpochResult& r) {
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(TrainConfig config) {
   config.ResolveDefaults();
+  // Before the data is loaded: a checkpoint directory that cannot take the first epoch's
+  // checkpoint, or would lose one, is refused now rather than after an epoch of work.
+  P2P_RETURN_IF_ERROR(CheckCheckpointDir(config.checkpoint_dir, config.resume, config.overwrite));
   P2P_ASSIGN_OR_RETURN(ml::Splits data, LoadTrainingData(config));
   config.model.input = data.train.shape;
   config.model.num_classes = data.train.num_classes;
@@ -187,6 +191,11 @@ Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& tota
   if (accumulate) accumulated_.assign(model_->NumParams(), 0.0f);
   progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
   for (int64_t first = 0; first < steps; first += per_round) {
+    // The safe point for SIGINT/SIGTERM: between rounds, so no peer sees half a round of ours.
+    if (StopSignal() != 0) {
+      return StoppedBySignal(fmt::format("in epoch {} before round {} of {}", epoch,
+                                         first / per_round + 1, (steps + per_round - 1) / per_round));
+    }
     std::vector<std::span<const size_t>> batches;  // rows of each step; empty when out of data
     for (int64_t step = first; step < std::min(first + per_round, steps); ++step) {
       const size_t begin = std::min(static_cast<size_t>(step) * batch, train.size());

@@ -44,8 +44,11 @@ struct Kept {
 // (then `in_slot` is set and the result carries no gradient values).
 Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bool& in_slot) {
   const std::string key = fmt::format("{}#{}", task.params_path, task.params_version);
+  // A path names a descriptor of the pool (shared_file.h), and descriptor numbers are reused:
+  // the mapping is kept only while the path still leads to the same file.
   if (!kept.params || kept.params_path != task.params_path ||
-      kept.params->floats().size() != task.num_params) {
+      kept.params->floats().size() != task.num_params ||
+      InodeOf(task.params_path) != kept.params->inode()) {
     kept.params.reset();
     P2P_ASSIGN_OR_RETURN(auto params, MappedParams::Open(task.params_path, task.num_params));
     kept.params = std::move(params);
@@ -53,7 +56,8 @@ Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bo
   }
   in_slot = !task.shared.path.empty();
   if (!in_slot) return worker.Compute(task, key, kept.params->floats(), r);
-  if (!kept.slot || kept.slot->path() != task.shared.path) {
+  if (!kept.slot || kept.slot->path() != task.shared.path ||
+      InodeOf(task.shared.path) != kept.slot->inode()) {
     kept.slot.reset();
     P2P_ASSIGN_OR_RETURN(auto slot, SharedFile::Open(task.shared.path));
     kept.slot = std::move(slot);

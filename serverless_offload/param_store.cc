@@ -9,19 +9,18 @@
 #include <cstring>
 
 namespace p2p::offload {
-Result<ParamStore> ParamStore::Create() {
-  P2P_ASSIGN_OR_RETURN(ShmDir dir, ShmDir::Create("p2ptrain-params"));
-  return ParamStore(std::move(dir));
-}
+Result<ParamStore> ParamStore::Create() { return ParamStore(); }
 
 Result<ParamStore::Version> ParamStore::Publish(std::span<const float> params) {
   const uint64_t v = next_++;
   std::optional<SharedFile>& file = files_[v % 2];
   if (!file || file->bytes().size() != params.size_bytes()) {
     file.reset();
-    P2P_ASSIGN_OR_RETURN(auto created, SharedFile::Create(fmt::format("{}/params-{}.f32",
-                                                                      dir_.path(), ++generation_),
-                                                          params.size_bytes()));
+    // A resized file is a new file with a new inode: functions still mapping the old one keep
+    // their mapping, and see the change (function_main.cc compares inodes).
+    P2P_ASSIGN_OR_RETURN(
+        auto created,
+        SharedFile::Create(fmt::format("p2ptrain-params-{}", ++generation_), params.size_bytes()));
     file.emplace(std::move(created));
   }
   std::memcpy(file->bytes().data(), params.data(), params.size_bytes());
@@ -39,10 +38,11 @@ Result<MappedParams> MappedParams::Open(const std::string& path, uint64_t count)
   void* m = ::mmap(nullptr, count * sizeof(float), PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);
   if (m == MAP_FAILED) return IoError("cannot map {}: {}", path, std::strerror(errno));
-  return MappedParams(static_cast<const float*>(m), count);
+  return MappedParams(static_cast<const float*>(m), count, st.st_ino);
 }
 
-MappedParams::MappedParams(MappedParams&& o) noexcept : data_(o.data_), count_(o.count_) {
+MappedParams::MappedParams(MappedParams&& o) noexcept
+    : data_(o.data_), count_(o.count_), inode_(o.inode_) {
   o.data_ = nullptr;
 }
 
@@ -51,6 +51,7 @@ MappedParams& MappedParams::operator=(MappedParams&& o) noexcept {
     if (data_ != nullptr) ::munmap(const_cast<float*>(data_), count_ * sizeof(float));
     data_ = o.data_;
     count_ = o.count_;
+    inode_ = o.inode_;
     o.data_ = nullptr;
   }
   return *this;

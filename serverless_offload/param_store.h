@@ -1,5 +1,6 @@
-// Parameter snapshots shared with same-host function processes: two files in a private directory
-// (on /dev/shm when available, so they never touch a disk) that versions take turns in. A
+// Parameter snapshots shared with same-host function processes: two anonymous shared-memory files
+// (shared_file.h: no name on /dev/shm, nothing left behind by a killed run) that versions take
+// turns in. A
 // function maps a file once and reads each new version from the same mapping: per step the
 // parameters cost one memcpy on each side, no file creation, mapping or page faults.
 #pragma once
@@ -16,7 +17,7 @@ namespace p2p::offload {
 
 class ParamStore {
  public:
-  // Creates a fresh private directory; removed (with its files) by the destructor.
+  // An empty store; its files are created by the first Publish and freed by the destructor.
   static Result<ParamStore> Create();
   ParamStore(ParamStore&& other) noexcept = default;
   ParamStore& operator=(ParamStore&&) = delete;
@@ -30,14 +31,12 @@ class ParamStore {
   // function may still read the one before (FunctionPool::RunAll returns only after all its
   // functions finished or were killed).
   Result<Version> Publish(std::span<const float> params);
-  const std::string& dir() const { return dir_.path(); }
 
  private:
-  explicit ParamStore(ShmDir dir) : dir_(std::move(dir)) {}
-  ShmDir dir_;
+  ParamStore() = default;
   std::optional<SharedFile> files_[2];  // version v lives in files_[v % 2]
   uint64_t next_ = 1;
-  uint64_t generation_ = 0;  // a resized file gets a new name: readers may still map the old one
+  uint64_t generation_ = 0;  // numbers the files' names in /proc listings
 };
 
 // A read-only mapping of a published version, held by a function while it computes.
@@ -50,11 +49,15 @@ class MappedParams {
   MappedParams& operator=(MappedParams&& other) noexcept;
   ~MappedParams();
   std::span<const float> floats() const { return {data_, count_}; }
+  // The mapped file's inode (see SharedFile::inode).
+  ino_t inode() const { return inode_; }
 
  private:
-  MappedParams(const float* data, size_t count) : data_(data), count_(count) {}
+  MappedParams(const float* data, size_t count, ino_t inode)
+      : data_(data), count_(count), inode_(inode) {}
   const float* data_ = nullptr;
   size_t count_ = 0;
+  ino_t inode_ = 0;
 };
 
 }  // namespace p2p::offload

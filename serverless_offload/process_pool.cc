@@ -17,6 +17,7 @@
 #include <deque>
 #include <optional>
 
+#include "common/stop_signal.h"
 #include "serverless_offload/amqp_pool.h"
 #include "serverless_offload/shared_file.h"
 #include "serverless_offload/task_ledger.h"
@@ -182,6 +183,9 @@ class ProcessPool final : public FunctionPool {
     };
 
     while (!ledger.done()) {
+      // SIGINT/SIGTERM (common/stop_signal.h): no new attempts, the running ones are killed and
+      // reaped, and the caller gets an error instead of a partial result.
+      if (StopSignal() != 0) return Cancel(running);
       while (static_cast<int>(running.size()) < o_.functions && ledger.has_pending()) {
         const size_t i = ledger.StartNext();
         tasks[i].attempt = ledger.attempts(i) - 1;
@@ -196,12 +200,16 @@ class ProcessPool final : public FunctionPool {
         }
         wake = std::min(wake, a.deadline);
       }
+      if (StopFd() >= 0) fds.push_back({StopFd(), POLLIN, 0});
       const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now());
       if (::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait_ms.count()))) <
               0 &&
           errno != EINTR) {
         return IoError("poll: {}", std::strerror(errno));
       }
+      // Before looking at exits: a Ctrl-C or `launch`'s SIGTERM reaches the functions too (one
+      // process group), and their deaths are part of the stop, not failures to retry.
+      if (StopSignal() != 0) return Cancel(running);
       for (size_t k = 0; k < running.size();) {
         Attempt& a = running[k];
         Proc& p = *a.proc;
@@ -258,19 +266,9 @@ class ProcessPool final : public FunctionPool {
   };
 
   // Puts the task's samples into the process's shared slot (made or grown as needed) and points
-  // the task at it; without a usable shared directory the task goes through the pipe instead.
+  // the task at it; without usable shared memory the task goes through the pipe instead.
   void PrepareSlot(Proc& p, Task& task, TaskLedger& ledger) {
     task.shared = {};
-    if (!dir_) {
-      auto dir = ShmDir::Create("p2ptrain-slots");
-      if (!dir.ok()) {
-        spdlog::warn("offload: no shared slots ({}); tasks go through pipes",
-                     dir.status().message());
-        shared_ok_ = false;
-        return;
-      }
-      dir_.emplace(std::move(*dir));
-    }
     const auto align = [](uint64_t bytes) { return (bytes + 63) / 64 * 64; };
     const uint64_t x_bytes = sizeof(float) * static_cast<uint64_t>(task.x.size());
     const uint64_t need = align(x_bytes) + align(sizeof(float) * task.num_params);
@@ -291,8 +289,15 @@ class ProcessPool final : public FunctionPool {
       std::erase(spare_slots_, nullptr);
     }
     if (!p.slot) {
-      auto slot = SharedFile::Create(fmt::format("{}/slot-{}", dir_->path(), ++slots_), need);
-      if (!slot.ok()) return;  // this task through the pipe
+      auto slot = SharedFile::Create(fmt::format("p2ptrain-slot-{}", ++slots_), need);
+      if (!slot.ok()) {  // this task through the pipe
+        if (!warned_no_slot_) {
+          spdlog::warn("offload: no shared slot ({}); such tasks go through pipes",
+                       slot.status().message());
+        }
+        warned_no_slot_ = true;
+        return;
+      }
       p.slot = std::make_shared<SharedFile>(std::move(*slot));
     }
     std::memcpy(p.slot->bytes().data(), task.x.data(), x_bytes);
@@ -307,6 +312,20 @@ class ProcessPool final : public FunctionPool {
     r.shared_gradient = g;
     r.slot = p.slot;
     return Status::Ok();
+  }
+
+  // Kills and reaps every running attempt after a stop request; their slots go back to the spares.
+  Status Cancel(std::vector<Attempt>& running) {
+    const size_t n = running.size();
+    for (auto& a : running) {
+      ::kill(a.proc->pid, SIGKILL);
+      a.proc->Reap();
+      Bill(a);
+      if (a.proc->slot) spare_slots_.push_back(std::move(a.proc->slot));
+    }
+    running.clear();
+    return StoppedBySignal(
+        fmt::format("while {} function process(es) computed; they were killed", n));
   }
 
   // Records which task's result views the process's slot (see PrepareSlot).
@@ -328,7 +347,7 @@ class ProcessPool final : public FunctionPool {
       P2P_ASSIGN_OR_RETURN(a.proc, Spawn(o_, argv_, envp_));
       ++stats_.cold_starts;
     }
-    if (shared_ok_) PrepareSlot(*a.proc, task, ledger);
+    PrepareSlot(*a.proc, task, ledger);
     // A write error means the process is already gone; the poll loop reports why.
     (void)WriteTask(*a.proc, EncodeTask(task));
     if (!o_.warm) a.proc->CloseInput();  // cold: one task, then the process exits
@@ -365,10 +384,9 @@ class ProcessPool final : public FunctionPool {
   std::vector<char*> argv_, envp_;
   std::vector<std::unique_ptr<Proc>> idle_;
   PoolStats stats_;
-  std::optional<ShmDir> dir_;  // holds the shared slot files
   // Slots not assigned to a process: free, or still viewed by results the caller holds.
   std::vector<std::shared_ptr<SharedFile>> spare_slots_;
-  bool shared_ok_ = true;
+  bool warned_no_slot_ = false;
   uint64_t slots_ = 0;
   uint64_t run_ = 0;  // RunAll calls so far
 };

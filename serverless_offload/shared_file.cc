@@ -7,50 +7,39 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <utility>
 
 namespace p2p::offload {
 
-Result<ShmDir> ShmDir::Create(std::string_view prefix) {
-  const bool shm = ::access("/dev/shm", W_OK) == 0;
-  std::string tmpl = fmt::format(
-      "{}/{}-XXXXXX",
-      shm ? std::string("/dev/shm") : std::filesystem::temp_directory_path().string(), prefix);
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    return IoError("cannot create a shared-memory directory {}: {}", tmpl, std::strerror(errno));
-  }
-  return ShmDir(tmpl);
-}
-
-ShmDir::ShmDir(ShmDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
-
-ShmDir::~ShmDir() {
-  if (path_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 namespace {
-Result<std::byte*> MapFd(int fd, const std::string& path, size_t size) {
+Result<std::byte*> Map(int fd, const std::string& path, size_t size) {
   void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
   if (m == MAP_FAILED) return IoError("cannot map {}: {}", path, std::strerror(errno));
   return static_cast<std::byte*>(m);
 }
 }  // namespace
 
-Result<SharedFile> SharedFile::Create(const std::string& path, size_t bytes) {
-  if (bytes == 0) return InvalidArgument("shared file {} of 0 bytes", path);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return IoError("cannot create {}: {}", path, std::strerror(errno));
-  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+Result<SharedFile> SharedFile::Create(std::string_view name, size_t bytes) {
+  if (bytes == 0) return InvalidArgument("shared file {} of 0 bytes", name);
+  const std::string label(name);
+  const int fd = ::memfd_create(label.c_str(), MFD_CLOEXEC);
+  if (fd < 0) {
+    return IoError("cannot create shared memory {}: {}", label, std::strerror(errno));
+  }
+  struct stat st {};
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0 || ::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return IoError("cannot size {} to {} bytes: {}", path, bytes, std::strerror(err));
+    return IoError("cannot size shared memory {} to {} bytes: {}", label, bytes,
+                   std::strerror(err));
   }
-  P2P_ASSIGN_OR_RETURN(std::byte * data, MapFd(fd, path, bytes));
-  return SharedFile(path, data, bytes, /*owner=*/true);
+  const std::string path = fmt::format("/proc/{}/fd/{}", ::getpid(), fd);
+  auto data = Map(fd, path, bytes);
+  if (!data.ok()) {
+    ::close(fd);
+    return data.status();
+  }
+  return SharedFile(path, *data, bytes, fd, st.st_ino);
 }
 
 Result<SharedFile> SharedFile::Open(const std::string& path) {
@@ -62,15 +51,18 @@ Result<SharedFile> SharedFile::Open(const std::string& path) {
     return IoError("cannot use {}: empty or unreadable", path);
   }
   const auto size = static_cast<size_t>(st.st_size);
-  P2P_ASSIGN_OR_RETURN(std::byte * data, MapFd(fd, path, size));
-  return SharedFile(path, data, size, /*owner=*/false);
+  auto data = Map(fd, path, size);
+  ::close(fd);  // the mapping keeps the file
+  if (!data.ok()) return data.status();
+  return SharedFile(path, *data, size, /*fd=*/-1, st.st_ino);
 }
 
 SharedFile::SharedFile(SharedFile&& o) noexcept
     : path_(std::move(o.path_)),
       data_(std::exchange(o.data_, nullptr)),
       size_(o.size_),
-      owner_(std::exchange(o.owner_, false)) {}
+      fd_(std::exchange(o.fd_, -1)),
+      inode_(o.inode_) {}
 
 SharedFile& SharedFile::operator=(SharedFile&& o) noexcept {
   if (this != &o) {
@@ -78,7 +70,8 @@ SharedFile& SharedFile::operator=(SharedFile&& o) noexcept {
     path_ = std::move(o.path_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = o.size_;
-    owner_ = std::exchange(o.owner_, false);
+    fd_ = std::exchange(o.fd_, -1);
+    inode_ = o.inode_;
   }
   return *this;
 }
@@ -87,9 +80,9 @@ SharedFile::~SharedFile() { Release(); }
 
 void SharedFile::Release() {
   if (data_ != nullptr) ::munmap(data_, size_);
-  if (owner_) ::unlink(path_.c_str());
+  if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
-  owner_ = false;
+  fd_ = -1;
 }
 
 Result<std::span<float>> SharedFile::Floats(uint64_t offset, uint64_t count) const {
@@ -97,6 +90,11 @@ Result<std::span<float>> SharedFile::Floats(uint64_t offset, uint64_t count) con
     return DataLoss("{} floats at byte {} do not fit {} ({} bytes)", count, offset, path_, size_);
   }
   return std::span<float>(reinterpret_cast<float*>(data_ + offset), count);
+}
+
+ino_t InodeOf(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
 }  // namespace p2p::offload

@@ -1,8 +1,16 @@
-// Shared memory between a pool and its same-host function processes: a private directory on
-// /dev/shm (a temp directory elsewhere) and read-write mappings of files in it. The process
-// backend puts each task's samples and its result slot there, so a batch and a gradient cross
-// from one process to the other without going through a pipe (docs/offload.md).
+// Shared memory between a pool and its same-host function processes: anonymous memory files
+// (memfd_create) mapped read-write. The process backend puts each task's samples and its result
+// slot there, and the parameter snapshots (param_store.h), so a batch and a gradient cross from
+// one process to the other without going through a pipe (docs/offload.md).
+//
+// The files have no name on /dev/shm or anywhere else: the kernel frees them when the last
+// descriptor and mapping are gone, so a run killed by any signal, SIGKILL included, leaves
+// nothing behind. A function opens one through its creator's descriptor,
+// /proc/<creator pid>/fd/<fd> (as the same user; a fresh open, so its own mapping outlives the
+// creator's descriptor).
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <span>
@@ -13,27 +21,14 @@
 
 namespace p2p::offload {
 
-// A fresh private directory (mode 0700), removed with its files by the destructor.
-class ShmDir {
- public:
-  static Result<ShmDir> Create(std::string_view prefix);  // e.g. "p2ptrain-params"
-  ShmDir(ShmDir&& other) noexcept;
-  ShmDir& operator=(ShmDir&&) = delete;
-  ~ShmDir();
-  const std::string& path() const { return path_; }
-
- private:
-  explicit ShmDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
 // A read-write MAP_SHARED mapping of a whole file.
 class SharedFile {
  public:
-  // Creates (or truncates) `path` with `bytes` zero bytes and maps it; the file is removed when
-  // this object is destroyed (processes that mapped it keep their mapping).
-  static Result<SharedFile> Create(const std::string& path, size_t bytes);
-  // Maps an existing file. IoError naming it if it cannot be opened or mapped.
+  // Creates an anonymous file of `bytes` zero bytes named `name` (only for /proc listings) and
+  // maps it; path() is where other processes of this user open it while this object lives.
+  static Result<SharedFile> Create(std::string_view name, size_t bytes);
+  // Maps an existing file (a path() of Create's, or any regular file). IoError naming it if it
+  // cannot be opened or mapped.
   static Result<SharedFile> Open(const std::string& path);
   SharedFile(SharedFile&& other) noexcept;
   SharedFile& operator=(SharedFile&& other) noexcept;
@@ -41,17 +36,24 @@ class SharedFile {
 
   std::span<std::byte> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
+  // The file's identity: /proc paths are reused with descriptor numbers, inodes are not (while
+  // the file exists), so a reader that keeps a mapping compares these before reusing it.
+  ino_t inode() const { return inode_; }
   // `count` floats at byte `offset`, or DataLoss if that is outside the file or misaligned.
   Result<std::span<float>> Floats(uint64_t offset, uint64_t count) const;
 
  private:
-  SharedFile(std::string path, std::byte* data, size_t size, bool owner)
-      : path_(std::move(path)), data_(data), size_(size), owner_(owner) {}
+  SharedFile(std::string path, std::byte* data, size_t size, int fd, ino_t inode)
+      : path_(std::move(path)), data_(data), size_(size), fd_(fd), inode_(inode) {}
   void Release();
   std::string path_;
   std::byte* data_ = nullptr;
   size_t size_ = 0;
-  bool owner_ = false;  // created it: unlink on destruction
+  int fd_ = -1;  // created here: kept open, it is what path() names
+  ino_t inode_ = 0;
 };
+
+// The inode `path` names now (following /proc/<pid>/fd links), or 0 if it cannot be looked up.
+ino_t InodeOf(const std::string& path);
 
 }  // namespace p2p::offload

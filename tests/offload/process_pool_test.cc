@@ -1,13 +1,19 @@
 // The process backend with real function processes (p2ptrain-function) and real failures.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
+#include "common/stop_signal.h"
 #include "ml/model.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/pool.h"
 #include "tests/offload/pool_fixture.h"
+#include "tests/support/file_watch.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p::offload {
@@ -202,6 +208,34 @@ TEST(ProcessPoolTest, AMalformedResultIsAFailure) {
   o.retries = 0;
   const Status s = RunWith({"/bin/sh", "-c", "cat >/dev/null; echo garbage-garbage"}, o);
   EXPECT_NE(s.message().find("malformed result"), std::string::npos) << s.message();
+}
+
+// SIGTERM while functions compute (common/stop_signal.h): RunAll returns at once with an error
+// naming the signal, and every running function process has been killed and reaped.
+TEST(ProcessPoolTest, ASigtermCancelsTheRunningFunctionsAndReapsThem) {
+  ASSERT_TRUE(InstallStopSignals(std::chrono::milliseconds(0)).ok());
+  test::TempDir dir;
+  const std::string pids = dir.File("pids");
+  // Each function records its pid and hangs: only the stop can end this RunAll (its timeout is
+  // far beyond the test's).
+  PoolOptions o = Options({"/bin/sh", "-c", "echo $$ >> '" + pids + "'; exec /bin/sleep 3600"});
+  o.timeout_s = 3600;
+  std::thread stopper([&] {
+    if (test::WaitForLines(pids, 2, std::chrono::minutes(2))) ::kill(::getpid(), SIGTERM);
+  });
+  const Status s = RunWith(o.command, o);
+  stopper.join();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("stopped by SIGTERM while 2 function process(es) computed"),
+            std::string::npos)
+      << s.message();
+  for (const auto& line : test::ReadLines(pids)) {
+    const int pid = std::stoi(line);
+    // Reaped, not a zombie: the pid is gone (a zombie would still answer kill 0).
+    EXPECT_EQ(::kill(pid, 0), -1) << "function " << pid << " was not reaped";
+    EXPECT_EQ(errno, ESRCH);
+  }
+  ResetStopSignalForTesting();
 }
 
 TEST(ProcessPoolTest, BadOptionsNameTheFlag) {

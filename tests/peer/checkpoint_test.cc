@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "tests/support/subprocess.h"
@@ -78,6 +79,39 @@ TEST(CheckpointTest, TruncatedFileIsDetected) {
   for (size_t keep : {size_t{0}, size_t{5}, size_t{20}, bytes.size() - 1}) {
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, keep);
     EXPECT_EQ(LoadCheckpoint(dir.path()).status().code(), StatusCode::kDataLoss) << keep;
+  }
+}
+
+TEST(CheckCheckpointDirTest, AnExistingCheckpointNeedsResumeOrOverwrite) {
+  test::TempDir dir;
+  EXPECT_TRUE(CheckCheckpointDir("", false, false).ok());
+  EXPECT_EQ(CheckCheckpointDir("", false, true).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckCheckpointDir(dir.path(), false, false).ok());  // empty: nothing to lose
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), Sample()).ok());
+  const Status refused = CheckCheckpointDir(dir.path(), false, false);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("after epoch 3"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("--resume"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("--overwrite"), std::string::npos) << refused.message();
+  EXPECT_TRUE(CheckCheckpointDir(dir.path(), true, false).ok());
+  EXPECT_TRUE(CheckCheckpointDir(dir.path(), false, true).ok());
+  EXPECT_EQ(CheckCheckpointDir(dir.path(), true, true).code(), StatusCode::kInvalidArgument);
+  // The probe file is gone again: only the checkpoint is there.
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1u);
+}
+
+TEST(CheckCheckpointDirTest, AMissingDirIsCreatedAnUnwritableOneIsAnIoError) {
+  test::TempDir dir;
+  EXPECT_TRUE(CheckCheckpointDir(dir.File("a/b"), false, false).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(dir.File("a/b")));
+  std::ofstream(dir.File("file")) << "x";
+  // Root can write neither below a regular file nor into /proc.
+  for (const std::string& bad : {dir.File("file/ckpt"), std::string("/proc/self")}) {
+    const Status s = CheckCheckpointDir(bad, false, false);
+    EXPECT_EQ(s.code(), StatusCode::kIoError) << bad;
+    EXPECT_NE(s.message().find(bad), std::string::npos) << s.message();
   }
 }
 
