@@ -162,6 +162,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   if (mailbox.rejects().total() > 0) {
     spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
                  mailbox.rejects().total());
+    mailbox.LogRejectSummary();  // each reason per claimed sender, with its count
   }
   fmt::print("{}\n",
              FinalSummary(last, config.evaluation, fmt::format("all {} peers agree", config.size)));

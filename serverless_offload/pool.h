@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "serverless_offload/remote_wire.h"
 #include "serverless_offload/task.h"
+#include "sync/rules/mean.h"
 
 namespace p2p::offload {
 
@@ -63,7 +64,8 @@ Result<double> WeightedMean(const std::vector<TaskResult>& results,
 
 // The same mean built result by result, so a caller can run its tasks in batches and drop each
 // batch's results: the same weights (samples / total) and order give the same bits as
-// WeightedMean over all of them at once.
+// WeightedMean over all of them at once. The arithmetic is the peers' sample-weighted mean
+// (sync/rules/mean.h), shared, not copied.
 class WeightedSum {
  public:
   // Zeroes `grad`; `total_samples` is the sum over every result that will be added (> 0).
@@ -73,7 +75,8 @@ class WeightedSum {
   double loss_sum() const { return loss_sum_; }
 
  private:
-  std::span<float> grad_;
+  sync::rules::MeanAccumulator mean_;
+  size_t size_;
   uint64_t total_;
   double loss_sum_ = 0;
 };

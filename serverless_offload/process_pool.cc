@@ -398,19 +398,16 @@ std::unique_ptr<FunctionPool> MakeProcessPool(const PoolOptions& options) {
 }
 
 WeightedSum::WeightedSum(std::span<float> grad, uint64_t total_samples)
-    : grad_(grad), total_(total_samples) {
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
-}
+    : mean_(grad, total_samples), size_(grad.size()), total_(total_samples) {}
 
 Status WeightedSum::Add(const TaskResult& r, uint64_t expected_samples) {
   const std::span<const float> g = r.values();
-  if (g.size() != grad_.size() || r.samples != expected_samples || total_ == 0) {
+  if (g.size() != size_ || r.samples != expected_samples || total_ == 0) {
     return DataLoss("function result for task {}: {} values for {} samples, expected {} for {}",
-                    r.id, g.size(), r.samples, grad_.size(), expected_samples);
+                    r.id, g.size(), r.samples, size_, expected_samples);
   }
   loss_sum_ += r.loss_sum;
-  const float w = static_cast<float>(double(r.samples) / double(total_));
-  for (size_t j = 0; j < grad_.size(); ++j) grad_[j] += w * g[j];
+  mean_.Add(g, r.samples);
   return Status::Ok();
 }
 

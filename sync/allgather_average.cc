@@ -4,7 +4,6 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
@@ -25,7 +24,10 @@ std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& confi
 }  // namespace
 
 AllgatherAverage::AllgatherAverage(Mailbox& mailbox, StrategyOptions options)
-    : mailbox_(mailbox), options_(std::move(options)), encoder_(CodecOrDie(options_.codec)) {
+    : mailbox_(mailbox),
+      options_(std::move(options)),
+      encoder_(CodecOrDie(options_.codec)),
+      rule_(rules::MakeCheckedRule(options_.rule)) {
   for (int r = 0; r < mailbox_.size(); ++r) {
     if (r != mailbox_.rank()) others_.push_back(r);
   }
@@ -35,18 +37,16 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   ++timings_.rounds;
   const codecs::Codec& codec = encoder_.codec();
   auto t = broker::Clock::now();
-  sent_.assign(kGradientBodyHeader, std::byte{0});
-  std::memcpy(sent_.data(), &samples, 4);
   // A peer without samples this round carries no weight: it sends a payload but keeps its
   // error-feedback residual for a round that counts.
   const uint64_t seed = codecs::RoundSeed(options_.seed, mailbox_.rank(), round.epoch, round.step);
-  if (Status s = encoder_.Encode(grad, seed, /*feedback=*/samples > 0, sent_); !s.ok()) {
+  if (Status s = EncodeGradientBody(encoder_, samples, grad, seed, sent_); !s.ok()) {
     return s.Annotate(fmt::format("encoding this peer's gradient of epoch {} step {} with {}",
                                   round.epoch, round.step, codec.id()));
   }
   timings_.encode_seconds += SecondsSince(t);
   timings_.raw_bytes += grad.size_bytes();
-  timings_.encoded_bytes += sent_.size() - kGradientBodyHeader;
+  timings_.encoded_bytes += GradientPayload(sent_).size();
   broker::Envelope env;
   env.type = broker::MessageType::kGradient;
   env.epoch = round.epoch;
@@ -80,7 +80,7 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   counts[mailbox_.rank()] = samples;
   if (!own_is_grad) {
     mine_.resize(p);
-    P2P_RETURN_IF_ERROR(encoder_.DecodeOwn(std::span(sent_).subspan(kGradientBodyHeader), mine_));
+    P2P_RETURN_IF_ERROR(encoder_.DecodeOwn(GradientPayload(sent_), mine_));
   }
   for (size_t i = 0; i < others_.size(); ++i) {
     const int r = others_[i];
@@ -101,14 +101,18 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   for (uint32_t c : counts) total += c;
   if (total == 0)
     return InvalidArgument("no peer had samples in epoch {} step {}", round.epoch, round.step);
-  // Rank order, float weights computed the same way everywhere: identical bits on every peer.
-  std::fill(grad.begin(), grad.end(), 0.0f);
+  // Rank order, the same inputs everywhere: identical bits on every peer.
+  std::vector<rules::Input> inputs(counts.size());
   size_t other = 0;
   for (int r = 0; r < mailbox_.size(); ++r) {
-    const float w = static_cast<float>(static_cast<double>(counts[r]) / static_cast<double>(total));
-    const float* g = r == mailbox_.rank() ? mine_.data() : theirs_.data() + (other++) * p;
-    if (w == 0.0f) continue;
-    for (size_t i = 0; i < p; ++i) grad[i] += w * g[i];
+    const std::span<const float> g =
+        r == mailbox_.rank() ? std::span<const float>(mine_)
+                             : std::span<const float>(theirs_).subspan((other++) * p, p);
+    inputs[static_cast<size_t>(r)] = {g, counts[static_cast<size_t>(r)]};
+  }
+  if (Status s = rule_->Aggregate(inputs, grad); !s.ok()) {
+    return s.Annotate(
+        fmt::format("combining the gradients of epoch {} step {}", round.epoch, round.step));
   }
   timings_.reduce_seconds += SecondsSince(t);
   return Status::Ok();
@@ -131,6 +135,7 @@ Status AllgatherAverage::LoadState(std::vector<std::vector<float>> state) {
 
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options) {
+  P2P_ASSIGN_OR_RETURN(const auto rule, rules::MakeRule(options.rule));
   if (name == "allgather-average") {
     P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
     StrategyOptions canonical = options;
@@ -144,6 +149,12 @@ Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox&
           "--strategy reduce-scatter-average sends raw float32 slices; it cannot use "
           "--compression {} (use allgather-average with a codec)",
           codecs::FormatCodecSpec(codec));
+    }
+    if (!rule->coordinatewise()) {
+      return InvalidArgument(
+          "--strategy reduce-scatter-average combines gradients slice by slice; the rule '{}' "
+          "compares whole gradients (use allgather-average)",
+          rule->name());
     }
     return std::unique_ptr<Strategy>(std::make_unique<ReduceScatterAverage>(mailbox, options));
   }

@@ -1,6 +1,7 @@
 // allgather-average (the P2P study's scheme, without its races): every peer broadcasts its
-// gradient, receives every other peer's for the same round, and averages all W in rank order.
-// Summation order and weights are identical everywhere, so every peer computes the same bits.
+// gradient, receives every other peer's for the same round, and combines all W in rank order with
+// the run's rule (sync/rules/: the sample-weighted mean by default). The inputs and their order
+// are identical everywhere, so every peer computes the same bits.
 //
 // With a lossy codec every peer averages the DECODED gradients, its own included: it decodes the
 // payload it sent exactly as the others do, so the W inputs of the sum are the same bits on every
@@ -12,13 +13,15 @@
 #include <vector>
 
 #include "sync/codecs/codec.h"
+#include "sync/rules/rule.h"
 #include "sync/strategy.h"
 
 namespace p2p::sync {
 
 class AllgatherAverage final : public Strategy {
  public:
-  // options.codec must be valid (MakeStrategy checks it; an invalid one here is a P2P_CHECK).
+  // options.codec and options.rule must be valid (MakeStrategy checks them; an invalid one here
+  // is a P2P_CHECK).
   AllgatherAverage(Mailbox& mailbox, StrategyOptions options);
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
   const codecs::Codec& codec() const { return encoder_.codec(); }
@@ -30,6 +33,7 @@ class AllgatherAverage final : public Strategy {
   Mailbox& mailbox_;
   StrategyOptions options_;
   codecs::GradientEncoder encoder_;
+  std::unique_ptr<const rules::Rule> rule_;
   std::vector<int> others_;
   std::vector<float> mine_, theirs_;
   broker::Bytes sent_;  // our last body, decoded again in the reduce phase (lossy codecs)

@@ -24,6 +24,18 @@ broker::Bytes EncodeGradientBody(uint32_t samples, std::span<const float> values
   return body;
 }
 
+Status EncodeGradientBody(codecs::GradientEncoder& encoder, uint32_t samples,
+                          std::span<const float> grad, uint64_t seed, broker::Bytes& out) {
+  out.assign(kGradientBodyHeader, std::byte{0});
+  std::memcpy(out.data(), &samples, 4);
+  return encoder.Encode(grad, seed, /*feedback=*/samples > 0, out);
+}
+
+std::span<const std::byte> GradientPayload(std::span<const std::byte> body) {
+  P2P_CHECK(body.size() >= kGradientBodyHeader, "a gradient body of {} bytes", body.size());
+  return body.subspan(kGradientBodyHeader);
+}
+
 Result<uint32_t> DecodeGradientBody(std::span<const std::byte> body, std::span<float> out) {
   return DecodeGradientBody(NoneCodec(), body, out);
 }

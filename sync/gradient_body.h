@@ -16,8 +16,15 @@ namespace p2p::sync {
 
 inline constexpr size_t kGradientBodyHeader = 4;  // u32 samples before the payload
 
-// The "none" body (no validation of the values; for tests and benchmarks).
+// The "none" body (no validation of the values): reduce-scatter-average's raw slices.
 broker::Bytes EncodeGradientBody(uint32_t samples, std::span<const float> values);
+// The body with `encoder`'s codec, into `out` (replaced): the header, then the encoder's payload
+// of `grad` (error feedback applies only when samples > 0: a gradient without weight must not
+// consume the residual). Errors are the encoder's (InvalidArgument for non-finite values).
+Status EncodeGradientBody(codecs::GradientEncoder& encoder, uint32_t samples,
+                          std::span<const float> grad, uint64_t seed, broker::Bytes& out);
+// The codec payload inside a body produced here (what GradientEncoder::DecodeOwn takes back).
+std::span<const std::byte> GradientPayload(std::span<const std::byte> body);
 // Validates that the body holds exactly out.size() finite values before using them; returns the
 // sample count. InvalidArgument for a count that differs from out.size(), DataLoss for anything
 // else malformed.

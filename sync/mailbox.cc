@@ -39,11 +39,18 @@ void Mailbox::Reject(const std::string& reason, const std::string& detail, int s
   ++rejects_.by_reason[reason];
   // One log line per reason and claimed sender: a flood of bad messages must not become a flood
   // of log lines (senders are checked to be ranks of the run first, so this set stays small).
-  if (logged_reasons_.emplace(reason, sender).second) {
+  if (++by_source_[{reason, sender}] == 1) {
     spdlog::warn(
         "dropped a message ({}): {}; further drops for this reason from this sender are only "
-        "counted",
+        "counted (metrics \"rejected\", and a summary when the run ends)",
         reason, detail);
+  }
+}
+
+void Mailbox::LogRejectSummary() const {
+  for (const auto& [key, n] : by_source_) {
+    spdlog::warn("dropped {} message(s) ({}) claiming to come from rank {}", n, key.first,
+                 key.second);
   }
 }
 
@@ -87,6 +94,17 @@ void Mailbox::Park(broker::Envelope env) {
         env.sender);
   }
   const Key key{env.type, round, env.sender};
+  const auto from_sender = std::count_if(parked_.begin(), parked_.end(), [&](const auto& entry) {
+    return std::get<2>(entry.first) == env.sender;
+  });
+  if (static_cast<size_t>(from_sender) >= options_.max_parked_per_sender &&
+      !parked_.contains(key)) {
+    return Reject("sender_quota",
+                  fmt::format("rank {} already has {} messages waiting for rounds not collected "
+                              "yet (a peer far ahead, or a flood)",
+                              env.sender, from_sender),
+                  env.sender);
+  }
   if (parked_.contains(key)) {
     return Reject("duplicate",
                   fmt::format("second {} for epoch {} step {} from rank {}",

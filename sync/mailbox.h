@@ -4,7 +4,8 @@
 // Every incoming message is decoded as untrusted input and then either delivered to a waiting
 // Collect, parked for a later round (a fast peer may already be one round ahead), or dropped and
 // counted by reason: malformed, wrong run, stale (a round already completed), duplicate, unexpected
-// sender, out of window (too far ahead to be honest). Nothing is applied that was not asked for.
+// sender, out of window (too far ahead to be honest), over the sender's parking quota. Nothing is
+// applied that was not asked for.
 //
 // With an Authenticator (the default for peers; sync/session_auth.h) every outgoing envelope is
 // signed and every incoming one must pass Verify before it can be parked: rejected ones (unsigned,
@@ -19,9 +20,9 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "broker/envelope.h"
@@ -72,6 +73,11 @@ class Mailbox {
     // Rounds further ahead than this (per message type) are rejected instead of parked, which
     // bounds the memory a misbehaving peer can make us hold.
     uint64_t max_rounds_ahead = 4;
+    // Envelopes parked per sender at once; more are rejected ("sender_quota"). The window above
+    // only bounds rounds of an epoch already under way, so without this a sender (or anyone
+    // claiming its rank without authentication) could park messages for unbounded future rounds
+    // and epochs. An honest peer parks a few: up to max_rounds_ahead rounds of one or two types.
+    size_t max_parked_per_sender = 64;
     // Not owned; must outlive the Mailbox. nullptr: no authentication (--insecure).
     Authenticator* authenticator = nullptr;
   };
@@ -98,6 +104,15 @@ class Mailbox {
                                                   const std::string& what);
 
   const RejectCounts& rejects() const { return rejects_; }
+  // Drops by (reason, claimed sender rank, or the transport's rank for undecodable messages).
+  const std::map<std::pair<std::string, int>, uint64_t>& rejects_by_source() const {
+    return by_source_;
+  }
+  // Logs one warning per (reason, source) with its count: the totals behind the one line each
+  // reason logged when it first happened. Nothing when nothing was dropped.
+  void LogRejectSummary() const;
+  // Envelopes held for rounds not collected yet (bounded by max_parked_per_sender per sender).
+  size_t parked() const { return parked_.size(); }
   broker::Transport& transport() { return transport_; }
 
  private:
@@ -115,7 +130,7 @@ class Mailbox {
   std::map<Key, broker::Envelope> parked_;
   std::map<broker::MessageType, Round> completed_;  // highest completed round per type
   RejectCounts rejects_;
-  std::set<std::pair<std::string, int>> logged_reasons_;  // (reason, claimed sender)
+  std::map<std::pair<std::string, int>, uint64_t> by_source_;  // (reason, claimed sender)
 };
 
 }  // namespace p2p::sync

@@ -24,7 +24,9 @@ broker::Envelope SliceEnvelope(broker::MessageType type, Round round, broker::By
 }  // namespace
 
 ReduceScatterAverage::ReduceScatterAverage(Mailbox& mailbox, StrategyOptions options)
-    : mailbox_(mailbox), options_(std::move(options)) {
+    : mailbox_(mailbox),
+      options_(std::move(options)),
+      rule_(rules::MakeCheckedRule(options_.rule)) {
   for (int r = 0; r < mailbox_.size(); ++r) {
     if (r != mailbox_.rank()) others_.push_back(r);
   }
@@ -84,15 +86,18 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
   uint64_t total = 0;
   for (uint32_t c : counts) total += c;
   if (total == 0) return InvalidArgument("no peer had samples in {}", what);
-  // Exactly allgather-average's arithmetic for these coordinates: same weights, rank order.
-  averaged_.assign(mine_len, 0.0f);
+  // Exactly allgather-average's arithmetic for these coordinates: the same rule, rank order.
+  averaged_.resize(mine_len);
+  std::vector<rules::Input> inputs(counts.size());
   size_t other = 0;
   for (int r = 0; r < w; ++r) {
-    const float wt = static_cast<float>(static_cast<double>(counts[static_cast<size_t>(r)]) /
-                                        static_cast<double>(total));
-    const float* g = r == me ? grad.data() + mine_begin : theirs_.data() + (other++) * mine_len;
-    if (wt == 0.0f) continue;
-    for (size_t i = 0; i < mine_len; ++i) averaged_[i] += wt * g[i];
+    const std::span<const float> g =
+        r == me ? std::span<const float>(grad).subspan(mine_begin, mine_len)
+                : std::span<const float>(theirs_).subspan((other++) * mine_len, mine_len);
+    inputs[static_cast<size_t>(r)] = {g, counts[static_cast<size_t>(r)]};
+  }
+  if (Status s = rule_->Aggregate(inputs, averaged_); !s.ok()) {
+    return s.Annotate("combining the gradient slices of " + what);
   }
   timings_.reduce_seconds += SecondsSince(t);
 

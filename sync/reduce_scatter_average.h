@@ -2,9 +2,10 @@
 // fraction of the bytes. Rank r owns slice r of the gradient, [P*r/W, P*(r+1)/W).
 //   1. reduce-scatter: each peer sends slice j of its gradient, with its sample count, only to
 //      rank j (GRADIENT, point to point);
-//   2. each owner averages its slice over all W peers in rank order with the weights
-//      allgather-average uses (so every value is computed by the same operations in the same
-//      order as there) and broadcasts the averaged slice (AGGREGATE);
+//   2. each owner combines its slice of all W gradients in rank order with the run's rule, which
+//      must be coordinatewise (the sample-weighted mean is), so every value is computed by the
+//      same operations in the same order as allgather-average's, and broadcasts the result
+//      (AGGREGATE);
 //   3. allgather: every peer assembles the W averaged slices.
 // Per peer and round that is 2(W-1)/W x P floats sent instead of (W-1) x P: 1.5 P instead of
 // 3 P at W = 4, and the reduce work is split W ways. Two message delays instead of one, so it
@@ -14,8 +15,10 @@
 // averaged slices, so compressed runs use allgather-average (MakeStrategy refuses the mix).
 #pragma once
 
+#include <memory>
 #include <vector>
 
+#include "sync/rules/rule.h"
 #include "sync/strategy.h"
 
 namespace p2p::sync {
@@ -30,6 +33,7 @@ class ReduceScatterAverage final : public Strategy {
 
   Mailbox& mailbox_;
   StrategyOptions options_;
+  std::unique_ptr<const rules::Rule> rule_;  // coordinatewise (MakeStrategy checks)
   std::vector<int> others_;
   std::vector<float> theirs_, averaged_;
 };

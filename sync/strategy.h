@@ -58,9 +58,12 @@ struct StrategyOptions {
   // refused) and the run's seed, from which stochastic codecs draw per (rank, round).
   codecs::CodecConfig codec{};
   uint64_t seed = 0;
+  // How the W decoded gradients become one (sync/rules/rule.h); every peer must use the same.
+  std::string rule = "mean";
 };
 
-// By name ("allgather-average"); an unknown name or an invalid codec is InvalidArgument.
+// By name ("allgather-average"); an unknown name, an invalid codec or rule, or a rule the
+// strategy cannot apply is InvalidArgument.
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options);
 std::vector<std::string> StrategyNames();

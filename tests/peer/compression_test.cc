@@ -13,10 +13,14 @@
 
 #include "peer/checkpoint.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/peer_files.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
 namespace {
+
+using test::IpcPeers;
+using test::Records;
 
 using test::Child;
 using test::P2ptrainBin;
@@ -40,23 +44,6 @@ std::vector<std::string> PeerArgs(const std::vector<std::string>& common, int si
                                    dir.File("rank-" + std::to_string(rank) + ".jsonl")};
   argv.insert(argv.end(), common.begin(), common.end());
   return argv;
-}
-
-std::string IpcPeers(const test::TempDir& dir, int size) {
-  std::string peers;
-  for (int r = 0; r < size; ++r) {
-    if (r > 0) peers += ",";
-    peers += fmt::format("ipc://{}/rank-{}.sock", dir.path(), r);
-  }
-  return peers;
-}
-
-std::vector<nlohmann::json> Records(const test::TempDir& dir, int rank) {
-  std::vector<nlohmann::json> out;
-  for (const auto& line : test::ReadLines(dir.File("rank-" + std::to_string(rank) + ".jsonl"))) {
-    out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
 }
 
 // Runs `size` peers with `flags` (plus --peers) in a fresh directory; expects every one to finish

@@ -8,11 +8,15 @@
 
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/peer_files.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
 namespace {
+
+using test::IpcPeers;
+using test::Records;
 
 using namespace std::chrono_literals;
 using test::Child;
@@ -35,15 +39,6 @@ std::vector<std::string> PeerArgs(const std::vector<std::string>& common, int si
   return argv;
 }
 
-std::string IpcPeers(const test::TempDir& dir, int size) {
-  std::string peers;
-  for (int r = 0; r < size; ++r) {
-    if (r > 0) peers += ',';
-    peers += fmt::format("ipc://{}/rank-{}.sock", dir.path(), r);
-  }
-  return peers;
-}
-
 // Starts `size` peers and waits for all of them.
 std::vector<ProcessResult> RunPeers(const std::vector<std::string>& common, int size,
                                     const test::TempDir& dir) {
@@ -54,14 +49,6 @@ std::vector<ProcessResult> RunPeers(const std::vector<std::string>& common, int 
   std::vector<ProcessResult> results;
   for (auto& c : children) results.push_back(c->Wait(5min));
   return results;
-}
-
-std::vector<nlohmann::json> Records(const test::TempDir& dir, int rank) {
-  std::vector<nlohmann::json> out;
-  for (const auto& line : test::ReadLines(dir.File("rank-" + std::to_string(rank) + ".jsonl"))) {
-    out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
 }
 
 // Every peer exited 0 and wrote `epochs` records; returns the common final parameter hash.

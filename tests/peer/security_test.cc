@@ -23,11 +23,14 @@
 #include "crypto/keys.h"
 #include "crypto/rsa.h"
 #include "tests/broker/amqp_test_broker.h"
+#include "tests/support/peer_files.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
 namespace {
+
+using test::Records;
 
 using namespace std::chrono_literals;
 using test::Child;
@@ -171,14 +174,6 @@ std::vector<std::string> RankArgs(int rank, const test::TempDir& dir,
   const auto identity = test::IdentityFlags(3, rank);
   argv.insert(argv.end(), identity.begin(), identity.end());
   return argv;
-}
-
-std::vector<nlohmann::json> Records(const test::TempDir& dir, int rank) {
-  std::vector<nlohmann::json> out;
-  for (const auto& line : test::ReadLines(dir.File(fmt::format("rank-{}.jsonl", rank)))) {
-    out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
 }
 
 // Waits for the ranks; each must have exited 0 with 3 epochs. Returns the final parameter hash
