@@ -328,6 +328,97 @@ TEST(ZmqTransportTest, DropsAndCountsMalformedFrames) {
   EXPECT_EQ(t->Stats().rejected, 3u);  // garbage, bad id, stale incomplete message
 }
 
+// A hostile raw DEALER on rank 0's ROUTER. It uses its own ZeroMQ context and answers ZMTP
+// heartbeats (libzmq does that for every socket), so the connection stays up for the whole test.
+class HostileDealer {
+ public:
+  HostileDealer(const std::string& endpoint, const std::string& routing_id) {
+    socket_.set(zmq::sockopt::routing_id, routing_id);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::heartbeat_ivl, 100);
+    socket_.set(zmq::sockopt::heartbeat_timeout, 5000);
+    socket_.set(zmq::sockopt::rcvtimeo, 20000);  // a deadline, not a pause: recv returns on arrival
+    socket_.connect(endpoint);
+  }
+  void Send(const Bytes& frame) {
+    ASSERT_TRUE(socket_.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none));
+  }
+  // Sends a HELLO and blocks until the ROUTER answered it: then it has read (and judged) it.
+  void HelloAndWaitForAck(uint32_t rank, uint32_t size, const std::string& run_id) {
+    Send(Hello(rank, size, run_id));
+    zmq::message_t ack;
+    ASSERT_TRUE(socket_.recv(ack)) << "no HELLO_ACK within 20 s";
+    EXPECT_TRUE(IsControlFrame(ack));
+  }
+  static Bytes Hello(uint32_t rank, uint32_t size, const std::string& run_id) {
+    Bytes b(17 + run_id.size());
+    const char magic[] = "P2PZ";
+    for (int i = 0; i < 4; ++i) b[i] = static_cast<std::byte>(magic[i]);
+    b[4] = std::byte{1};  // version
+    b[5] = std::byte{1};  // HELLO
+    for (int i = 0; i < 4; ++i) {
+      b[8 + i] = static_cast<std::byte>(rank >> (8 * i));
+      b[12 + i] = static_cast<std::byte>(size >> (8 * i));
+    }
+    b[16] = static_cast<std::byte>(run_id.size());
+    std::memcpy(b.data() + 17, run_id.data(), run_id.size());
+    return b;
+  }
+
+ private:
+  static bool IsControlFrame(const zmq::message_t& m) {
+    return m.size() >= 4 && std::memcmp(m.data(), "P2PZ", 4) == 0;
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+};
+
+// Connects rank 0 first; `attack` runs while rank 0 is already in Connect (it can wait for rank
+// 0's answers), then the other ranks connect. Returns each rank's Connect status.
+std::vector<Status> ConnectWithAttack(Mesh& mesh, const std::function<void()>& attack) {
+  std::vector<Status> results(mesh.size());
+  const Deadline deadline = DeadlineIn(milliseconds(20000));
+  std::thread rank0([&] { results[0] = mesh[0]->Connect(deadline); });
+  attack();
+  RunRanks(static_cast<int>(mesh.size()) - 1,
+           [&](int i) { results[i + 1] = mesh[i + 1]->Connect(deadline); });
+  rank0.join();
+  return results;
+}
+
+// Issue 17: one forged HELLO claiming another run made rank 0's Connect fail
+// ("zmq: rank 1 is in run 'evil' of size 3"). Now it is counted and ignored.
+TEST(ZmqTransportTest, AForgedHelloOfAnotherRunIsCountedAndIgnored) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer attacker(mesh[0]->bound_endpoint(), "r1");
+  const auto results = ConnectWithAttack(mesh, [&] { attacker.HelloAndWaitForAck(1, 3, "evil"); });
+  for (size_t r = 0; r < results.size(); ++r) {
+    ASSERT_TRUE(results[r].ok()) << "rank " << r << ": " << results[r].ToString();
+  }
+  EXPECT_EQ(mesh[0]->Stats().rejected, 1u);
+  ExchangeAndCheck(mesh);
+}
+
+// Issue 17: a client that took routing id "r1" first (and answers heartbeats) locked the real
+// rank 1 out of rank 0: libzmq ignores a second connection with a routing id in use.
+TEST(ZmqTransportTest, ARoutingIdSquatterDoesNotLockTheRealRankOut) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer squatter(mesh[0]->bound_endpoint(), "r1");
+  // A consistent HELLO: the squatter looks exactly like rank 1 to rank 0's ROUTER.
+  const auto results = ConnectWithAttack(mesh, [&] { squatter.HelloAndWaitForAck(1, 3, ""); });
+  for (size_t r = 0; r < results.size(); ++r) {
+    ASSERT_TRUE(results[r].ok()) << "rank " << r << ": " << results[r].ToString();
+  }
+  ExchangeAndCheck(mesh);                         // the squatter is still connected
+  const Bytes big = Pattern(size_t{3} << 20, 9);  // several chunks from the real rank 1
+  ASSERT_TRUE(mesh[1]->Send(0, big).ok());
+  Message m = ReceiveOne(*mesh[0]);
+  EXPECT_EQ(m.from_rank, 1);
+  EXPECT_EQ(m.payload, big);
+}
+
 TEST(ZmqTransportTest, CloseFlushesQueuedMessages) {
   Mesh mesh = MakeMesh(2);
   ConnectAll(mesh);
