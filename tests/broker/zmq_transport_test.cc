@@ -473,6 +473,20 @@ TEST(ZmqTransportTest, MoreSquattersThanLinksPerRankDoNotLockTheRealRankOut) {
   });
 }
 
+// A HELLO for another rank than its connection claims gets no answer and does not count as either
+// rank's; the connection's next, consistent HELLO is answered (frames of one connection arrive in
+// order, so once that ACK is here the first HELLO was judged).
+TEST(ZmqTransportTest, AHelloForAnotherRankThanItsRoutingIdIsDropped) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer attacker(mesh[0]->bound_endpoint(), "r1");
+  ConnectAndExchangeUnderAttack(mesh, [&] {
+    attacker.Send(HostileDealer::Hello(2, 3, ""));
+    attacker.HelloAndWaitForAck(1, 3, "");
+    EXPECT_EQ(mesh[0]->Stats().rejected, 1u);
+  });
+}
+
 // A forged HELLO is remembered: if the real rank never comes, the timeout says what was ignored.
 TEST(ZmqTransportTest, ConnectTimeoutListsTheIgnoredHellos) {
   Mesh mesh = MakeMesh(2);
