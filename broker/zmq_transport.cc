@@ -60,6 +60,16 @@ uint64_t RandomU64() {
 
 int Ms(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
 
+// A run id read off the network, safe to log: bytes outside printable ASCII become '?' (a forged
+// HELLO must not write control characters or fake lines into the log).
+std::string Printable(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Impl
@@ -194,7 +204,7 @@ Status ZmqTransport::Impl::CheckPeer(int peer, const Control& c, ControlKind wan
   }
   if (c.size != static_cast<uint32_t>(options.size) || c.run_id != options.run_id) {
     return InvalidArgument("zmq: rank {} is in run '{}' of size {}, we are in run '{}' of size {}",
-                           peer, c.run_id, c.size, options.run_id, options.size);
+                           peer, Printable(c.run_id), c.size, options.run_id, options.size);
   }
   return Status::Ok();
 }
