@@ -1,14 +1,18 @@
 #include "broker/zmq_transport.h"
 
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <map>
 #include <random>
+#include <set>
 
 #include "broker/chunking.h"
 #include "broker/envelope.h"
+#include "broker/zmq_links.h"
 #include "broker/zmq_util.h"
 
 namespace p2p::broker {
@@ -38,6 +42,9 @@ Status ValidateOptions(const ZmqTransportOptions& o) {
     return InvalidArgument("zmq: chunk size {} / message limit {} invalid", o.max_chunk_bytes,
                            o.max_message_bytes);
   }
+  if (o.max_links_per_rank < 1) {
+    return InvalidArgument("zmq: max_links_per_rank {} must be >= 1", o.max_links_per_rank);
+  }
   if (o.hwm < 0 || o.linger.count() < 0 || o.send_timeout.count() < 0 ||
       o.heartbeat_interval.count() < 0 || o.heartbeat_timeout.count() < 0) {
     return InvalidArgument("zmq: negative hwm, linger, send timeout or heartbeat setting");
@@ -53,6 +60,16 @@ uint64_t RandomU64() {
 
 int Ms(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
 
+// A run id read off the network, safe to log: bytes outside printable ASCII become '?' (a forged
+// HELLO must not write control characters or fake lines into the log).
+std::string Printable(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Impl
@@ -61,6 +78,7 @@ struct ZmqTransport::Impl {
   explicit Impl(ZmqTransportOptions o)
       : options(std::move(o)),
         reassembler({options.max_message_bytes, options.max_pending_bytes, 4}),
+        links(options.size, options.max_links_per_rank),
         hello_from(options.size, false),
         ack_from(options.size, false),
         hello_sent(options.size, false) {}
@@ -78,9 +96,12 @@ struct ZmqTransport::Impl {
   Status CreateDealers();
   Status TrySendHello(int peer);
   Status DrainRouter();
-  void HandleRouterFrame(int from, const zmq::message_t& id, const zmq::message_t& payload);
+  void HandleRouterFrame(const ZmqLink& link, const zmq::message_t& id,
+                         const zmq::message_t& payload);
   void HandleHello(int from, const Control& c, const zmq::message_t& id);
+  void AnswerHello(const zmq::message_t& id);
   Status CheckPeer(int peer, const Control& c, ControlKind want);
+  void RejectFrame(const std::string& reason, int claimed_rank, const std::string& detail);
   Status DrainDealer(int peer);
   bool AllConnected() const;
   Status ConnectTimeout() const;
@@ -97,10 +118,18 @@ struct ZmqTransport::Impl {
   zmq::socket_t router;
   std::vector<zmq::socket_t> dealers;  // [rank]; this rank's own slot stays empty
   std::string bound;
-  Reassembler reassembler;
+  Reassembler reassembler;    // keyed by link (ZmqLink::key), not by rank
+  ZmqLinkTable links;         // every connection heard on the ROUTER
   std::deque<Message> ready;  // whole messages not yet returned by Receive
   std::vector<bool> hello_from, ack_from, hello_sent;
-  Status mismatch;  // first peer that disagreed on run id or size
+  // First HELLO_ACK that disagreed on run id or size. Only ACKs end Connect: they come over the
+  // connection this rank opened to the endpoint it was given. A HELLO comes from whoever can reach
+  // the ROUTER, so an inconsistent one is only counted, logged and remembered for the timeout.
+  Status mismatch;
+  std::map<int, std::string> ignored_hello;      // claimed rank -> the last ignored HELLO, why
+  std::set<std::pair<std::string, int>> logged;  // (reason, claimed rank) already logged
+  // Drawn per transport so no one can predict (and take first) this rank's routing ids.
+  const uint64_t routing_nonce = RandomU64();
   bool closed = false;
   // Starts at a random value so a restarted rank's ids do not collide with the chunks of its
   // previous incarnation that a receiver may still hold.
@@ -146,7 +175,7 @@ Status ZmqTransport::Impl::CreateDealers() {
     try {
       zmq::socket_t& d = dealers[peer] = zmq::socket_t(context, zmq::socket_type::dealer);
       zmq_util::Configure(d, so);
-      d.set(zmq::sockopt::routing_id, RoutingId(options.rank));
+      d.set(zmq::sockopt::routing_id, RoutingId(options.rank, routing_nonce));
       d.set(zmq::sockopt::immediate, true);
       d.connect(options.endpoints[peer]);
     } catch (const zmq::error_t& e) {
@@ -174,22 +203,51 @@ Status ZmqTransport::Impl::CheckPeer(int peer, const Control& c, ControlKind wan
     return DataLoss("zmq: rank {} sent an unexpected control frame", peer);
   }
   if (c.size != static_cast<uint32_t>(options.size) || c.run_id != options.run_id) {
-    Status s =
-        InvalidArgument("zmq: rank {} is in run '{}' of size {}, we are in run '{}' of size {}",
-                        peer, c.run_id, c.size, options.run_id, options.size);
-    if (mismatch.ok()) mismatch = s;
-    return s;
+    return InvalidArgument("zmq: rank {} is in run '{}' of size {}, we are in run '{}' of size {}",
+                           peer, Printable(c.run_id), c.size, options.run_id, options.size);
   }
   return Status::Ok();
 }
 
+// Counts a dropped frame and logs it once per reason and claimed rank (-1: no valid claim), so a
+// flood of bad frames does not become a flood of log lines.
+void ZmqTransport::Impl::RejectFrame(const std::string& reason, int claimed_rank,
+                                     const std::string& detail) {
+  Reject();
+  if (logged.emplace(reason, claimed_rank).second) {
+    spdlog::warn(
+        "zmq: rank {} dropped a frame ({}): {}; further drops for this reason from this claimed "
+        "sender are only counted (rejected_frames)",
+        options.rank, reason, detail);
+  }
+}
+
+// A HELLO is unauthenticated: anyone who can reach the ROUTER can send one claiming any rank. So
+// an inconsistent HELLO never fails Connect (one forged packet would stop the run); it is
+// counted, logged, remembered for the timeout report, and otherwise ignored.
 void ZmqTransport::Impl::HandleHello(int from, const Control& c, const zmq::message_t& id) {
   const Status s = CheckPeer(from, c, ControlKind::kHello);
-  if (!s.ok()) Reject();
-  if (s.code() == StatusCode::kDataLoss) return;  // not a proper HELLO: no answer
-  if (s.ok()) hello_from[from] = true;
-  // Answered even on a run/size mismatch: the ACK carries our run id and size, so the peer's
-  // Connect fails fast too instead of waiting for its deadline.
+  if (s.code() == StatusCode::kDataLoss) {  // not a proper HELLO: no answer
+    return RejectFrame("bad_hello", from,
+                       fmt::format("a control frame on a connection claiming rank {} is not its "
+                                   "HELLO (kind {}, rank {})",
+                                   from, static_cast<int>(c.kind), c.rank));
+  }
+  if (!s.ok()) {
+    ignored_hello[from] = std::string(s.message());
+    RejectFrame("hello_mismatch", from,
+                fmt::format("ignored a HELLO: {} (forged, or that peer is misconfigured; a real "
+                            "mismatch also fails its own Connect)",
+                            s.message()));
+  } else {
+    hello_from[from] = true;
+  }
+  // Answered even on a run/size mismatch: the ACK carries our run id and size, so a misconfigured
+  // real peer's Connect fails fast instead of waiting for its deadline.
+  AnswerHello(id);
+}
+
+void ZmqTransport::Impl::AnswerHello(const zmq::message_t& id) {
   const Bytes ack = EncodeControl({ControlKind::kHelloAck, static_cast<uint32_t>(options.rank),
                                    static_cast<uint32_t>(options.size), options.run_id});
   try {
@@ -203,19 +261,27 @@ void ZmqTransport::Impl::HandleHello(int from, const Control& c, const zmq::mess
   }
 }
 
-void ZmqTransport::Impl::HandleRouterFrame(int from, const zmq::message_t& id,
+void ZmqTransport::Impl::HandleRouterFrame(const ZmqLink& link, const zmq::message_t& id,
                                            const zmq::message_t& payload) {
   const auto bytes = zmq_util::AsBytes(payload);
   bytes_received += bytes.size();
   if (IsControlFrame(bytes)) {
     Result<Control> c = DecodeControl(bytes);
-    if (!c.ok()) return Reject();
-    return HandleHello(from, *c, id);
+    if (!c.ok()) {
+      return RejectFrame("bad_hello", link.rank, std::string(c.status().message()));
+    }
+    return HandleHello(link.rank, *c, id);
   }
-  Result<std::optional<Bytes>> whole = reassembler.Accept(from, bytes);
+  Result<std::optional<Bytes>> whole = reassembler.Accept(link.key, bytes);
   SyncRejected();
+  if (!whole.ok() && logged.emplace("bad_chunk", link.rank).second) {
+    spdlog::warn(
+        "zmq: rank {} dropped a frame (bad_chunk) on a connection claiming rank {}: {}; further "
+        "drops for this reason from this claimed sender are only counted (rejected_frames)",
+        options.rank, link.rank, whole.status().message());
+  }
   if (whole.ok() && whole->has_value()) {
-    ready.push_back(Message{from, std::move(**whole)});
+    ready.push_back(Message{link.rank, std::move(**whole)});
     ++messages_received;
   }
 }
@@ -234,11 +300,17 @@ Status ZmqTransport::Impl::DrainRouter() {
         if (!router.recv(payload, zmq::recv_flags::dontwait)) break;
       }
       const int from = ParseRoutingId(zmq_util::AsBytes(id), options.size);
-      if (!well_formed || from < 0 || from == options.rank) {
-        Reject();
+      if (from < 0 || from == options.rank) {
+        RejectFrame("bad_routing_id", -1,
+                    "a connection whose routing id is not another rank's (r<rank>-<nonce>)");
         continue;
       }
-      HandleRouterFrame(from, id, payload);
+      if (!well_formed) {
+        RejectFrame("multipart", from, "a multi-part message (the mesh sends single parts)");
+        continue;
+      }
+      const std::string_view id_text(static_cast<const char*>(id.data()), id.size());
+      HandleRouterFrame(links.Touch(id_text, from, Clock::now()), id, payload);
     }
   } catch (const zmq::error_t& e) {
     return zmq_util::ErrorStatus(e, "zmq: receiving");
@@ -251,8 +323,15 @@ Status ZmqTransport::Impl::DrainDealer(int peer) {
     zmq::message_t m;
     while (dealers[peer].recv(m, zmq::recv_flags::dontwait)) {
       Result<Control> c = DecodeControl(zmq_util::AsBytes(m));
-      if (!c.ok() || !CheckPeer(peer, *c, ControlKind::kHelloAck).ok()) {
+      if (!c.ok()) {
         Reject();
+        continue;
+      }
+      if (Status s = CheckPeer(peer, *c, ControlKind::kHelloAck); !s.ok()) {
+        Reject();
+        // The endpoint this rank was told to reach answered for another run: a configuration
+        // error on one side, which waiting will not fix.
+        if (s.code() == StatusCode::kInvalidArgument && mismatch.ok()) mismatch = s;
         continue;
       }
       ack_from[peer] = true;
@@ -278,10 +357,13 @@ Status ZmqTransport::Impl::ConnectTimeout() const {
     if (!hello_from[peer]) no_hello.push_back(peer);
     if (!ack_from[peer] || !hello_from[peer]) missing.push_back(peer);
   }
+  std::string ignored;
+  for (const auto& [peer, why] : ignored_hello) ignored += fmt::format("; ignored: {}", why);
   return Timeout(
       "zmq connect: rank {} timed out waiting for ranks [{}] (no HELLO_ACK from [{}]; no HELLO "
-      "from [{}])",
-      options.rank, fmt::join(missing, ", "), fmt::join(no_ack, ", "), fmt::join(no_hello, ", "));
+      "from [{}]){}",
+      options.rank, fmt::join(missing, ", "), fmt::join(no_ack, ", "), fmt::join(no_hello, ", "),
+      ignored);
 }
 
 std::vector<zmq::message_t> ZmqTransport::Impl::BuildFrames(std::span<const std::byte> msg) {

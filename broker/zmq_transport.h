@@ -1,11 +1,15 @@
 // ZmqTransport: a brokerless ZeroMQ mesh between the ranks of one run (spec: docs/wire-format.md).
 //
 // Rank i binds one ROUTER on its own endpoint and connects one DEALER to every other rank's
-// ROUTER; its DEALERs carry routing id "r<i>", so a ROUTER knows which rank each frame came from.
-// Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked (broker/chunking.h) into frames
-// of at most max_chunk_bytes; the ROUTER's ZMQ_MAXMSGSIZE drops any peer that sends a bigger frame.
-// Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns only when
-// every rank reached us and we reached every rank.
+// ROUTER; its DEALERs carry routing id "r<i>-<random nonce>", so a ROUTER knows which rank each
+// frame claims to come from. That is a claim, not a proof: anyone who can reach a ROUTER can
+// connect claiming any rank, so a ROUTER keeps each connection apart (broker/zmq_links.h) and
+// delivers all of them as the rank they claim; sync/ authenticates the envelopes. A HELLO that
+// disagrees with the run is counted and ignored, never fatal (an unauthenticated packet must not
+// stop a run). Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked (broker/chunking.h)
+// into frames of at most max_chunk_bytes; the ROUTER's ZMQ_MAXMSGSIZE drops any peer that sends a
+// bigger frame. Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns
+// only when every rank reached us and we reached every rank.
 //
 // Socket options: finite ZMQ_LINGER (queued frames are flushed for at most `linger` on Close),
 // ZMTP heartbeats, ROUTER_MANDATORY on the ROUTER, ZMQ_IMMEDIATE on DEALERs (frames are only
@@ -47,6 +51,8 @@ struct ZmqTransportOptions {
   std::chrono::milliseconds heartbeat_timeout{5000};
   std::chrono::milliseconds reassembly_timeout{
       60000};  // incomplete messages idle longer are dropped
+  // Connections kept per claimed rank; a new one replaces the one heard from least recently.
+  int max_links_per_rank = 4;
 };
 
 class ZmqTransport final : public Transport {
@@ -63,8 +69,10 @@ class ZmqTransport final : public Transport {
 
   int rank() const override;
   int size() const override;
-  // HELLO handshake with every rank. Timeout naming the ranks that did not answer; InvalidArgument
-  // if a peer reports another run id or size.
+  // HELLO handshake with every rank. Timeout naming the ranks that did not answer (and the
+  // inconsistent HELLOs that were ignored); InvalidArgument if a rank's endpoint answers our HELLO
+  // for another run id or size. An inconsistent HELLO is only counted (Stats().rejected) and
+  // logged once per reason and claimed rank.
   Status Connect(Deadline deadline) override;
   // Unavailable if `to_rank` cannot take the frames within send_timeout (gone or not draining).
   Status Send(int to_rank, std::span<const std::byte> msg) override;

@@ -94,14 +94,16 @@ Result<Control> DecodeControl(std::span<const std::byte> f) {
   return c;
 }
 
-std::string RoutingId(int rank) { return fmt::format("r{}", rank); }
+std::string RoutingId(int rank, uint64_t nonce) { return fmt::format("r{}-{:016x}", rank, nonce); }
 
-// "r<decimal>" with no leading zeros and a value below `size`; -1 otherwise.
 int ParseRoutingId(std::span<const std::byte> id, int size) {
-  if (id.size() < 2 || id.size() > 6 || id[0] != std::byte{'r'}) return -1;
-  if (id[1] == std::byte{'0'} && id.size() > 2) return -1;
+  if (id.size() < 2 || id.size() > kMaxRoutingIdBytes || id[0] != std::byte{'r'}) return -1;
+  size_t end = 1;
+  while (end < id.size() && id[end] != std::byte{'-'}) ++end;
+  if (end == 1 || end > 6 || end + 1 == id.size()) return -1;  // no digits, too many, empty suffix
+  if (id[1] == std::byte{'0'} && end > 2) return -1;
   int rank = 0;
-  for (size_t i = 1; i < id.size(); ++i) {
+  for (size_t i = 1; i < end; ++i) {
     const char c = static_cast<char>(id[i]);
     if (c < '0' || c > '9') return -1;
     rank = rank * 10 + (c - '0');

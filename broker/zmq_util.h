@@ -68,9 +68,15 @@ Bytes EncodeControl(const Control& c);
 // DataLoss / InvalidArgument for a short, oversized or unknown frame. Does not check the values.
 Result<Control> DecodeControl(std::span<const std::byte> frame);
 
-// A mesh DEALER's routing id: "r<rank>".
-std::string RoutingId(int rank);
-// Inverse of RoutingId for ranks below `size` (no leading zeros); -1 for anything else.
+// A mesh DEALER's routing id: "r<rank>-<16 hex digits of nonce>". The nonce is drawn at random
+// per transport, so nobody who has not seen this connection's traffic can take its routing id
+// first (libzmq ignores a second connection with a routing id in use: a squatter on plain
+// "r<rank>" would lock the real rank out).
+std::string RoutingId(int rank, uint64_t nonce);
+inline constexpr size_t kMaxRoutingIdBytes = 32;
+// The rank a routing id claims: "r<decimal>" (no leading zeros, below `size`), optionally followed
+// by '-' and any suffix, at most kMaxRoutingIdBytes in all; -1 for anything else. A claim, not a
+// proof: several connections may claim one rank.
 int ParseRoutingId(std::span<const std::byte> id, int size);
 
 }  // namespace p2p::broker::zmq_util

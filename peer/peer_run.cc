@@ -31,8 +31,9 @@ std::chrono::milliseconds Millis(double seconds) {
 }
 
 // Per-epoch deltas of the counters that only grow (transport, strategy, mailbox rejects).
-// The first epoch's rejects count from the mailbox's start: what was dropped during the join and
-// the start agreement (a forged message that arrived early) is reported, not lost.
+// The first epoch's rejects count from the mailbox's start, and its rejected_frames from the
+// transport's: what was dropped while connecting, during the join and the start agreement (a
+// forged message or HELLO that arrived early) is reported, not lost.
 class EpochCounters {
  public:
   EpochCounters(broker::Transport& transport, const sync::Strategy& strategy,
@@ -40,6 +41,7 @@ class EpochCounters {
       : transport_(transport), strategy_(strategy), mailbox_(mailbox) {
     Snapshot();
     rejects_.clear();
+    stats_.rejected = 0;
   }
 
   nlohmann::json Next() {

@@ -10,6 +10,8 @@
 #include <zmq.hpp>
 
 #include "broker/chunking.h"
+#include "broker/zmq_links.h"
+#include "broker/zmq_util.h"
 
 namespace p2p::broker {
 namespace {
@@ -95,25 +97,28 @@ Message ReceiveOne(Transport& t, milliseconds wait = milliseconds(20000)) {
   return m.ok() && m->has_value() ? std::move(**m) : Message{};
 }
 
+// Rank r's part of ExchangeAndCheck.
+void ExchangeRank(Mesh& mesh, int r) {
+  const int size = static_cast<int>(mesh.size());
+  Transport& t = *mesh[r];
+  ASSERT_TRUE(t.Broadcast(Text(fmt::format("b{}", r))).ok());
+  ASSERT_TRUE(t.Send((r + 1) % size, Text(fmt::format("p{}", r))).ok());
+  std::multiset<std::string> expected, got;
+  for (int s = 0; s < size; ++s) {
+    if (s != r) expected.insert(fmt::format("b{}", s));
+  }
+  expected.insert(fmt::format("p{}", (r + size - 1) % size));
+  while (got.size() < expected.size() && !::testing::Test::HasFailure()) {
+    Message m = ReceiveOne(t);
+    EXPECT_EQ(AsText(m.payload).substr(1), std::to_string(m.from_rank));
+    got.insert(AsText(m.payload));
+  }
+  EXPECT_EQ(got, expected);
+}
+
 // Broadcast "b<r>", send "p<r>" to the successor, and check what arrives, on every rank.
 void ExchangeAndCheck(Mesh& mesh) {
-  const int size = static_cast<int>(mesh.size());
-  RunRanks(size, [&](int r) {
-    Transport& t = *mesh[r];
-    ASSERT_TRUE(t.Broadcast(Text(fmt::format("b{}", r))).ok());
-    ASSERT_TRUE(t.Send((r + 1) % size, Text(fmt::format("p{}", r))).ok());
-    std::multiset<std::string> expected, got;
-    for (int s = 0; s < size; ++s) {
-      if (s != r) expected.insert(fmt::format("b{}", s));
-    }
-    expected.insert(fmt::format("p{}", (r + size - 1) % size));
-    while (got.size() < expected.size() && !::testing::Test::HasFailure()) {
-      Message m = ReceiveOne(t);
-      EXPECT_EQ(AsText(m.payload).substr(1), std::to_string(m.from_rank));
-      got.insert(AsText(m.payload));
-    }
-    EXPECT_EQ(got, expected);
-  });
+  RunRanks(static_cast<int>(mesh.size()), [&](int r) { ExchangeRank(mesh, r); });
 }
 
 TEST(ZmqEndpointTest, NormalisesAndDerivesBindAddresses) {
@@ -289,10 +294,17 @@ TEST(ZmqTransportTest, RunIdMismatchFailsConnect) {
   for (auto& t : mesh) ASSERT_TRUE(t->SetEndpoints(endpoints).ok());
   std::vector<Status> results(2);
   RunRanks(2, [&](int r) { results[r] = mesh[r]->Connect(DeadlineIn(milliseconds(3000))); });
+  // A HELLO of another run is ignored (it may be forged); the HELLO_ACK of another run, from the
+  // endpoint a rank dialed, fails its Connect at once. The other rank gets that ACK too, unless
+  // the first one had already left Connect: then it times out naming the HELLO it ignored.
+  int invalid = 0;
   for (const Status& s : results) {
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-    EXPECT_NE(s.message().find("run-"), std::string::npos);
+    EXPECT_TRUE(s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kTimeout)
+        << s.ToString();
+    invalid += s.code() == StatusCode::kInvalidArgument;
+    EXPECT_NE(s.message().find("is in run 'run-"), std::string::npos) << s.ToString();
   }
+  EXPECT_GE(invalid, 1);
 }
 
 // Frames from a raw DEALER: garbage, a bad routing id, and an incomplete chunked message are
@@ -326,6 +338,170 @@ TEST(ZmqTransportTest, DropsAndCountsMalformedFrames) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   EXPECT_EQ(t->Stats().rejected, 3u);  // garbage, bad id, stale incomplete message
+}
+
+// A hostile raw DEALER on rank 0's ROUTER. It uses its own ZeroMQ context and answers ZMTP
+// heartbeats (libzmq does that for every socket), so the connection stays up for the whole test.
+class HostileDealer {
+ public:
+  HostileDealer(const std::string& endpoint, const std::string& routing_id) {
+    socket_.set(zmq::sockopt::routing_id, routing_id);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::heartbeat_ivl, 100);
+    socket_.set(zmq::sockopt::heartbeat_timeout, 5000);
+    socket_.set(zmq::sockopt::rcvtimeo, 20000);  // a deadline, not a pause: recv returns on arrival
+    socket_.connect(endpoint);
+  }
+  void Send(const Bytes& frame) {
+    ASSERT_TRUE(socket_.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none));
+  }
+  // Sends a HELLO and blocks until the ROUTER answered it: then it has read (and judged) it.
+  void HelloAndWaitForAck(uint32_t rank, uint32_t size, const std::string& run_id) {
+    Send(Hello(rank, size, run_id));
+    zmq::message_t ack;
+    ASSERT_TRUE(socket_.recv(ack)) << "no HELLO_ACK within 20 s";
+    EXPECT_TRUE(IsControlFrame(ack));
+  }
+  static Bytes Hello(uint32_t rank, uint32_t size, const std::string& run_id) {
+    Bytes b(17 + run_id.size());
+    const char magic[] = "P2PZ";
+    for (int i = 0; i < 4; ++i) b[i] = static_cast<std::byte>(magic[i]);
+    b[4] = std::byte{1};  // version
+    b[5] = std::byte{1};  // HELLO
+    for (int i = 0; i < 4; ++i) {
+      b[8 + i] = static_cast<std::byte>(rank >> (8 * i));
+      b[12 + i] = static_cast<std::byte>(size >> (8 * i));
+    }
+    b[16] = static_cast<std::byte>(run_id.size());
+    std::memcpy(b.data() + 17, run_id.data(), run_id.size());
+    return b;
+  }
+
+ private:
+  static bool IsControlFrame(const zmq::message_t& m) {
+    return m.size() >= 4 && std::memcmp(m.data(), "P2PZ", 4) == 0;
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+};
+
+// Connects rank 0 first; `attack` runs while rank 0 is already in Connect (it can wait for rank
+// 0's answers), then the other ranks connect; each rank then runs ExchangeRank at once. (A HELLO
+// that arrives after a rank's Connect returned is answered in Receive: with a squatter's HELLO
+// counted as rank 1's, rank 0 may leave Connect before the real rank 1's HELLO arrived.)
+void ConnectAndExchangeUnderAttack(Mesh& mesh, const std::function<void()>& attack) {
+  const Deadline deadline = DeadlineIn(milliseconds(20000));
+  auto rank = [&](int r) {
+    const Status s = mesh[r]->Connect(deadline);
+    ASSERT_TRUE(s.ok()) << "rank " << r << ": " << s.ToString();
+    ExchangeRank(mesh, r);
+  };
+  std::thread rank0(rank, 0);
+  attack();
+  RunRanks(static_cast<int>(mesh.size()) - 1, [&](int i) { rank(i + 1); });
+  rank0.join();
+}
+
+// Issue 17: one forged HELLO claiming another run made rank 0's Connect fail
+// ("zmq: rank 1 is in run 'evil' of size 3"). Now it is counted and ignored.
+TEST(ZmqTransportTest, AForgedHelloOfAnotherRunIsCountedAndIgnored) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer attacker(mesh[0]->bound_endpoint(), "r1");
+  ConnectAndExchangeUnderAttack(mesh, [&] { attacker.HelloAndWaitForAck(1, 3, "evil"); });
+  EXPECT_EQ(mesh[0]->Stats().rejected, 1u);
+}
+
+// Issue 17: a client that took routing id "r1" first (and answers heartbeats) locked the real
+// rank 1 out of rank 0: libzmq ignores a second connection with a routing id in use.
+TEST(ZmqTransportTest, ARoutingIdSquatterDoesNotLockTheRealRankOut) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer squatter(mesh[0]->bound_endpoint(), "r1");
+  // A consistent HELLO: the squatter looks exactly like rank 1 to rank 0's ROUTER.
+  ConnectAndExchangeUnderAttack(mesh, [&] { squatter.HelloAndWaitForAck(1, 3, ""); });
+  const Bytes big = Pattern(size_t{3} << 20, 9);  // several chunks from the real rank 1
+  ASSERT_TRUE(mesh[1]->Send(0, big).ok());
+  Message m = ReceiveOne(*mesh[0]);
+  EXPECT_EQ(m.from_rank, 1);
+  EXPECT_EQ(m.payload, big);
+}
+
+TEST(ZmqRoutingIdTest, ClaimsARankWithOrWithoutANonce) {
+  auto parse = [](std::string_view id) {
+    return zmq_util::ParseRoutingId(std::as_bytes(std::span(id.data(), id.size())), 12);
+  };
+  EXPECT_EQ(parse(zmq_util::RoutingId(11, 0x0123456789abcdefull)), 11);
+  EXPECT_EQ(zmq_util::RoutingId(3, 0xabcull), "r3-0000000000000abc");
+  EXPECT_EQ(parse("r1"), 1);
+  EXPECT_EQ(parse("r1-x"), 1);
+  for (std::string_view bad : {"r", "r-1", "r1-", "r01", "r12", "x1", "r1x", "r1234567",
+                               "r1-0123456789abcdef0123456789abcd"}) {
+    EXPECT_EQ(parse(bad), -1) << bad;
+  }
+}
+
+// A new link claiming a full rank replaces that rank's least recently heard link, and only it.
+TEST(ZmqLinkTableTest, ANewLinkReplacesTheLeastRecentlyHeardOfItsRank) {
+  ZmqLinkTable table(3, 2);
+  const Clock::time_point t0 = Clock::now();
+  const int a = table.Touch("r1-a", 1, t0).key;
+  const int b = table.Touch("r1-b", 1, t0 + milliseconds(1)).key;
+  table.Touch("r2-a", 2, t0);
+  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(2)).key, a);  // heard again: same link
+  const int c = table.Touch("r1-c", 1, t0 + milliseconds(3)).key;  // replaces r1-b
+  EXPECT_EQ(table.size(), 3u);
+  EXPECT_EQ(table.replaced(), 1u);
+  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(4)).key, a);
+  EXPECT_EQ(table.Touch("r1-c", 1, t0 + milliseconds(5)).key, c);
+  EXPECT_NE(table.Touch("r1-b", 1, t0 + milliseconds(6)).key, b);  // came back as a new link
+  EXPECT_EQ(table.replaced(), 2u);
+}
+
+// More squatters than links kept per rank: the real rank 1 still gets through.
+TEST(ZmqTransportTest, MoreSquattersThanLinksPerRankDoNotLockTheRealRankOut) {
+  ZmqTransportOptions base;
+  base.max_links_per_rank = 2;
+  Mesh mesh = MakeMesh(2, "", base);
+  ASSERT_EQ(mesh.size(), 2u);
+  std::vector<std::unique_ptr<HostileDealer>> squatters;
+  ConnectAndExchangeUnderAttack(mesh, [&] {
+    for (const char* id : {"r1", "r1-a", "r1-b"}) {
+      squatters.push_back(std::make_unique<HostileDealer>(mesh[0]->bound_endpoint(), id));
+      squatters.back()->HelloAndWaitForAck(1, 2, "");
+    }
+  });
+}
+
+// A HELLO for another rank than its connection claims gets no answer and does not count as either
+// rank's; the connection's next, consistent HELLO is answered (frames of one connection arrive in
+// order, so once that ACK is here the first HELLO was judged).
+TEST(ZmqTransportTest, AHelloForAnotherRankThanItsRoutingIdIsDropped) {
+  Mesh mesh = MakeMesh(3);
+  ASSERT_EQ(mesh.size(), 3u);
+  HostileDealer attacker(mesh[0]->bound_endpoint(), "r1");
+  ConnectAndExchangeUnderAttack(mesh, [&] {
+    attacker.Send(HostileDealer::Hello(2, 3, ""));
+    attacker.HelloAndWaitForAck(1, 3, "");
+    EXPECT_EQ(mesh[0]->Stats().rejected, 1u);
+  });
+}
+
+// A forged HELLO is remembered: if the real rank never comes, the timeout says what was ignored.
+TEST(ZmqTransportTest, ConnectTimeoutListsTheIgnoredHellos) {
+  Mesh mesh = MakeMesh(2);
+  ASSERT_EQ(mesh.size(), 2u);
+  HostileDealer attacker(mesh[0]->bound_endpoint(), "r1");
+  Status s;
+  std::thread rank0([&] { s = mesh[0]->Connect(DeadlineIn(milliseconds(3000))); });
+  attacker.HelloAndWaitForAck(1, 2, "evil\nline");
+  rank0.join();
+  EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.ToString();
+  // The run id is the attacker's: printed with its control characters replaced.
+  EXPECT_NE(s.message().find("ignored: zmq: rank 1 is in run 'evil?line' of size 2"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_EQ(mesh[0]->Stats().rejected, 1u);
 }
 
 TEST(ZmqTransportTest, CloseFlushesQueuedMessages) {

@@ -455,6 +455,7 @@ class ZmqMitm {
     broker::Reassembler reassembler;
     Attack attack;
     uint64_t message_id = 0xa77ac0000000ull;
+    std::map<std::string, std::string> front_ids;  // "r0" -> rank 0's DEALER's routing id
     while (!stop_) {
       zmq::pollitem_t items[] = {{stop.handle(), 0, ZMQ_POLLIN, 0},
                                  {front.handle(), 0, ZMQ_POLLIN, 0},
@@ -466,8 +467,11 @@ class ZmqMitm {
         zmq::message_t id, payload;
         (void)front.recv(id);
         (void)front.recv(payload);
-        const std::string who = id.to_string();
+        // "r0-<nonce>" -> "r0": the rank the sender's routing id claims.
+        const std::string full_id = id.to_string();
+        const std::string who = full_id.substr(0, full_id.find('-'));
         if (!back.contains(who)) continue;
+        front_ids[who] = full_id;
         const auto* data = static_cast<const std::byte*>(payload.data());
         const broker::Bytes frame(data, data + payload.size());  // send() empties `payload`
         (void)back[who].send(payload, zmq::send_flags::none);    // the original goes first
@@ -486,7 +490,7 @@ class ZmqMitm {
         const char* who = i == 2 ? "r0" : "r2";
         zmq::message_t payload;
         (void)back[who].recv(payload);
-        (void)front.send(zmq::buffer(std::string_view(who)), zmq::send_flags::sndmore);
+        (void)front.send(zmq::buffer(std::string_view(front_ids[who])), zmq::send_flags::sndmore);
         (void)front.send(payload, zmq::send_flags::none);
       }
     }

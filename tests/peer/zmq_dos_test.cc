@@ -1,0 +1,192 @@
+// Pre-authentication denial of service on the ZeroMQ mesh (issue 17 item 1), with real
+// `p2ptrain peer` processes and a hostile raw ZeroMQ client: while the peers connect, it sends a
+// forged HELLO claiming another run, or takes the routing id "r1" (and answers heartbeats) before
+// the real rank 1 connects. One unauthenticated packet must never stop a run: the runs complete
+// with the same final parameters as a clean run.
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "tests/support/run_keys.h"
+#include "tests/support/subprocess.h"
+
+namespace p2p {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Child;
+using test::P2ptrainBin;
+using ::testing::HasSubstr;
+
+// 3 ranks, 3 epochs of 94 rounds: a few seconds of training.
+const std::vector<std::string> kTraining = {
+    "--dataset", "synthetic", "--synthetic-train", "20000", "--model",        "mlp",
+    "--hidden",  "16",        "--epochs",          "3",     "--lr",           "0.1",
+    "--threads", "1",         "--progress",        "off",   "--peer-timeout", "60"};
+
+std::string IpcEndpoint(const test::TempDir& dir, int rank) {
+  return fmt::format("ipc://{}/r{}.sock", dir.path(), rank);
+}
+
+std::vector<std::string> RankArgs(int rank, const test::TempDir& dir, bool insecure) {
+  std::vector<std::string> argv = {
+      P2ptrainBin(),
+      "peer",
+      "--size",
+      "3",
+      "--rank",
+      std::to_string(rank),
+      "--metrics",
+      dir.File(fmt::format("rank-{}.jsonl", rank)),
+      "--peers",
+      fmt::format("{},{},{}", IpcEndpoint(dir, 0), IpcEndpoint(dir, 1), IpcEndpoint(dir, 2))};
+  argv.insert(argv.end(), kTraining.begin(), kTraining.end());
+  if (insecure) {
+    argv.push_back("--insecure");
+  } else {
+    const auto identity = test::IdentityFlags(3, rank);
+    argv.insert(argv.end(), identity.begin(), identity.end());
+  }
+  return argv;
+}
+
+struct Outcome {
+  std::vector<std::string> param_hash;    // per rank, last epoch's
+  std::vector<uint64_t> rejected_frames;  // per rank, summed over the epochs
+  std::vector<std::string> err;
+};
+
+Outcome Finish(std::vector<std::unique_ptr<Child>>& ranks, const test::TempDir& dir) {
+  Outcome out;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    const test::ProcessResult result = ranks[r]->Wait(4min);
+    EXPECT_EQ(result.exit_code, 0) << "rank " << r << ": " << result.err;
+    out.err.push_back(result.err);
+    uint64_t frames = 0;
+    std::string hash;
+    const auto lines = test::ReadLines(dir.File(fmt::format("rank-{}.jsonl", r)));
+    EXPECT_EQ(lines.size(), 3u) << "rank " << r;
+    for (const auto& line : lines) {
+      const auto record = nlohmann::json::parse(line);
+      frames += record["rejected_frames"].get<uint64_t>();
+      hash = record["param_hash"];
+    }
+    out.param_hash.push_back(hash);
+    out.rejected_frames.push_back(frames);
+  }
+  return out;
+}
+
+// Ranks 0 and 2 start first; `attack` runs while they are connecting (rank 1 is not there yet, so
+// they cannot have finished), then rank 1 starts.
+Outcome RunWithAttack(bool insecure, const std::function<void(const test::TempDir&)>& attack) {
+  test::TempDir dir;
+  std::vector<std::unique_ptr<Child>> ranks(3);
+  for (int r : {0, 2}) ranks[r] = std::make_unique<Child>(RankArgs(r, dir, insecure));
+  if (attack) attack(dir);
+  ranks[1] = std::make_unique<Child>(RankArgs(1, dir, insecure));
+  return Finish(ranks, dir);
+}
+
+const std::string& CleanHash(bool insecure) {
+  static std::map<bool, std::string> hashes;
+  if (!hashes.contains(insecure)) {
+    const Outcome clean = RunWithAttack(insecure, nullptr);
+    EXPECT_EQ(clean.param_hash[0], clean.param_hash[1]);
+    EXPECT_EQ(clean.param_hash[0], clean.param_hash[2]);
+    hashes[insecure] = clean.param_hash[0];
+  }
+  return hashes[insecure];
+}
+
+std::vector<std::byte> Hello(uint32_t rank, uint32_t size, const std::string& run_id) {
+  std::vector<std::byte> b(17 + run_id.size());
+  std::memcpy(b.data(), "P2PZ", 4);
+  b[4] = std::byte{1};  // version
+  b[5] = std::byte{1};  // HELLO
+  for (int i = 0; i < 4; ++i) {
+    b[8 + i] = static_cast<std::byte>(rank >> (8 * i));
+    b[12 + i] = static_cast<std::byte>(size >> (8 * i));
+  }
+  b[16] = static_cast<std::byte>(run_id.size());
+  std::memcpy(b.data() + 17, run_id.data(), run_id.size());
+  return b;
+}
+
+// A raw DEALER to one peer's ROUTER. It may connect before the peer binds (libzmq retries), and
+// it answers ZMTP heartbeats by itself, so it stays connected as long as it lives.
+class Hostile {
+ public:
+  Hostile(zmq::context_t& ctx, const std::string& endpoint, const std::string& routing_id)
+      : socket_(ctx, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::routing_id, routing_id);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::heartbeat_ivl, 200);
+    socket_.set(zmq::sockopt::heartbeat_timeout, 5000);
+    socket_.set(zmq::sockopt::rcvtimeo, 60000);  // a deadline: recv returns when the ACK arrives
+    socket_.connect(endpoint);
+  }
+  // Sends `hello` and blocks until the peer answered it: the peer is in Connect and judged it.
+  void HelloAndWaitForAck(const std::vector<std::byte>& hello) {
+    ASSERT_TRUE(socket_.send(zmq::buffer(hello.data(), hello.size()), zmq::send_flags::none));
+    zmq::message_t ack;
+    ASSERT_TRUE(socket_.recv(ack)) << "the peer did not answer the HELLO within 60 s";
+  }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+// Before: rank 0 exited 2 with "zmq: rank 1 is in run 'evil' of size 3".
+TEST(ZmqDosTest, AForgedHelloOfAnotherRunDoesNotStopTheRun) {
+  const std::string clean = CleanHash(false);
+  zmq::context_t ctx;
+  std::unique_ptr<Hostile> attacker;
+  const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
+    attacker = std::make_unique<Hostile>(ctx, IpcEndpoint(dir, 0), "r1");
+    attacker->HelloAndWaitForAck(Hello(1, 3, "evil"));
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
+  EXPECT_EQ(run.rejected_frames[0], 1u);  // the forged HELLO, in epoch 1's rejected_frames
+  EXPECT_THAT(run.err[0], HasSubstr("dropped a frame (hello_mismatch)"));
+  EXPECT_THAT(run.err[0], HasSubstr("rank 1 is in run 'evil' of size 3"));
+}
+
+// Before: rank 1's connections to ranks 0 and 2 were ignored (libzmq keeps the first connection
+// with a routing id), so ranks 0 and 2 waited for rank 1's JOIN until --peer-timeout and failed.
+TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOut) {
+  const std::string clean = CleanHash(false);
+  zmq::context_t ctx;
+  std::vector<std::unique_ptr<Hostile>> squatters;
+  const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
+    for (int r : {0, 2}) {
+      squatters.push_back(std::make_unique<Hostile>(ctx, IpcEndpoint(dir, r), "r1"));
+      squatters.back()->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));  // a consistent HELLO
+    }
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
+}
+
+// With --insecure nothing is proven: the squatter's connection must still not shut the real rank
+// out (each connection is its own link; see broker/zmq_links.h).
+TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOutOfAnInsecureRun) {
+  const std::string clean = CleanHash(true);
+  zmq::context_t ctx;
+  std::vector<std::unique_ptr<Hostile>> squatters;
+  const Outcome run = RunWithAttack(true, [&](const test::TempDir& dir) {
+    for (int r : {0, 2}) {
+      squatters.push_back(std::make_unique<Hostile>(ctx, IpcEndpoint(dir, r), "r1"));
+      squatters.back()->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));
+    }
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
+}
+
+}  // namespace
+}  // namespace p2p
