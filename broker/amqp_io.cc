@@ -58,7 +58,7 @@ TransportStats AtomicStats::Snapshot() const {
 }
 
 IoThread::IoThread(const IoConfig& config, Shared& shared, Session session)
-    : config_(config), shared_(shared) {
+    : config_(config), shared_(shared), reassembler_(config.reassembly) {
   Install(std::move(session));
 }
 
@@ -89,6 +89,8 @@ Status IoThread::ServeConnection() {
     P2P_RETURN_IF_ERROR(PublishBurst());
     P2P_ASSIGN_OR_RETURN(int frames, DrainFrames());
     if (frames == 0 && published_ == inflight_.size()) P2P_RETURN_IF_ERROR(WaitForWork());
+    reassembler_.EvictStale();  // also when nothing arrives any more
+    SyncReassemblyStats();
   }
 }
 
@@ -171,10 +173,11 @@ Status IoThread::OnConfirm(const Confirm& confirm) {
   return Status::Ok();
 }
 
-// Malformed or foreign bodies are counted in stats.rejected and dropped, never fatal.
+// Malformed or foreign bodies, replays and what the reassembler evicts are counted in
+// stats.rejected (the peers' `rejected_frames`) and dropped, never fatal.
 void IoThread::OnBody(std::span<const std::byte> body) {
   shared_.stats.bytes_received += body.size();
-  Result<ChunkView> chunk = DecodeChunk(body, config_.max_message_bytes);
+  Result<ChunkView> chunk = DecodeChunk(body, config_.reassembly.max_message_bytes);
   uint32_t from = chunk.ok() ? chunk->header.from_rank : 0;
   if (!chunk.ok() || from >= static_cast<uint32_t>(config_.size) ||
       from == static_cast<uint32_t>(config_.rank)) {
@@ -183,19 +186,23 @@ void IoThread::OnBody(std::span<const std::byte> body) {
   }
   if (chunk->header.kind != FrameKind::kData) return OnHello(chunk->header);
   Result<std::optional<Message>> message = reassembler_.Add(*chunk);
-  if (!message.ok()) {
-    ++shared_.stats.rejected;
-    return;
-  }
-  if (!message->has_value()) return;
+  SyncReassemblyStats();  // errors included: the reassembler counts every drop itself
+  if (!message.ok() || !message->has_value()) return;
   ++shared_.stats.messages_received;
   std::lock_guard lock(shared_.mu);
   shared_.inbox.push_back(std::move(**message));
   shared_.cv.notify_all();
 }
 
+void IoThread::SyncReassemblyStats() {
+  shared_.stats.rejected += reassembler_.rejected() - reassembly_rejected_;
+  reassembly_rejected_ = reassembler_.rejected();
+  shared_.stats.incomplete_bytes = reassembler_.pending_bytes();
+}
+
+// A hello is unauthenticated, so it changes no reassembly or replay state: a restarted peer's
+// old incarnation ages out of the reassembler's bounded tables instead.
 void IoThread::OnHello(const ChunkHeader& header) {
-  reassembler_.ForgetOtherIncarnations(header.from_rank, header.incarnation);
   if (header.kind == FrameKind::kHello) {  // answer so that a peer that started later hears us
     Bytes reply = HelloBody(FrameKind::kHelloReply, config_.rank, config_.incarnation);
     inflight_.push_back({Outgoing{DirectKey(header.from_rank), std::move(reply), false}});
