@@ -200,7 +200,9 @@ Result<std::optional<Message>> Reassembler::AddToPartial(uint32_t rank, const Ch
   if (it == sender.partial.end()) {
     while (sender.partial.size() >= limits_.max_partial_per_sender)
       EvictWeakest(rank, rank, nullptr);
-    it = sender.partial.emplace(key, Partial{.count = h.count, .last_seen = now}).first;
+    it = sender.partial.try_emplace(key).first;
+    it->second.count = h.count;
+    it->second.last_seen = now;
   }
   Partial& p = it->second;
   if (h.index < p.next || p.early.contains(h.index)) {

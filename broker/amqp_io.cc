@@ -11,14 +11,13 @@
 #include <random>
 
 #include "broker/amqp_error.h"
+#include "broker/backoff.h"
 
 namespace p2p::broker::amqp {
 namespace {
 
 constexpr size_t kBurstBytes = 4 << 20;  // publish this much, then look at incoming frames
 constexpr int kMaxFramesPerRound = 64;
-constexpr std::chrono::milliseconds kFirstBackoff{100};
-constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
 std::chrono::milliseconds IdleWait(int heartbeat_s) {
   // Wake at least 4x per heartbeat interval so rabbitmq-c sends ours on time (at interval/2).
@@ -220,8 +219,8 @@ Status IoThread::Reconnect(const Status& cause) {
   ++shared_.stats.reconnects;
   const Deadline give_up = Clock::now() + config_.reconnect_timeout;
   Status last = cause;
-  for (auto backoff = kFirstBackoff;; backoff = std::min(backoff * 2, kMaxBackoff)) {
-    if (WaitBackoff(backoff)) return last.Annotate("stopped while reconnecting");
+  for (Backoff backoff;;) {
+    if (WaitBackoff(backoff.Next())) return last.Annotate("stopped while reconnecting");
     if (Clock::now() >= give_up) {
       return Unavailable(
           "lost the connection to RabbitMQ at {} and could not reconnect within "
@@ -240,10 +239,8 @@ Status IoThread::Reconnect(const Status& cause) {
 }
 
 bool IoThread::WaitBackoff(std::chrono::milliseconds d) {
-  static thread_local std::minstd_rand rng{std::random_device{}()};
-  auto jittered = d / 2 + std::chrono::milliseconds(rng() % (d.count() / 2 + 1));
   std::unique_lock lock(shared_.mu);
-  return shared_.cv.wait_for(lock, jittered, [&] { return shared_.stop; });
+  return shared_.cv.wait_for(lock, d, [&] { return shared_.stop; });
 }
 
 void IoThread::Install(Session session) {

@@ -10,6 +10,7 @@
 #include "broker/amqp_io.h"
 #include "broker/amqp_session.h"
 #include "broker/amqp_url.h"
+#include "broker/backoff.h"
 #include "broker/envelope.h"
 
 namespace p2p::broker {
@@ -102,13 +103,12 @@ uint64_t NewIncarnation() {
 Result<amqp::Session> OpenWithRetry(const amqp::IoConfig& io, Deadline deadline) {
   amqp::Topology first = io.topology;
   first.purge = true;
-  auto backoff = std::chrono::milliseconds(100);
+  Backoff backoff;
   while (true) {
     Result<amqp::Session> s = amqp::OpenWithTopology(io.session, first, deadline);
-    if (s.ok() || !amqp::IsRetryable(s.status()) || Clock::now() >= deadline) return s;
+    if (s.ok() || !IsRetryable(s.status()) || Clock::now() >= deadline) return s;
     // Bounded by the deadline; AMQP has no "broker is up" notification to wait for instead.
-    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - Clock::now()));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff.Next(), deadline - Clock::now()));
   }
 }
 
