@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -390,6 +391,12 @@ TEST_F(AmqpTransportTest, ForgedGigabyteFramesKeepMemoryBoundedAndTrafficIntact)
   intruder.Publish(amqp::DirectKey(1), Marker(0, "marker"));
   EXPECT_EQ(ToString(MustReceive(*ranks[1], 60s).payload), "marker");
 
+  std::printf(
+      "after the forged frames: %llu bytes held for incomplete messages, RSS %+lld KiB, "
+      "%llu frames rejected\n",
+      static_cast<unsigned long long>(ranks[1]->incomplete_bytes()),
+      (static_cast<long long>(RssBytes()) - static_cast<long long>(rss_before)) / 1024,
+      static_cast<unsigned long long>(ranks[1]->Stats().rejected - rejected_before));
   EXPECT_LT(ranks[1]->incomplete_bytes(), 64u << 10);
   EXPECT_LT(RssBytes(), rss_before + (64u << 20)) << "RSS grew from " << rss_before;
   // The 4-GiB frame, and all but the 16 forged starts a sender may have pending, were dropped.
