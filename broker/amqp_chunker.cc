@@ -8,7 +8,11 @@ namespace {
 
 constexpr uint32_t kMagic = 0x41503250;  // "P2PA" read as little-endian u32
 constexpr uint8_t kVersion = 1;
-constexpr size_t kRecentDone = 1024;  // completed seqs remembered per sender for dedup
+constexpr size_t kRecentDone = 1024;  // completed messages remembered per incarnation
+// Bookkeeping charged to the budgets besides the payload bytes, so that a flood of tiny chunks
+// (a forged stride of 1) costs what it really costs: a map node and a vector per early chunk.
+constexpr uint64_t kPartialOverhead = 256;
+constexpr uint64_t kChunkOverhead = 64;
 
 template <typename T>
 void Put(std::byte*& p, T v) {
@@ -80,8 +84,28 @@ Status CheckGeometry(const ChunkHeader& h, size_t payload_len, uint64_t max_tota
   return Status::Ok();
 }
 
-bool SameMessage(const ChunkHeader& a, const ChunkHeader& b) {
-  return a.count == b.count && a.stride == b.stride && a.total == b.total;
+// Capacity to reserve for `needed` bytes: geometric growth, never beyond the message's total, so
+// a buffer holds at most twice what arrived and in-order chunks are copied O(log n) times.
+uint64_t GrowTo(uint64_t needed, uint64_t capacity, uint64_t total) {
+  if (needed <= capacity) return capacity;
+  return std::min(total, std::max(needed, 2 * capacity));
+}
+
+// Tells an exact replay of a completed message from another message with the same claimed seq.
+// Not cryptographic (the envelope MAC is the security check): forging a collision would need the
+// genuine message's bytes before they are sent. Eight bytes per step: messages reach 256 MiB.
+uint64_t ContentHash(std::span<const std::byte> bytes) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ bytes.size();
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  for (; i < bytes.size(); ++i) h = (h ^ std::to_integer<uint64_t>(bytes[i])) * 0x100000001b3ull;
+  h ^= h >> 29;
+  return h * 0xc4ceb9fe1a85ec53ull;
 }
 
 }  // namespace
@@ -118,51 +142,218 @@ Result<ChunkView> DecodeChunk(std::span<const std::byte> body, uint64_t max_tota
   return ChunkView{h, payload};
 }
 
-Result<std::optional<Message>> Reassembler::Add(const ChunkView& chunk) {
-  const ChunkHeader& h = chunk.header;
-  Sender& sender = senders_[{h.from_rank, h.incarnation}];
-  if (sender.done.contains(h.seq)) return std::optional<Message>();  // duplicate of a done one
-  if (h.count == 1) {
-    MarkDone(sender, h.seq);
-    Message m{static_cast<int>(h.from_rank), Bytes(chunk.payload.begin(), chunk.payload.end())};
-    return std::optional<Message>(std::move(m));
-  }
-  return AddToPartial(sender, chunk);
+Reassembler::Reassembler(ReassemblyLimits limits) : limits_(limits) {
+  P2P_CHECK(limits_.max_pending_bytes_per_sender > limits_.max_message_bytes &&
+                limits_.max_pending_bytes >= limits_.max_pending_bytes_per_sender &&
+                limits_.max_partial_per_sender > 0 && limits_.max_histories_per_sender > 0,
+            "inconsistent reassembly limits");
 }
 
-Result<std::optional<Message>> Reassembler::AddToPartial(Sender& sender, const ChunkView& chunk) {
+size_t Reassembler::pending_messages() const {
+  size_t n = 0;
+  for (const auto& [rank, sender] : senders_) n += sender.partial.size();
+  return n;
+}
+
+Result<std::optional<Message>> Reassembler::Add(const ChunkView& chunk, TimePoint now) {
   const ChunkHeader& h = chunk.header;
-  auto it = sender.partial.find(h.seq);
+  EvictStale(now);
+  if (h.kind != FrameKind::kData) {
+    ++rejected_;
+    return InvalidArgument("chunk: a hello frame is not part of a message");
+  }
+  // DecodeChunk checked the geometry, maybe against a looser limit than ours.
+  if (h.total > limits_.max_message_bytes) {
+    ++rejected_;
+    return DataLoss("rank {}: message of {} bytes over the {} limit", h.from_rank, h.total,
+                    limits_.max_message_bytes);
+  }
+  if (h.count == 1) {
+    Bytes payload(chunk.payload.begin(), chunk.payload.end());
+    return Complete(h.from_rank, h.incarnation, h.seq, std::move(payload), now);
+  }
+  return AddToPartial(h.from_rank, chunk, now);
+}
+
+namespace {
+
+uint64_t EarlyCharge(uint64_t bytes, size_t chunks) { return bytes + chunks * kChunkOverhead; }
+
+}  // namespace
+
+// Bytes and number of the early chunks that directly follow chunk `from` - 1.
+std::pair<uint64_t, size_t> Reassembler::ContiguousEarly(const Partial& p, uint32_t from) {
+  uint64_t bytes = 0;
+  size_t n = 0;
+  for (auto e = p.early.find(from); e != p.early.end() && e->first == from + n; ++e, ++n) {
+    bytes += e->second.size();
+  }
+  return {bytes, n};
+}
+
+Result<std::optional<Message>> Reassembler::AddToPartial(uint32_t rank, const ChunkView& chunk,
+                                                         TimePoint now) {
+  const ChunkHeader& h = chunk.header;
+  Sender& sender = senders_[rank];
+  const PartialKey key{h.incarnation, h.seq, h.total, h.stride};
+  auto it = sender.partial.find(key);
   if (it == sender.partial.end()) {
-    if (sender.partial.size() >= max_partial_) {
-      return DataLoss("rank {}: more than {} incomplete messages", h.from_rank, max_partial_);
-    }
-    Partial p{h, Bytes(h.total), std::vector<bool>(h.count), h.count};
-    it = sender.partial.emplace(h.seq, std::move(p)).first;
+    while (sender.partial.size() >= limits_.max_partial_per_sender)
+      EvictWeakest(rank, rank, nullptr);
+    it = sender.partial.try_emplace(key).first;
+    it->second.count = h.count;
+    it->second.last_seen = now;
   }
   Partial& p = it->second;
-  if (!SameMessage(p.first, h))
-    return DataLoss("rank {} message {}: chunks disagree", h.from_rank, h.seq);
-  if (p.have[h.index]) return std::optional<Message>();  // duplicate chunk
-  std::memcpy(p.data.data() + uint64_t{h.index} * h.stride, chunk.payload.data(),
-              chunk.payload.size());
-  p.have[h.index] = true;
-  if (--p.missing > 0) return std::optional<Message>();
-  Message m{static_cast<int>(h.from_rank), std::move(p.data)};
+  if (h.index < p.next || p.early.contains(h.index)) {
+    ++rejected_;  // the same chunk again: a redelivery, a republish or a replay
+    return std::optional<Message>();
+  }
+  // What the partial will hold once the chunk is stored (see Store), checked before storing.
+  uint64_t after = p.charged + EarlyCharge(chunk.payload.size(), 1);
+  if (h.index == p.next) {
+    const auto [drained, drained_chunks] = ContiguousEarly(p, h.index + 1);
+    const uint64_t needed = p.data.size() + chunk.payload.size() + drained;
+    after = p.charged - p.data.capacity() + GrowTo(needed, p.data.capacity(), h.total) -
+            EarlyCharge(drained, drained_chunks);
+  }
+  if (p.charged == 0) after += kPartialOverhead;  // a new partial
+  if (after > p.charged) {
+    if (Status room = MakeRoom(rank, &key, after - p.charged); !room.ok()) {
+      Erase(sender, sender.partial.find(key));  // it could never complete
+      ++rejected_;
+      return room;
+    }
+  }
+  Store(p, h, chunk.payload);
+  p.received += chunk.payload.size();
+  p.last_seen = now;
+  Recharge(sender, p);
+  if (p.next < p.count) return std::optional<Message>();
+  Bytes whole = std::move(p.data);
+  Erase(sender, sender.partial.find(key));
+  return Complete(rank, h.incarnation, h.seq, std::move(whole), now);
+}
+
+// Appends the chunk (and the early chunks it makes contiguous) with one reservation, or keeps it
+// apart until the chunks before it arrived.
+void Reassembler::Store(Partial& p, const ChunkHeader& h, std::span<const std::byte> payload) {
+  if (h.index != p.next) {
+    p.early.emplace(h.index, Bytes(payload.begin(), payload.end()));
+    p.early_bytes += payload.size();
+    return;
+  }
+  const uint64_t needed = p.data.size() + payload.size() + ContiguousEarly(p, h.index + 1).first;
+  p.data.reserve(GrowTo(needed, p.data.capacity(), h.total));
+  p.data.insert(p.data.end(), payload.begin(), payload.end());
+  ++p.next;
+  for (auto e = p.early.find(p.next); e != p.early.end(); e = p.early.find(p.next)) {
+    p.data.insert(p.data.end(), e->second.begin(), e->second.end());
+    p.early_bytes -= e->second.size();
+    p.early.erase(e);
+    ++p.next;
+  }
+}
+
+void Reassembler::Recharge(Sender& sender, Partial& p) {
+  const uint64_t charge =
+      kPartialOverhead + p.data.capacity() + EarlyCharge(p.early_bytes, p.early.size());
+  sender.pending_bytes = sender.pending_bytes - p.charged + charge;
+  pending_bytes_ = pending_bytes_ - p.charged + charge;
+  p.charged = charge;
+}
+
+// Evicts the weakest incomplete messages (never `keep`, a partial of `rank`) until
+// `more` bytes fit into `rank`'s budget and the total one.
+Status Reassembler::MakeRoom(uint32_t rank, const PartialKey* keep, uint64_t more) {
+  const Sender& sender = senders_[rank];
+  while (sender.pending_bytes + more > limits_.max_pending_bytes_per_sender) {
+    if (!EvictWeakest(rank, rank, keep)) {
+      return Unavailable(
+          "rank {}: {} more bytes do not fit the {} bytes allowed for its incomplete messages",
+          rank, more, limits_.max_pending_bytes_per_sender);
+    }
+  }
+  while (pending_bytes_ + more > limits_.max_pending_bytes) {
+    if (!EvictWeakest(std::nullopt, rank, keep)) {
+      return Unavailable("{} more bytes do not fit the {} bytes allowed for incomplete messages",
+                         more, limits_.max_pending_bytes);
+    }
+  }
+  return Status::Ok();
+}
+
+// Drops the incomplete message of `only` (any sender if nullopt), other than `keep` of
+// `keep_rank`, that received the fewest bytes, the least recently active of those; counts it.
+// Why fewest bytes first: a genuine multi-chunk transfer gets a whole chunk (up to 16 MiB) at
+// once, so forged one-byte starts go first however many of them arrive in between.
+// False when there is none.
+bool Reassembler::EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank,
+                               const PartialKey* keep) {
+  Sender* victim_sender = nullptr;
+  std::map<PartialKey, Partial>::iterator victim;
+  for (auto& [rank, sender] : senders_) {
+    if (only.has_value() && rank != *only) continue;
+    for (auto it = sender.partial.begin(); it != sender.partial.end(); ++it) {
+      if (keep != nullptr && rank == keep_rank && it->first == *keep) continue;
+      if (victim_sender == nullptr ||
+          std::tie(it->second.received, it->second.last_seen) <
+              std::tie(victim->second.received, victim->second.last_seen)) {
+        victim_sender = &sender;
+        victim = it;
+      }
+    }
+  }
+  if (victim_sender == nullptr) return false;
+  Erase(*victim_sender, victim);
+  ++rejected_;
+  return true;
+}
+
+void Reassembler::Erase(Sender& sender, std::map<PartialKey, Partial>::iterator it) {
+  sender.pending_bytes -= it->second.charged;
+  pending_bytes_ -= it->second.charged;
   sender.partial.erase(it);
-  MarkDone(sender, h.seq);
-  return std::optional<Message>(std::move(m));
 }
 
-void Reassembler::MarkDone(Sender& sender, uint64_t seq) {
-  sender.done.insert(seq);
-  if (sender.done.size() > kRecentDone) sender.done.erase(sender.done.begin());
+size_t Reassembler::EvictStale(TimePoint now) {
+  size_t dropped = 0;
+  for (auto& [rank, sender] : senders_) {
+    for (auto it = sender.partial.begin(); it != sender.partial.end();) {
+      auto next = std::next(it);
+      if (now - it->second.last_seen >= limits_.timeout) Erase(sender, it), ++dropped;
+      it = next;
+    }
+  }
+  rejected_ += dropped;
+  return dropped;
 }
 
-void Reassembler::ForgetOtherIncarnations(uint32_t rank, uint64_t incarnation) {
-  std::erase_if(senders_, [&](const auto& kv) {
-    return kv.first.first == rank && kv.first.second != incarnation;
-  });
+std::optional<Message> Reassembler::Complete(uint32_t rank, uint64_t incarnation, uint64_t seq,
+                                             Bytes payload, TimePoint now) {
+  auto& histories = senders_[rank].histories;
+  auto found = histories.find(incarnation);
+  if (found == histories.end()) {
+    if (histories.size() >= limits_.max_histories_per_sender) {
+      histories.erase(std::min_element(
+          histories.begin(), histories.end(),
+          [](const auto& a, const auto& b) { return a.second.last_seen < b.second.last_seen; }));
+    }
+    found = histories.emplace(incarnation, History{}).first;
+  }
+  History& history = found->second;
+  history.last_seen = now;
+  const std::pair<uint64_t, uint64_t> id{seq, ContentHash(payload)};
+  if (!history.done.insert(id).second) {
+    ++rejected_;  // an exact replay of a message already delivered
+    return std::nullopt;
+  }
+  history.order.push_back(id);
+  if (history.order.size() > kRecentDone) {
+    history.done.erase(history.order.front());
+    history.order.pop_front();
+  }
+  return Message{static_cast<int>(rank), std::move(payload)};
 }
 
 }  // namespace p2p::broker::amqp

@@ -1,25 +1,32 @@
-// Chunk framing of AMQP message bodies: a fixed 48-byte header in front of each chunk's payload.
+// Chunk framing of AMQP message bodies: a fixed 48-byte header in front of each chunk's payload
+// (spec: docs/wire-format.md §2.2).
 //
-// Why our own: RabbitMQ caps a message (max_message_size: 128 MiB in 3.x, 16 MiB since 4.0), so
-// a gradient is split into chunks of at most 16 MiB, each one AMQP message; the header also
-// carries what the receiver needs to drop its duplicates after a reconnect (sender rank,
-// incarnation, message seq, chunk index) and the hello handshake of Connect.
-// NOTE: a minimal internal chunker, written while broker/chunking.h was in progress; unify with
-// it once that API lands (the header layout is private to the AMQP transport).
+// Why our own and not broker/chunking.h's P2PC frames: RabbitMQ caps a message (max_message_size:
+// 128 MiB in 3.x, 16 MiB since 4.0), so a gradient is split into chunks of at most 16 MiB, each
+// one AMQP message, and the header must also carry what a receiver needs to drop its duplicates
+// after a reconnect (sender rank, incarnation, message seq, chunk index) and the hello handshake
+// of Connect, none of which a P2PC frame has (ZeroMQ knows the sender from the routing id).
 //
 // Header, little-endian:
 //   u32 magic 'P2PA' | u8 version=1 | u8 kind | u16 reserved=0 | u32 from_rank | u32 index |
 //   u32 count | u32 stride | u64 incarnation | u64 seq | u64 total
 // Chunk i carries payload bytes [i*stride, min((i+1)*stride, total)); count = ceil(total/stride)
 // (1 for an empty message). Decoding checks all of this before anything is allocated.
+//
+// Everything in a header is unauthenticated (anyone who may publish to the run's exchange can
+// forge one): the Reassembler bounds what forged chunks can make it hold, and the envelope's MAC
+// (sync/, docs/security.md) decides what is genuine.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <span>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -60,39 +67,91 @@ struct ChunkView {
 // DataLoss when `body` is not a well-formed chunk or announces a message over `max_total` bytes.
 Result<ChunkView> DecodeChunk(std::span<const std::byte> body, uint64_t max_total);
 
-// Reassembles data chunks into messages and drops duplicates (unacked deliveries redelivered
+// What a Reassembler may hold. The defaults fit the envelope limit (broker/envelope.h).
+struct ReassemblyLimits {
+  uint64_t max_message_bytes = uint64_t{256} << 20;  // a chunk announcing more is rejected
+  // Bytes held for incomplete messages (as allocated, bookkeeping included), per claimed sender
+  // rank over all its incarnations, and over all senders. Must be > max_message_bytes.
+  uint64_t max_pending_bytes_per_sender = uint64_t{512} << 20;
+  uint64_t max_pending_bytes = uint64_t{1} << 30;
+  size_t max_partial_per_sender = 16;          // incomplete messages per rank
+  size_t max_histories_per_sender = 4;         // incarnations per rank whose replays are filtered
+  std::chrono::milliseconds timeout{120'000};  // an incomplete message idle this long is dropped
+};
+
+// Reassembles data chunks into messages and drops exact replays (unacked deliveries redelivered
 // after a reconnect, unconfirmed chunks republished by a sender after its reconnect).
-// Not thread-safe: the I/O thread owns it.
+//
+// Memory grows with the bytes that arrived, never with what a header announces: a message's
+// buffer holds the chunks received in order (grown geometrically up to its total) and chunks
+// that came early are kept apart until their turn. When a budget or the per-sender count would be
+// exceeded, the incomplete messages that received the fewest bytes (then the least recently
+// active) are dropped: a genuine transfer receives whole chunks, a forged start usually does not.
+// This bounds memory, not availability: an attacker who sends more bytes per forged message than
+// a genuine one has received can still make it be dropped (the run then times out; it never
+// applies a wrong update). Every dropped chunk or message is counted in rejected().
+//
+// A completed message is a replay, and dropped, only when the same (rank, incarnation, seq) was
+// completed before with the same bytes: a forged chunk cannot make a genuine message look like a
+// duplicate. Not thread-safe: the I/O thread owns it.
 class Reassembler {
  public:
-  // At most `max_partial` incomplete messages per sender incarnation; more is DataLoss.
-  explicit Reassembler(size_t max_partial = 16) : max_partial_(max_partial) {}
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  explicit Reassembler(ReassemblyLimits limits = {});
 
   // The completed message when `chunk` was its last missing piece; nullopt when more chunks are
-  // needed or `chunk` is a duplicate; DataLoss when it contradicts earlier chunks.
-  Result<std::optional<Message>> Add(const ChunkView& chunk);
+  // needed or `chunk` is a replay (counted); an error (counted) when the chunk announces a
+  // message over the limit or cannot be held within the budgets.
+  Result<std::optional<Message>> Add(const ChunkView& chunk, TimePoint now = Clock::now());
 
-  // The peer `rank` restarted as `incarnation`: drop the state of its older incarnations.
-  void ForgetOtherIncarnations(uint32_t rank, uint64_t incarnation);
+  // Drops the incomplete messages that received nothing for limits.timeout; returns how many.
+  size_t EvictStale(TimePoint now = Clock::now());
+
+  uint64_t rejected() const { return rejected_; }  // chunks and incomplete messages dropped
+  uint64_t pending_bytes() const { return pending_bytes_; }
+  size_t pending_messages() const;
 
  private:
+  // A message is identified by its sender's claims, geometry included, so that a forged chunk
+  // with a genuine seq but another size starts a message of its own instead of poisoning it.
+  using PartialKey = std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>;  // inc, seq, total, stride
   struct Partial {
-    ChunkHeader first;
-    Bytes data;
-    std::vector<bool> have;
-    uint32_t missing = 0;
+    uint32_t count = 0;
+    Bytes data;                       // chunks [0, next), contiguous
+    uint32_t next = 0;                // first chunk not in `data`
+    std::map<uint32_t, Bytes> early;  // chunks after `next` that arrived before it
+    uint64_t early_bytes = 0;         // their payload bytes
+    uint64_t received = 0;            // payload bytes, for the eviction order
+    uint64_t charged = 0;             // what this partial counts against the budgets
+    TimePoint last_seen;
+  };
+  // Completed messages of one incarnation, by (seq, content hash), oldest first.
+  struct History {
+    std::set<std::pair<uint64_t, uint64_t>> done;
+    std::deque<std::pair<uint64_t, uint64_t>> order;
+    TimePoint last_seen;
   };
   struct Sender {
-    std::map<uint64_t, Partial> partial;  // by seq
-    std::set<uint64_t> done;              // recently completed seqs (bounded)
+    std::map<PartialKey, Partial> partial;
+    std::map<uint64_t, History> histories;  // by incarnation
+    uint64_t pending_bytes = 0;
   };
-  using SenderKey = std::pair<uint32_t, uint64_t>;  // rank, incarnation
 
-  Result<std::optional<Message>> AddToPartial(Sender& sender, const ChunkView& chunk);
-  static void MarkDone(Sender& sender, uint64_t seq);
+  Result<std::optional<Message>> AddToPartial(uint32_t rank, const ChunkView& chunk, TimePoint now);
+  Status MakeRoom(uint32_t rank, const PartialKey* keep, uint64_t more);
+  bool EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank, const PartialKey* keep);
+  static std::pair<uint64_t, size_t> ContiguousEarly(const Partial& p, uint32_t from);
+  void Store(Partial& p, const ChunkHeader& h, std::span<const std::byte> payload);
+  void Recharge(Sender& sender, Partial& p);
+  void Erase(Sender& sender, std::map<PartialKey, Partial>::iterator it);
+  std::optional<Message> Complete(uint32_t rank, uint64_t incarnation, uint64_t seq, Bytes payload,
+                                  TimePoint now);
 
-  size_t max_partial_;
-  std::map<SenderKey, Sender> senders_;
+  ReassemblyLimits limits_;
+  std::map<uint32_t, Sender> senders_;  // by claimed rank
+  uint64_t pending_bytes_ = 0;
+  uint64_t rejected_ = 0;
 };
 
 }  // namespace p2p::broker::amqp

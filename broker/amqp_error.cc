@@ -124,15 +124,4 @@ bool IsQueueInExclusiveUse(const Status& status) {
   return status.message().find(kQueueInExclusiveUse) != std::string::npos;
 }
 
-bool IsRetryable(const Status& status) {
-  switch (status.code()) {
-    case StatusCode::kUnavailable:
-    case StatusCode::kTimeout:
-    case StatusCode::kNotFound:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace p2p::broker::amqp

@@ -5,7 +5,7 @@
 //     LIBRARY_EXCEPTION carrying a channel-1 status code, or a SERVER_EXCEPTION carrying the
 //     broker's connection.close / channel.close (reply code + text, e.g. 403 ACCESS_REFUSED).
 //
-// Mapping (what callers branch on; IsRetryable below):
+// Mapping (what callers branch on; IsRetryable in broker/backoff.h):
 //   network failures, heartbeat timeout, connection closed, 320 CONNECTION_FORCED  -> kUnavailable
 //   AMQP_STATUS_TIMEOUT                                                           -> kTimeout
 //   404 NOT_FOUND                                                                 -> kNotFound
@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "broker/amqp_handles.h"
+#include "broker/backoff.h"
 #include "common/status.h"
 
 namespace p2p::broker::amqp {
@@ -34,10 +35,9 @@ uint16_t ServerReplyCode(const amqp_rpc_reply_t& reply);
 // channel.close-ok); false for connection.close and for library errors.
 bool IsChannelClose(const amqp_rpc_reply_t& reply);
 
-// Whether reconnecting can cure the failure (kUnavailable, kTimeout, kNotFound: an exchange that
-// was auto-deleted between declare and bind) as opposed to a permanent one (bad credentials,
-// unknown vhost, inequivalent queue arguments, TLS verification).
-bool IsRetryable(const Status& status);
+// Whether a failure is worth another attempt: broker::IsRetryable (broker/backoff.h), the one
+// retry policy of the transport and the offload worker.
+using ::p2p::broker::IsRetryable;
 
 // Marker in the error of a consume refused because another connection consumes the queue.
 inline constexpr std::string_view kQueueInExclusiveUse =

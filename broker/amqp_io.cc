@@ -11,14 +11,13 @@
 #include <random>
 
 #include "broker/amqp_error.h"
+#include "broker/backoff.h"
 
 namespace p2p::broker::amqp {
 namespace {
 
 constexpr size_t kBurstBytes = 4 << 20;  // publish this much, then look at incoming frames
 constexpr int kMaxFramesPerRound = 64;
-constexpr std::chrono::milliseconds kFirstBackoff{100};
-constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
 std::chrono::milliseconds IdleWait(int heartbeat_s) {
   // Wake at least 4x per heartbeat interval so rabbitmq-c sends ours on time (at interval/2).
@@ -58,7 +57,7 @@ TransportStats AtomicStats::Snapshot() const {
 }
 
 IoThread::IoThread(const IoConfig& config, Shared& shared, Session session)
-    : config_(config), shared_(shared) {
+    : config_(config), shared_(shared), reassembler_(config.reassembly) {
   Install(std::move(session));
 }
 
@@ -89,6 +88,8 @@ Status IoThread::ServeConnection() {
     P2P_RETURN_IF_ERROR(PublishBurst());
     P2P_ASSIGN_OR_RETURN(int frames, DrainFrames());
     if (frames == 0 && published_ == inflight_.size()) P2P_RETURN_IF_ERROR(WaitForWork());
+    reassembler_.EvictStale();  // also when nothing arrives any more
+    SyncReassemblyStats();
   }
 }
 
@@ -171,10 +172,11 @@ Status IoThread::OnConfirm(const Confirm& confirm) {
   return Status::Ok();
 }
 
-// Malformed or foreign bodies are counted in stats.rejected and dropped, never fatal.
+// Malformed or foreign bodies, replays and what the reassembler evicts are counted in
+// stats.rejected (the peers' `rejected_frames`) and dropped, never fatal.
 void IoThread::OnBody(std::span<const std::byte> body) {
   shared_.stats.bytes_received += body.size();
-  Result<ChunkView> chunk = DecodeChunk(body, config_.max_message_bytes);
+  Result<ChunkView> chunk = DecodeChunk(body, config_.reassembly.max_message_bytes);
   uint32_t from = chunk.ok() ? chunk->header.from_rank : 0;
   if (!chunk.ok() || from >= static_cast<uint32_t>(config_.size) ||
       from == static_cast<uint32_t>(config_.rank)) {
@@ -183,19 +185,23 @@ void IoThread::OnBody(std::span<const std::byte> body) {
   }
   if (chunk->header.kind != FrameKind::kData) return OnHello(chunk->header);
   Result<std::optional<Message>> message = reassembler_.Add(*chunk);
-  if (!message.ok()) {
-    ++shared_.stats.rejected;
-    return;
-  }
-  if (!message->has_value()) return;
+  SyncReassemblyStats();  // errors included: the reassembler counts every drop itself
+  if (!message.ok() || !message->has_value()) return;
   ++shared_.stats.messages_received;
   std::lock_guard lock(shared_.mu);
   shared_.inbox.push_back(std::move(**message));
   shared_.cv.notify_all();
 }
 
+void IoThread::SyncReassemblyStats() {
+  shared_.stats.rejected += reassembler_.rejected() - reassembly_rejected_;
+  reassembly_rejected_ = reassembler_.rejected();
+  shared_.stats.incomplete_bytes = reassembler_.pending_bytes();
+}
+
+// A hello is unauthenticated, so it changes no reassembly or replay state: a restarted peer's
+// old incarnation ages out of the reassembler's bounded tables instead.
 void IoThread::OnHello(const ChunkHeader& header) {
-  reassembler_.ForgetOtherIncarnations(header.from_rank, header.incarnation);
   if (header.kind == FrameKind::kHello) {  // answer so that a peer that started later hears us
     Bytes reply = HelloBody(FrameKind::kHelloReply, config_.rank, config_.incarnation);
     inflight_.push_back({Outgoing{DirectKey(header.from_rank), std::move(reply), false}});
@@ -213,8 +219,8 @@ Status IoThread::Reconnect(const Status& cause) {
   ++shared_.stats.reconnects;
   const Deadline give_up = Clock::now() + config_.reconnect_timeout;
   Status last = cause;
-  for (auto backoff = kFirstBackoff;; backoff = std::min(backoff * 2, kMaxBackoff)) {
-    if (WaitBackoff(backoff)) return last.Annotate("stopped while reconnecting");
+  for (Backoff backoff;;) {
+    if (WaitBackoff(backoff.Next())) return last.Annotate("stopped while reconnecting");
     if (Clock::now() >= give_up) {
       return Unavailable(
           "lost the connection to RabbitMQ at {} and could not reconnect within "
@@ -233,10 +239,8 @@ Status IoThread::Reconnect(const Status& cause) {
 }
 
 bool IoThread::WaitBackoff(std::chrono::milliseconds d) {
-  static thread_local std::minstd_rand rng{std::random_device{}()};
-  auto jittered = d / 2 + std::chrono::milliseconds(rng() % (d.count() / 2 + 1));
   std::unique_lock lock(shared_.mu);
-  return shared_.cv.wait_for(lock, jittered, [&] { return shared_.stop; });
+  return shared_.cv.wait_for(lock, d, [&] { return shared_.stop; });
 }
 
 void IoThread::Install(Session session) {

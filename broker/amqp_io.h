@@ -51,6 +51,7 @@ struct Outgoing {  // one AMQP body to publish
 struct AtomicStats {
   std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, messages_sent{0}, messages_received{0},
       rejected{0}, reconnects{0};
+  std::atomic<uint64_t> incomplete_bytes{0};  // held by the reassembler for incomplete messages
   TransportStats Snapshot() const;
 };
 
@@ -66,7 +67,7 @@ struct IoConfig {
   int rank = 0;
   int size = 1;
   uint64_t incarnation = 0;
-  uint64_t max_message_bytes = 0;
+  ReassemblyLimits reassembly;  // max_message_bytes also bounds DecodeChunk
   std::chrono::milliseconds reconnect_timeout{60'000};
 };
 
@@ -113,6 +114,7 @@ class IoThread {
   Status OnEvent(Event& event);
   Status OnConfirm(const Confirm& confirm);
   void OnBody(std::span<const std::byte> body);
+  void SyncReassemblyStats();
   void OnHello(const ChunkHeader& header);
   Status Reconnect(const Status& cause);
   bool WaitBackoff(std::chrono::milliseconds d);  // true when a stop was requested
@@ -128,6 +130,7 @@ class IoThread {
   size_t published_ = 0;
   uint64_t last_tag_ = 0;
   Reassembler reassembler_;
+  uint64_t reassembly_rejected_ = 0;  // reassembler_.rejected() already in stats.rejected
   std::chrono::milliseconds idle_wait_{1000};
 };
 

@@ -10,6 +10,8 @@
 #include "broker/amqp_io.h"
 #include "broker/amqp_session.h"
 #include "broker/amqp_url.h"
+#include "broker/backoff.h"
+#include "broker/envelope.h"
 
 namespace p2p::broker {
 
@@ -45,6 +47,17 @@ Status ValidateOptions(const AmqpOptions& o) {
                            amqp::kChunkHeaderBytes);
   }
   if (o.prefetch == 0) return InvalidArgument("prefetch must be >= 1");
+  if (o.max_message_bytes == 0 || o.max_message_bytes > kDefaultMaxEnvelopeBytes) {
+    return InvalidArgument("max_message_bytes {} must be in [1, {}] (the envelope limit)",
+                           o.max_message_bytes, kDefaultMaxEnvelopeBytes);
+  }
+  if (o.max_incomplete_bytes_per_sender <= o.max_message_bytes ||
+      o.max_incomplete_bytes < o.max_incomplete_bytes_per_sender) {
+    return InvalidArgument(
+        "need max_message_bytes ({}) < max_incomplete_bytes_per_sender ({}) <= "
+        "max_incomplete_bytes ({})",
+        o.max_message_bytes, o.max_incomplete_bytes_per_sender, o.max_incomplete_bytes);
+  }
   if (o.queue_expiry <= o.reconnect_timeout) {  // or a queue could expire while we reconnect
     return InvalidArgument("queue_expiry must exceed reconnect_timeout");
   }
@@ -90,13 +103,12 @@ uint64_t NewIncarnation() {
 Result<amqp::Session> OpenWithRetry(const amqp::IoConfig& io, Deadline deadline) {
   amqp::Topology first = io.topology;
   first.purge = true;
-  auto backoff = std::chrono::milliseconds(100);
+  Backoff backoff;
   while (true) {
     Result<amqp::Session> s = amqp::OpenWithTopology(io.session, first, deadline);
-    if (s.ok() || !amqp::IsRetryable(s.status()) || Clock::now() >= deadline) return s;
+    if (s.ok() || !IsRetryable(s.status()) || Clock::now() >= deadline) return s;
     // Bounded by the deadline; AMQP has no "broker is up" notification to wait for instead.
-    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - Clock::now()));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff.Next(), deadline - Clock::now()));
   }
 }
 
@@ -113,7 +125,12 @@ Result<std::unique_ptr<AmqpTransport>> AmqpTransport::Create(AmqpOptions options
   s->io.rank = options.rank;
   s->io.size = options.size;
   s->io.incarnation = NewIncarnation();
-  s->io.max_message_bytes = options.max_message_bytes;
+  s->io.reassembly = {
+      .max_message_bytes = options.max_message_bytes,
+      .max_pending_bytes_per_sender = options.max_incomplete_bytes_per_sender,
+      .max_pending_bytes = options.max_incomplete_bytes,
+      // Chunks of one message keep arriving during a reconnect of either side only after it.
+      .timeout = std::max(options.reassembly_timeout, 2 * options.reconnect_timeout)};
   s->io.reconnect_timeout = options.reconnect_timeout;
   s->shared.hello_from.assign(options.size, 0);
   s->options = std::move(options);
@@ -129,6 +146,9 @@ int AmqpTransport::size() const { return s_->options.size; }
 const std::string& AmqpTransport::exchange_name() const { return s_->io.topology.exchange; }
 std::string AmqpTransport::queue_name(int r) const { return QueueName(s_->options.run_id, r); }
 uint64_t AmqpTransport::reconnects() const { return s_->shared.stats.reconnects.load(); }
+uint64_t AmqpTransport::incomplete_bytes() const {
+  return s_->shared.stats.incomplete_bytes.load();
+}
 TransportStats AmqpTransport::Stats() const { return s_->shared.stats.Snapshot(); }
 
 Status AmqpTransport::Connect(Deadline deadline) {

@@ -61,10 +61,18 @@ struct AmqpOptions {
   std::string tls_ca_file;    // overrides ?cacertfile=
   bool tls_insecure = false;  // explicit opt-out of verification (like ?verify=verify_none)
 
-  std::chrono::seconds heartbeat{10};             // ?heartbeat= in the URL wins
-  uint16_t prefetch = 64;                         // unacked deliveries the broker may push ahead
-  size_t chunk_bytes = 16 << 20;                  // max AMQP body per chunk, header included
-  uint64_t max_message_bytes = 4ULL << 30;        // larger incoming messages are rejected
+  std::chrono::seconds heartbeat{10};  // ?heartbeat= in the URL wins
+  uint16_t prefetch = 64;              // unacked deliveries the broker may push ahead
+  size_t chunk_bytes = 16 << 20;       // max AMQP body per chunk, header included
+  // Incoming messages (docs/wire-format.md §2.2): larger ones are rejected before anything is
+  // allocated; at most 256 MiB, the envelope limit (broker/envelope.h).
+  uint64_t max_message_bytes = 256ULL << 20;
+  // Memory for incomplete incoming messages, per claimed sender and in total (> max_message_bytes);
+  // the least recently active ones are dropped beyond it, and any idle for reassembly_timeout
+  // (at least 2 x reconnect_timeout, so a reconnect never costs a message).
+  uint64_t max_incomplete_bytes_per_sender = 512ULL << 20;
+  uint64_t max_incomplete_bytes = 1ULL << 30;
+  std::chrono::milliseconds reassembly_timeout{120'000};
   uint64_t max_pending_bytes = 1ULL << 30;        // Send blocks while this much is unconfirmed
   std::chrono::milliseconds rpc_timeout{10'000};  // each broker RPC
   std::chrono::milliseconds reconnect_timeout{60'000};  // then the transport fails
@@ -98,7 +106,8 @@ class AmqpTransport final : public Transport {
 
   // Waits until every message given to Send/Broadcast so far is confirmed by the broker.
   Status Flush(Deadline deadline);
-  uint64_t reconnects() const;  // connection losses recovered from (or being recovered)
+  uint64_t reconnects() const;        // connection losses recovered from (or being recovered)
+  uint64_t incomplete_bytes() const;  // memory held now for incomplete incoming messages
   const std::string& exchange_name() const;
   std::string queue_name(int rank) const;
 

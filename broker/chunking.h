@@ -1,6 +1,7 @@
 // Chunk framing: splits one transport message into self-describing frames and reassembles them.
 //
-// Transport-agnostic (used by the ZeroMQ and AMQP transports; spec in docs/wire-format.md). Every
+// Used by the ZeroMQ transport (spec: docs/wire-format.md §2.1; AMQP has its own P2PA framing,
+// broker/amqp_chunker.h, §2.2). Transport-agnostic. Every
 // message, small or large, travels as >= 1 frame:
 //
 //   offset size  field

@@ -7,14 +7,15 @@
 #include <map>
 #include <optional>
 
-#include "broker/amqp_session.h"
+#include "broker/amqp_queue_client.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/task_ledger.h"
 
 namespace p2p::offload {
 namespace {
 
-namespace amqp = broker::amqp;
+using broker::QueueClient;
+using broker::QueueMessage;
 using Clock = std::chrono::steady_clock;
 
 // A parameter version the pool can hand to workers: a copy of the peer's ParamStore file (whose
@@ -29,7 +30,7 @@ struct HeldParams {
 
 class AmqpPool final : public FunctionPool {
  public:
-  AmqpPool(PoolOptions o, amqp::Session session, std::string reply_queue)
+  AmqpPool(PoolOptions o, QueueClient session, std::string reply_queue)
       : o_(std::move(o)), session_(std::move(session)), reply_queue_(std::move(reply_queue)) {}
 
   ~AmqpPool() override {
@@ -73,7 +74,7 @@ class AmqpPool final : public FunctionPool {
         tasks[i].id = wire;
         tasks[i].attempt = ledger.attempts(i) - 1;
         const std::string body = EncodeTask(tasks[i]);
-        P2P_RETURN_IF_ERROR(Check(session_->Publish("", o_.queue, AsBytes(body), timeout)));
+        P2P_RETURN_IF_ERROR(Check(session_->Publish(o_.queue, AsBytes(body), timeout)));
         const auto now = Clock::now();
         inflight[wire] = Attempt{i, now, now + timeout};
       }
@@ -82,10 +83,10 @@ class AmqpPool final : public FunctionPool {
       const auto wait =
           std::clamp(std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now()),
                      std::chrono::milliseconds(1), std::chrono::milliseconds(timeout));
-      P2P_ASSIGN_OR_RETURN(amqp::Event event, Check(session_->Poll(wait)));
-      if (auto* d = std::get_if<amqp::Delivery>(&event)) {
-        P2P_RETURN_IF_ERROR(Check(session_->Ack(d->envelope.delivery_tag())));
-        P2P_RETURN_IF_ERROR(OnMessage(AsText(d->envelope.body()), tasks, ids, inflight, ledger));
+      P2P_ASSIGN_OR_RETURN(std::optional<QueueMessage> d, Check(session_->Receive(wait)));
+      if (d) {
+        P2P_RETURN_IF_ERROR(Check(session_->Ack(d->delivery_tag)));
+        P2P_RETURN_IF_ERROR(OnMessage(AsText(d->body), tasks, ids, inflight, ledger));
       }
       for (auto it = inflight.begin(); it != inflight.end();) {
         if (Clock::now() < it->second.deadline) {
@@ -170,7 +171,7 @@ class AmqpPool final : public FunctionPool {
       reply = EncodeParamsReply(request->version, "", held->params);
       ++stats_.params_sent;
     }
-    return Check(session_->Publish("", request->reply_to, AsBytes(reply)));
+    return Check(session_->Publish(request->reply_to, AsBytes(reply)));
   }
 
   // The pool-wide version of the task's parameters, mapping the file the first time.
@@ -222,7 +223,7 @@ class AmqpPool final : public FunctionPool {
   }
 
   PoolOptions o_;
-  std::optional<amqp::Session> session_;
+  std::optional<QueueClient> session_;
   std::string reply_queue_;
   Status broken_;
   PoolStats stats_;
@@ -239,9 +240,8 @@ Result<std::unique_ptr<FunctionPool>> MakeAmqpPool(const PoolOptions& o) {
   }
   P2P_RETURN_IF_ERROR(ValidateQueueName(o.queue, "--fn-queue"));
   P2P_ASSIGN_OR_RETURN(broker::AmqpUrl url, broker::ParseAmqpUrl(o.broker));
-  amqp::SessionConfig config{.url = url, .heartbeat_s = 0};
   const auto deadline = broker::DeadlineIn(std::chrono::seconds(10));
-  auto session = amqp::Session::Open(config, deadline);
+  auto session = QueueClient::Open(url, /*heartbeat_s=*/0, deadline);
   if (!session.ok()) {
     return Status(session.status().code(),
                   fmt::format("--offload amqp: {}", session.status().message()));

@@ -14,14 +14,16 @@
 #include <optional>
 #include <vector>
 
-#include "broker/amqp_session.h"
+#include "broker/amqp_queue_client.h"
+#include "broker/backoff.h"
 #include "ml/threads.h"
 #include "serverless_offload/gradient_worker.h"
 
 namespace p2p::offload {
 namespace {
 
-namespace amqp = broker::amqp;
+using broker::QueueClient;
+using broker::QueueMessage;
 using Clock = std::chrono::steady_clock;
 
 // SIGINT/SIGTERM: a flag for the serving loop, and a byte on a pipe so a reconnect backoff wakes
@@ -40,18 +42,6 @@ void WaitUnlessStopped(std::chrono::milliseconds d) {
   if (!g_stop.load()) (void)::poll(&f, 1, static_cast<int>(d.count()));
 }
 
-// Whether a broker failure may heal by itself (network, broker restart), as opposed to bad
-// credentials or a queue declared with other arguments.
-bool Retryable(const Status& s) {
-  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout ||
-         s.code() == StatusCode::kIoError;
-}
-
-std::string_view RoutingKey(const amqp::Delivery& d) {
-  const amqp_bytes_t& k = d.envelope.get().routing_key;
-  return {static_cast<const char*>(k.bytes), k.len};
-}
-
 struct CachedParams {
   std::string pool;  // the pool's reply queue
   uint64_t version = 0;
@@ -66,7 +56,7 @@ class Worker {
   explicit Worker(const WorkerOptions& o) : o_(o) {}
 
   // Serves on one connection until a stop, --max-tasks, or an error of the connection.
-  Status Serve(amqp::Session session, std::string private_queue) {
+  Status Serve(QueueClient session, std::string private_queue) {
     session_.emplace(std::move(session));
     private_queue_ = std::move(private_queue);
     Status s = ServeLoop();
@@ -90,11 +80,10 @@ class Worker {
     const auto idle =
         std::chrono::milliseconds(std::clamp(session_->heartbeat_s() * 250, 100, 1000));
     while (!g_stop.load() && (o_.max_tasks == 0 || served_ < o_.max_tasks)) {
-      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_->Poll(idle));
-      auto* d = std::get_if<amqp::Delivery>(&event);
-      if (d == nullptr) continue;
-      if (RoutingKey(*d) == private_queue_) {  // a parameter reply we stopped waiting for
-        P2P_RETURN_IF_ERROR(session_->Ack(d->envelope.delivery_tag()));
+      P2P_ASSIGN_OR_RETURN(std::optional<QueueMessage> d, session_->Receive(idle));
+      if (!d) continue;
+      if (d->routing_key == private_queue_) {  // a parameter reply we stopped waiting for
+        P2P_RETURN_IF_ERROR(session_->Ack(d->delivery_tag));
         continue;
       }
       P2P_RETURN_IF_ERROR(Handle(*d));
@@ -102,10 +91,10 @@ class Worker {
     return Status::Ok();
   }
 
-  Status Handle(const amqp::Delivery& d) {
+  Status Handle(const QueueMessage& d) {
     const auto start = Clock::now();
-    const uint64_t tag = d.envelope.delivery_tag();
-    auto task = DecodeTask(AsText(d.envelope.body()));
+    const uint64_t tag = d.delivery_tag;
+    auto task = DecodeTask(AsText(d.body));
     if (!task.ok() || task->reply_to.empty()) {
       spdlog::warn("worker: dropping a malformed task: {}",
                    task.ok() ? "it names no reply queue" : task.status().message());
@@ -116,7 +105,7 @@ class Worker {
     TaskResult r;
     r.id = task->id;
     r.worker = private_queue_;
-    r.redelivered = d.envelope.get().redelivered != 0;
+    r.redelivered = d.redelivered;
     Status computed = Compute(*task, r);
     r.busy_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     std::string body;
@@ -131,7 +120,7 @@ class Worker {
     }
     // Result first, then the ack: if we die in between, the task is redelivered and the pool
     // drops the duplicate result.
-    P2P_RETURN_IF_ERROR(session_->Publish("", task->reply_to, AsBytes(body)));
+    P2P_RETURN_IF_ERROR(session_->Publish(task->reply_to, AsBytes(body)));
     P2P_RETURN_IF_ERROR(session_->Ack(tag));
     ++served_;
     spdlog::debug("worker: task {} attempt {} from {}: done in {:.1f} ms{}{}{}", task->id,
@@ -176,19 +165,18 @@ class Worker {
                                                      .num_params = task.num_params,
                                                      .reply_to = private_queue_,
                                                      .worker = private_queue_});
-    P2P_RETURN_IF_ERROR(session_->Publish("", task.reply_to, AsBytes(request)));
+    P2P_RETURN_IF_ERROR(session_->Publish(task.reply_to, AsBytes(request)));
     const auto deadline =
         Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o_.params_timeout_s * 1000));
     while (Clock::now() < deadline) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      P2P_ASSIGN_OR_RETURN(amqp::Event event, session_->Poll(left));
-      auto* d = std::get_if<amqp::Delivery>(&event);
-      if (d == nullptr) continue;
-      P2P_RETURN_IF_ERROR(session_->Ack(d->envelope.delivery_tag()));
-      if (RoutingKey(*d) != private_queue_) {
+      P2P_ASSIGN_OR_RETURN(std::optional<QueueMessage> d, session_->Receive(left));
+      if (!d) continue;
+      P2P_RETURN_IF_ERROR(session_->Ack(d->delivery_tag));
+      if (d->routing_key != private_queue_) {
         return Internal("a second task arrived while one was in hand (prefetch is 1)");
       }
-      auto reply = DecodeParamsReply(AsText(d->envelope.body()), task.num_params);
+      auto reply = DecodeParamsReply(AsText(d->body), task.num_params);
       if (!reply.ok()) return reply.status();
       if (reply->version != task.params_version) continue;  // an older request's late answer
       if (!reply->error.empty()) {
@@ -215,7 +203,7 @@ class Worker {
   }
 
   const WorkerOptions& o_;
-  std::optional<amqp::Session> session_;
+  std::optional<QueueClient> session_;
   std::string private_queue_;
   GradientWorker gradient_;
   std::vector<CachedParams> cache_;
@@ -223,10 +211,11 @@ class Worker {
 };
 
 // Opens a connection, declares the work queue and a private queue, consumes both.
-Result<std::pair<amqp::Session, std::string>> Connect(const amqp::SessionConfig& config,
-                                                      const std::string& queue) {
+Result<std::pair<QueueClient, std::string>> Connect(const broker::AmqpUrl& url,
+                                                    const std::string& queue) {
   const auto deadline = broker::DeadlineIn(std::chrono::seconds(10));
-  P2P_ASSIGN_OR_RETURN(amqp::Session session, amqp::Session::Open(config, deadline));
+  P2P_ASSIGN_OR_RETURN(QueueClient session,
+                       QueueClient::Open(url, url.heartbeat_s.value_or(30), deadline));
   std::string private_queue = PrivateQueueName("p2ptrain.fnworker");
   session.SetRpcDeadline(deadline);
   P2P_RETURN_IF_ERROR(session.DeclareQueue(queue, kWorkQueueExpiry));
@@ -260,32 +249,31 @@ Status ServeAmqpWorker(const WorkerOptions& o) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
-  const amqp::SessionConfig config{.url = url, .heartbeat_s = url.heartbeat_s.value_or(30)};
   const auto patience =
       std::chrono::milliseconds(static_cast<int64_t>(o.reconnect_timeout_s * 1000));
   Worker worker(o);
   auto give_up = Clock::now() + patience;
-  auto backoff = std::chrono::milliseconds(500);
+  broker::Backoff backoff;
   while (!worker.done()) {
     Status s = [&]() -> Status {
-      P2P_ASSIGN_OR_RETURN(auto connected, Connect(config, o.queue));
+      P2P_ASSIGN_OR_RETURN(auto connected, Connect(url, o.queue));
       spdlog::info("worker {}: serving gradient tasks from queue '{}' on {}", connected.second,
                    o.queue, url.Redacted());
       give_up = Clock::now() + patience;  // connected: the patience starts over
-      backoff = std::chrono::milliseconds(500);
+      backoff.Reset();
       return worker.Serve(std::move(connected.first), std::move(connected.second));
     }();
     if (s.ok() || worker.done()) break;
-    if (!Retryable(s)) return s;
-    if (Clock::now() + backoff >= give_up) {
+    if (!broker::IsRetryable(s)) return s;
+    const auto wait = backoff.Next();
+    if (Clock::now() + wait >= give_up) {
       return Status(s.code(), fmt::format("{}; gave up after {} s without the broker "
                                           "(--reconnect-timeout)",
                                           s.message(), o.reconnect_timeout_s));
     }
     spdlog::warn("worker: {}; retrying in {} ms (a task in hand goes back to the queue)",
-                 s.message(), backoff.count());
-    WaitUnlessStopped(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
+                 s.message(), wait.count());
+    WaitUnlessStopped(wait);
   }
   spdlog::info("worker: {}", worker.Summary());
   return Status::Ok();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <string>
 
 namespace p2p::broker::amqp {
 namespace {
@@ -21,6 +22,14 @@ ChunkHeader DataHeader(uint32_t rank, uint64_t seq) {
 }
 
 constexpr uint64_t kMax = 1 << 20;
+
+Bytes ToBytes(const std::string& s) {
+  return Bytes(reinterpret_cast<const std::byte*>(s.data()),
+               reinterpret_cast<const std::byte*>(s.data()) + s.size());
+}
+std::string ToString(const Bytes& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
 
 TEST(AmqpChunker, SplitsAndReassemblesOutOfOrder) {
   Bytes payload = Pattern(1000);
@@ -95,22 +104,189 @@ TEST(AmqpChunker, RejectsMalformed) {
   EXPECT_FALSE(DecodeChunk(bad_kind, kMax).ok());
 }
 
-TEST(AmqpChunker, RejectsContradictingChunks) {
-  auto first = EncodeChunks(DataHeader(0, 5), Pattern(600), kChunkHeaderBytes + 200);
-  auto other = EncodeChunks(DataHeader(0, 5), Pattern(800), kChunkHeaderBytes + 200);
-  Reassembler r;
-  ASSERT_TRUE(r.Add(DecodeChunk(first[0], kMax).value()).ok());
-  EXPECT_FALSE(r.Add(DecodeChunk(other[1], kMax).value()).ok());  // same seq, other size
+TEST(AmqpChunker, BoundsIncompleteMessagesPerSender) {
+  ReassemblyLimits limits;
+  limits.max_partial_per_sender = 2;
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    auto c = EncodeChunks(DataHeader(0, seq), Pattern(400), kChunkHeaderBytes + 200);
+    ASSERT_TRUE(r.Add(DecodeChunk(c[0], kMax).value(), t0 + std::chrono::milliseconds(seq)).ok());
+  }
+  EXPECT_EQ(r.pending_messages(), 2u);  // the least recently active one (seq 1) was dropped
+  EXPECT_EQ(r.rejected(), 1u);
 }
 
-TEST(AmqpChunker, BoundsIncompleteMessagesPerSender) {
-  Reassembler r(/*max_partial=*/2);
-  for (uint64_t seq = 1; seq <= 2; ++seq) {
-    auto c = EncodeChunks(DataHeader(0, seq), Pattern(400), kChunkHeaderBytes + 200);
-    ASSERT_TRUE(r.Add(DecodeChunk(c[0], kMax).value()).ok());
+// ---------------------------------------------------------------- hostile chunks (issue 17, 1b)
+
+// A P2PA data frame built byte by byte, as an attacker would: header fields as given, then
+// `payload_len` bytes.
+Bytes ForgedFrame(uint32_t rank, uint64_t incarnation, uint64_t seq, uint64_t total,
+                  uint32_t stride, uint32_t count, uint32_t index, size_t payload_len) {
+  Bytes f(kChunkHeaderBytes + payload_len, std::byte{0x5a});
+  auto put = [&f](size_t at, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) f[at + i] = static_cast<std::byte>(v >> (8 * i));
+  };
+  put(0, 0x41503250, 4);  // "P2PA"
+  put(4, 1, 1);           // version
+  put(5, 1, 1);           // kind: data
+  put(6, 0, 2);
+  put(8, rank, 4);
+  put(12, index, 4);
+  put(16, count, 4);
+  put(20, stride, 4);
+  put(24, incarnation, 8);
+  put(32, seq, 8);
+  put(40, total, 8);
+  return f;
+}
+
+constexpr uint64_t kEnvelopeLimit = uint64_t{256} << 20;
+
+TEST(AmqpChunkerHostile, FortyNineByteFrameClaimingGigabytesIsRejectedBeforeAllocating) {
+  // 4 GiB - 1 in strides of 1 byte: the frame is chunk 0, one byte long.
+  const Bytes frame = ForgedFrame(1, 7, 1, 0xFFFFFFFFull, 1, 0xFFFFFFFFu, 0, 1);
+  ASSERT_EQ(frame.size(), 49u);
+  Result<ChunkView> chunk = DecodeChunk(frame, kEnvelopeLimit);
+  ASSERT_FALSE(chunk.ok());
+  EXPECT_NE(chunk.status().message().find("over the"), std::string::npos)
+      << chunk.status().ToString();
+  // A reassembler fed by a caller with a looser decode limit still refuses it.
+  Reassembler r;
+  Result<std::optional<Message>> m = r.Add(DecodeChunk(frame, uint64_t{1} << 40).value());
+  EXPECT_FALSE(m.ok());
+  EXPECT_EQ(r.pending_bytes(), 0u);
+  EXPECT_EQ(r.rejected(), 1u);
+}
+
+TEST(AmqpChunkerHostile, OneByteChunkOfAMaximalMessageHoldsOnlyWhatArrived) {
+  const uint64_t total = kEnvelopeLimit;  // allowed, so only the allocation policy protects us
+  const Bytes frame = ForgedFrame(1, 7, 1, total, 1, static_cast<uint32_t>(total), 5, 1);
+  Reassembler r;
+  Result<std::optional<Message>> m = r.Add(DecodeChunk(frame, kEnvelopeLimit).value());
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->has_value());
+  EXPECT_EQ(r.pending_messages(), 1u);
+  EXPECT_LT(r.pending_bytes(), 1024u);  // was 256 MiB + 32 MiB of chunk flags before
+  // In order from chunk 0: the buffer grows with what arrived, not with the announced total.
+  const Bytes first = ForgedFrame(1, 7, 2, total, 1, static_cast<uint32_t>(total), 0, 1);
+  ASSERT_TRUE(r.Add(DecodeChunk(first, kEnvelopeLimit).value()).ok());
+  EXPECT_LT(r.pending_bytes(), 2048u);
+}
+
+TEST(AmqpChunkerHostile, FloodOfForgedStartsStaysWithinTheBudgets) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 4096;
+  limits.max_pending_bytes_per_sender = 16 * 1024;
+  limits.max_pending_bytes = 24 * 1024;
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  uint64_t peak = 0;
+  for (uint32_t i = 0; i < 5000; ++i) {
+    // Early chunks (index 1) of 2-chunk messages of 4096 bytes: 2048 bytes each, never complete;
+    // the claimed rank and incarnation vary as an attacker's would.
+    const Bytes frame = ForgedFrame(i % 3, 1000 + i, i, 4096, 2048, 2, 1, 2048);
+    auto m = r.Add(DecodeChunk(frame, limits.max_message_bytes).value(),
+                   t0 + std::chrono::microseconds(i));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    peak = std::max(peak, r.pending_bytes());
   }
-  auto c = EncodeChunks(DataHeader(0, 3), Pattern(400), kChunkHeaderBytes + 200);
-  EXPECT_FALSE(r.Add(DecodeChunk(c[0], kMax).value()).ok());
+  EXPECT_LE(peak, limits.max_pending_bytes);
+  EXPECT_LE(r.pending_messages(), 3 * limits.max_partial_per_sender);
+  EXPECT_GE(r.rejected(), 5000u - r.pending_messages());  // every eviction counted
+}
+
+TEST(AmqpChunkerHostile, GenuineTransferSurvivesForgedStartsBetweenItsChunks) {
+  Reassembler r;
+  const Bytes payload = Pattern(3000);
+  auto genuine = EncodeChunks(DataHeader(0, 1), payload, kChunkHeaderBytes + 1000);
+  ASSERT_EQ(genuine.size(), 3u);
+  auto t = Clock::now();
+  std::optional<Message> done;
+  uint64_t forged_seq = 100;
+  for (const Bytes& body : genuine) {
+    t += std::chrono::milliseconds(1);
+    auto m = r.Add(DecodeChunk(body, kMax).value(), t);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    if (m->has_value()) done = std::move(**m);
+    for (int i = 0; i < 40; ++i) {  // more forged starts than a sender may have partials,
+      // each more recent than the genuine chunk (so "least recently active" alone would drop it)
+      const Bytes forged = ForgedFrame(0, 9, ++forged_seq, 200, 100, 2, 1, 100);
+      ASSERT_TRUE(
+          r.Add(DecodeChunk(forged, kMax).value(), t + std::chrono::microseconds(i + 1)).ok());
+    }
+  }
+  ASSERT_TRUE(done.has_value()) << "the genuine message was evicted by forged ones";
+  EXPECT_EQ(done->payload, payload);
+}
+
+TEST(AmqpChunkerHostile, IncompleteMessagesTimeOut) {
+  ReassemblyLimits limits;
+  limits.timeout = std::chrono::seconds(30);
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  auto a = EncodeChunks(DataHeader(0, 1), Pattern(400), kChunkHeaderBytes + 200);
+  auto b = EncodeChunks(DataHeader(1, 1), Pattern(400), kChunkHeaderBytes + 200);
+  ASSERT_TRUE(r.Add(DecodeChunk(a[0], kMax).value(), t0).ok());
+  ASSERT_TRUE(r.Add(DecodeChunk(b[0], kMax).value(), t0 + std::chrono::seconds(20)).ok());
+  EXPECT_EQ(r.EvictStale(t0 + std::chrono::seconds(29)), 0u);
+  EXPECT_EQ(r.EvictStale(t0 + std::chrono::seconds(31)), 1u);  // a's, idle for 31 s
+  EXPECT_EQ(r.pending_messages(), 1u);
+  EXPECT_EQ(r.rejected(), 1u);
+  // b is still whole-able; a's remaining chunks start over and never complete.
+  auto m = r.Add(DecodeChunk(b[1], kMax).value(), t0 + std::chrono::seconds(40));
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->payload, Pattern(400));
+  EXPECT_EQ(r.pending_bytes(), 0u);
+}
+
+TEST(AmqpChunkerHostile, ForgedFutureSeqDoesNotMakeTheGenuineMessageADuplicate) {
+  Reassembler r;
+  // The attacker read the genuine incarnation off the wire and claims the next seq first.
+  auto forged = EncodeChunks(DataHeader(0, 5), ToBytes("forged"), 1024);
+  auto genuine = EncodeChunks(DataHeader(0, 5), ToBytes("genuine"), 1024);
+  auto f = r.Add(DecodeChunk(forged[0], kMax).value());
+  ASSERT_TRUE(f.ok() && f->has_value());  // not ours to judge: the envelope MAC will reject it
+  auto g = r.Add(DecodeChunk(genuine[0], kMax).value());
+  ASSERT_TRUE(g.ok() && g->has_value()) << "the genuine message was dropped as a duplicate";
+  EXPECT_EQ(ToString((*g)->payload), "genuine");
+  EXPECT_EQ(r.rejected(), 0u);
+  // Exact replays of either are dropped and counted.
+  EXPECT_FALSE(r.Add(DecodeChunk(genuine[0], kMax).value())->has_value());
+  EXPECT_FALSE(r.Add(DecodeChunk(forged[0], kMax).value())->has_value());
+  EXPECT_EQ(r.rejected(), 2u);
+}
+
+TEST(AmqpChunkerHostile, ForgedFirstChunkWithAnotherSizeDoesNotBlockTheGenuineMessage) {
+  Reassembler r;
+  const Bytes payload = Pattern(600);
+  auto genuine = EncodeChunks(DataHeader(0, 3), payload, kChunkHeaderBytes + 200);
+  auto forged = EncodeChunks(DataHeader(0, 3), Pattern(800), kChunkHeaderBytes + 200);
+  ASSERT_TRUE(r.Add(DecodeChunk(forged[0], kMax).value()).ok());
+  std::optional<Message> done;
+  for (const Bytes& b : genuine) {
+    auto m = r.Add(DecodeChunk(b, kMax).value());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    if (m->has_value()) done = std::move(**m);
+  }
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->payload, payload);
+}
+
+TEST(AmqpChunkerHostile, ForgedIncarnationsDoNotEvictAnActiveSendersReplayFilter) {
+  Reassembler r;
+  auto t = Clock::now();
+  auto genuine = EncodeChunks(DataHeader(0, 1), ToBytes("round 1"), 1024);
+  ASSERT_TRUE(r.Add(DecodeChunk(genuine[0], kMax).value(), t)->has_value());
+  for (uint64_t inc = 1; inc <= 3; ++inc) {  // fewer than max_histories_per_sender
+    ChunkHeader h = DataHeader(0, 1);
+    h.incarnation = 1000 + inc;
+    auto f = EncodeChunks(h, ToBytes("forged"), 1024);
+    t += std::chrono::milliseconds(1);
+    ASSERT_TRUE(r.Add(DecodeChunk(f[0], kMax).value(), t).ok());
+  }
+  t += std::chrono::milliseconds(1);
+  EXPECT_FALSE(r.Add(DecodeChunk(genuine[0], kMax).value(), t)->has_value());  // still a replay
 }
 
 }  // namespace

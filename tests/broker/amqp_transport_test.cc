@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 
+#include "broker/amqp_chunker.h"
+#include "broker/amqp_io.h"
 #include "broker/amqp_session.h"
 #include "broker/amqp_url.h"
 #include "tests/broker/amqp_test_broker.h"
@@ -275,6 +279,173 @@ TEST_F(AmqpTransportTest, ReconnectsAndRedeliversAfterTheBrokerDropsConnections)
   EXPECT_GE(ranks[1]->reconnects(), 1u);
   for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
   Ctl("delete_vhost " + vhost);
+}
+
+// ------------------------------------------------------------------ hostile publishers
+
+// Anyone allowed to publish on the broker: its own connection, publishing hand-made P2PA frames
+// to the run's exchange, and reading rank 0's broadcasts through a queue of its own.
+class Intruder {
+ public:
+  explicit Intruder(const std::string& exchange) : exchange_(exchange) {
+    amqp::SessionConfig config{ParseAmqpUrl(Broker().url).value()};
+    auto s = amqp::Session::Open(config, DeadlineIn(10s));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (s.ok()) session_.emplace(std::move(s).value());
+  }
+  ~Intruder() {
+    if (session_ && !queue_.empty()) (void)session_->DeleteQueue(queue_);
+  }
+  bool ok() const { return session_.has_value(); }
+
+  void Publish(const std::string& key, std::span<const std::byte> body) {
+    ASSERT_TRUE(session_->Publish(exchange_, key, body).ok());
+  }
+  // Binds a queue of its own to rank 0's broadcasts.
+  void Listen(const std::string& queue) {
+    queue_ = queue;
+    ASSERT_TRUE(session_->DeclareQueue(queue_, 60s).ok());
+    ASSERT_TRUE(session_->Bind(queue_, exchange_, amqp::BroadcastKey(0)).ok());
+    ASSERT_TRUE(session_->Consume(queue_).ok());
+  }
+  // The next body it overhears (empty when none arrives by the deadline).
+  Bytes Overhear(Deadline deadline) {
+    while (Clock::now() < deadline) {
+      auto event = session_->Poll(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      if (!event.ok()) break;
+      if (auto* d = std::get_if<amqp::Delivery>(&*event)) {
+        Bytes body(d->envelope.body().begin(), d->envelope.body().end());
+        (void)session_->Ack(d->envelope.delivery_tag());
+        return body;
+      }
+    }
+    return {};
+  }
+
+ private:
+  std::string exchange_, queue_;
+  std::optional<amqp::Session> session_;
+};
+
+// A P2PA data frame as an attacker writes it: any geometry, `payload` bytes of 0x5a.
+Bytes Forged(uint32_t rank, uint64_t incarnation, uint64_t seq, uint64_t total, uint32_t stride,
+             uint32_t index, size_t payload) {
+  amqp::ChunkHeader h{amqp::FrameKind::kData, rank};
+  h.incarnation = incarnation;
+  h.seq = seq;
+  Bytes frame = amqp::EncodeChunks(h, Bytes(1, std::byte{0x5a}), 1024).front();  // a valid base
+  frame.resize(amqp::kChunkHeaderBytes + payload, std::byte{0x5a});
+  auto put = [&frame](size_t at, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) frame[at + i] = static_cast<std::byte>(v >> (8 * i));
+  };
+  put(12, index, 4);
+  put(16, (total + stride - 1) / stride, 4);  // count
+  put(20, stride, 4);
+  put(40, total, 8);
+  return frame;
+}
+
+// A single-chunk message claiming `rank`: published after the hostile frames on the same
+// channel, it reaches the victim's queue after them, so receiving it proves they were handled.
+Bytes Marker(uint32_t rank, const std::string& text) {
+  amqp::ChunkHeader h{amqp::FrameKind::kData, rank};
+  h.incarnation = 0x3a3a3a3a;
+  h.seq = 1;
+  return amqp::EncodeChunks(h, ToBytes(text), 1024).front();
+}
+
+uint64_t RssBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+  }
+  return 0;
+}
+
+// Issue 17 (1b): one 49-byte frame announcing 4 GiB in one-byte strides made the receiver
+// allocate and zero-fill 4 GiB. Now it is rejected unallocated, a flood of frames announcing the
+// largest allowed message holds only what arrived, every drop is counted, and genuine traffic,
+// multi-chunk included, is delivered intact.
+TEST_F(AmqpTransportTest, ForgedGigabyteFramesKeepMemoryBoundedAndTrafficIntact) {
+  std::string run = UniqueRunId("forged");
+  std::vector<std::unique_ptr<AmqpTransport>> ranks;
+  for (int r = 0; r < 2; ++r) {
+    AmqpOptions o = Options(run, r, 2);
+    o.chunk_bytes = 1 << 20;  // genuine messages below are multi-chunk
+    ranks.push_back(AmqpTransport::Create(o).value());
+  }
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  Intruder intruder(ranks[0]->exchange_name());
+  ASSERT_TRUE(intruder.ok());
+  const uint64_t rss_before = RssBytes();
+  const uint64_t rejected_before = ranks[1]->Stats().rejected;
+
+  const Bytes gigabytes = Forged(0, 77, 1, 0xFFFFFFFFull, 1, 0, 1);
+  ASSERT_EQ(gigabytes.size(), 49u);
+  intruder.Publish(amqp::DirectKey(1), gigabytes);
+  constexpr int kFlood = 500;  // starts of 256 MiB messages (the limit) claiming rank 0
+  for (int i = 0; i < kFlood; ++i) {
+    intruder.Publish(amqp::DirectKey(1), Forged(0, 78 + i % 7, 10 + i, 256ull << 20, 1, i % 2, 1));
+  }
+  intruder.Publish(amqp::DirectKey(1), Marker(0, "marker"));
+  EXPECT_EQ(ToString(MustReceive(*ranks[1], 60s).payload), "marker");
+
+  std::printf(
+      "after the forged frames: %llu bytes held for incomplete messages, RSS %+lld KiB, "
+      "%llu frames rejected\n",
+      static_cast<unsigned long long>(ranks[1]->incomplete_bytes()),
+      (static_cast<long long>(RssBytes()) - static_cast<long long>(rss_before)) / 1024,
+      static_cast<unsigned long long>(ranks[1]->Stats().rejected - rejected_before));
+  EXPECT_LT(ranks[1]->incomplete_bytes(), 64u << 10);
+  EXPECT_LT(RssBytes(), rss_before + (64u << 20)) << "RSS grew from " << rss_before;
+  // The 4-GiB frame, and all but the 16 forged starts a sender may have pending, were dropped.
+  EXPECT_GE(ranks[1]->Stats().rejected - rejected_before, 1u + kFlood - 16);
+
+  Bytes genuine(3'500'000);
+  for (size_t i = 0; i < genuine.size(); ++i) genuine[i] = static_cast<std::byte>(i * 7 + 1);
+  ASSERT_TRUE(ranks[0]->Send(1, genuine).ok());
+  ASSERT_TRUE(ranks[0]->Send(1, ToBytes("after")).ok());
+  Message m = MustReceive(*ranks[1], 60s);
+  EXPECT_EQ(m.from_rank, 0);
+  EXPECT_TRUE(m.payload == genuine)
+      << "multi-chunk message damaged (" << m.payload.size() << " bytes)";
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "after");
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
+}
+
+// A forged hello used to make the receiver forget the sender's reassembly and replay state, so
+// an exact replay of a message it had delivered was delivered again; a forged message with a
+// future seq made the genuine one be dropped as a duplicate.
+TEST_F(AmqpTransportTest, ForgedHelloAndFutureSeqDoNotBreakTheReplayFilter) {
+  std::string run = UniqueRunId("replay");
+  auto ranks = MakeRanks(run, 2);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  Intruder intruder(ranks[0]->exchange_name());
+  ASSERT_TRUE(intruder.ok());
+  ASSERT_NO_FATAL_FAILURE(intruder.Listen("p2p." + run + ".intruder"));
+
+  ASSERT_TRUE(ranks[0]->Broadcast(ToBytes("genuine 1")).ok());
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "genuine 1");
+  const Bytes overheard = intruder.Overhear(DeadlineIn(20s));
+  ASSERT_FALSE(overheard.empty());
+  const amqp::ChunkHeader seen = amqp::DecodeChunk(overheard, 1 << 20).value().header;
+
+  const uint64_t rejected_before = ranks[1]->Stats().rejected;
+  intruder.Publish(amqp::DirectKey(1), amqp::HelloBody(amqp::FrameKind::kHello, 0, 0xbad));
+  intruder.Publish(amqp::DirectKey(1), overheard);  // the exact bytes again
+  amqp::ChunkHeader next = seen;                    // and the seq rank 0 will use next
+  ++next.seq;
+  intruder.Publish(amqp::DirectKey(1), amqp::EncodeChunks(next, ToBytes("forged 2"), 1024)[0]);
+  intruder.Publish(amqp::DirectKey(1), Marker(0, "marker"));
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "forged 2");  // the MAC's job (sync/)
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "marker") << "the replay was delivered";
+  EXPECT_EQ(ranks[1]->Stats().rejected - rejected_before, 1u);  // the replay, counted
+
+  ASSERT_TRUE(ranks[0]->Broadcast(ToBytes("genuine 2")).ok());
+  EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "genuine 2")
+      << "the genuine message was dropped as a duplicate of the forged one";
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
 }
 
 }  // namespace
