@@ -1,245 +1,19 @@
 #include "broker/rendezvous.h"
 
-#include <map>
-#include <msgpack.hpp>
+#include <fmt/format.h>
+
 #include <utility>
 
 #include "broker/envelope.h"
+#include "broker/rendezvous_log.h"
 #include "broker/zmq_endpoint.h"
 #include "broker/zmq_util.h"
 
 namespace p2p::broker {
 namespace {
 
-constexpr uint64_t kRendezvousVersion = 1;
-constexpr size_t kMaxRequestBytes = 4096;
-constexpr size_t kMaxReplyBytes = size_t{16} << 20;
-constexpr size_t kMaxErrorBytes = 1024;
-
-struct Request {
-  std::string run_id;
-  int rank = 0;
-  int size = 0;
-  std::string endpoint;
-};
-
-struct Reply {
-  bool ok = false;
-  std::string error;
-  std::vector<std::string> endpoints;
-};
-
-// ---------------------------------------------------------------- msgpack helpers
-
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-Packer& PackStr(Packer& pk, std::string_view s) {
-  pk.pack_str(static_cast<uint32_t>(s.size()));
-  return pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-}
-
-Bytes ToBytes(const msgpack::sbuffer& buf) {
-  const auto* p = reinterpret_cast<const std::byte*>(buf.data());
-  return Bytes(p, p + buf.size());
-}
-
-// Unpacks untrusted bytes into `handle` under `limits`; DataLoss instead of an exception.
-Status Unpack(std::span<const std::byte> data, const msgpack::unpack_limit& limits,
-              msgpack::object_handle& handle) {
-  try {
-    size_t offset = 0;
-    handle = msgpack::unpack(reinterpret_cast<const char*>(data.data()), data.size(), offset,
-                             nullptr, nullptr, limits);
-    if (offset != data.size()) return DataLoss("rendezvous: trailing bytes");
-    if (handle.get().type != msgpack::type::MAP) return InvalidArgument("rendezvous: not a map");
-  } catch (const std::exception& e) {
-    return DataLoss("rendezvous: malformed message ({})", e.what());
-  }
-  return Status::Ok();
-}
-
-const msgpack::object* Find(const msgpack::object& map, std::string_view key) {
-  for (uint32_t i = 0; i < map.via.map.size; ++i) {
-    const msgpack::object& k = map.via.map.ptr[i].key;
-    if (k.type == msgpack::type::STR && std::string_view(k.via.str.ptr, k.via.str.size) == key) {
-      return &map.via.map.ptr[i].val;
-    }
-  }
-  return nullptr;
-}
-
-Result<std::string> GetString(const msgpack::object& map, std::string_view key, size_t max) {
-  const msgpack::object* o = Find(map, key);
-  if (o == nullptr || o->type != msgpack::type::STR || o->via.str.size > max) {
-    return InvalidArgument("rendezvous: field '{}' missing, not a string or over {} bytes", key,
-                           max);
-  }
-  return std::string(o->via.str.ptr, o->via.str.size);
-}
-
-Result<uint64_t> GetUint(const msgpack::object& map, std::string_view key, uint64_t max) {
-  const msgpack::object* o = Find(map, key);
-  if (o == nullptr || o->type != msgpack::type::POSITIVE_INTEGER || o->via.u64 > max) {
-    return InvalidArgument("rendezvous: field '{}' missing, not an integer or over {}", key, max);
-  }
-  return o->via.u64;
-}
-
-// ---------------------------------------------------------------- messages
-
-Bytes EncodeRequest(const Request& r) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  pk.pack_map(6);
-  PackStr(pk, "v").pack_uint64(kRendezvousVersion);
-  PackStr(PackStr(pk, "op"), "register");
-  PackStr(PackStr(pk, "run"), r.run_id);
-  PackStr(pk, "rank").pack_int32(r.rank);
-  PackStr(pk, "size").pack_int32(r.size);
-  PackStr(PackStr(pk, "endpoint"), r.endpoint);
-  return ToBytes(buf);
-}
-
-Result<Request> DecodeRequest(std::span<const std::byte> data, int max_size) {
-  msgpack::object_handle h;
-  P2P_RETURN_IF_ERROR(Unpack(data, msgpack::unpack_limit(0, 8, kMaxEndpointBytes, 0, 0, 1), h));
-  const msgpack::object& m = h.get();
-  P2P_ASSIGN_OR_RETURN(uint64_t version, GetUint(m, "v", UINT32_MAX));
-  if (version != kRendezvousVersion) {
-    return InvalidArgument("rendezvous: unsupported version {}", version);
-  }
-  P2P_ASSIGN_OR_RETURN(std::string op, GetString(m, "op", 16));
-  if (op != "register") return InvalidArgument("rendezvous: unknown op '{}'", op);
-  Request r;
-  P2P_ASSIGN_OR_RETURN(r.run_id, GetString(m, "run", kMaxRunIdBytes));
-  P2P_RETURN_IF_ERROR(ValidateRunId(r.run_id));
-  P2P_ASSIGN_OR_RETURN(uint64_t size, GetUint(m, "size", static_cast<uint64_t>(max_size)));
-  P2P_ASSIGN_OR_RETURN(uint64_t rank, GetUint(m, "rank", size == 0 ? 0 : size - 1));
-  if (size == 0) return InvalidArgument("rendezvous: size 0");
-  r.size = static_cast<int>(size);
-  r.rank = static_cast<int>(rank);
-  P2P_ASSIGN_OR_RETURN(std::string endpoint, GetString(m, "endpoint", kMaxEndpointBytes));
-  P2P_ASSIGN_OR_RETURN(r.endpoint, NormalizeEndpoint(endpoint));
-  return r;
-}
-
-Bytes EncodeReply(const Reply& r) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  pk.pack_map(3);
-  PackStr(pk, "v").pack_uint64(kRendezvousVersion);
-  PackStr(pk, "ok");
-  r.ok ? pk.pack_true() : pk.pack_false();
-  if (r.ok) {
-    PackStr(pk, "endpoints").pack_array(static_cast<uint32_t>(r.endpoints.size()));
-    for (const std::string& e : r.endpoints) PackStr(pk, e);
-  } else {
-    PackStr(PackStr(pk, "error"), r.error.substr(0, kMaxErrorBytes));
-  }
-  return ToBytes(buf);
-}
-
-Result<Reply> DecodeReply(std::span<const std::byte> data, int size) {
-  msgpack::object_handle h;
-  const msgpack::unpack_limit limits(static_cast<size_t>(size), 4, kMaxErrorBytes, 0, 0, 2);
-  P2P_RETURN_IF_ERROR(Unpack(data, limits, h));
-  const msgpack::object& m = h.get();
-  const msgpack::object* ok = Find(m, "ok");
-  if (ok == nullptr || ok->type != msgpack::type::BOOLEAN) {
-    return InvalidArgument("rendezvous reply: no 'ok'");
-  }
-  Reply r{ok->via.boolean, {}, {}};
-  if (!r.ok) {
-    P2P_ASSIGN_OR_RETURN(r.error, GetString(m, "error", kMaxErrorBytes));
-    return r;
-  }
-  const msgpack::object* list = Find(m, "endpoints");
-  if (list == nullptr || list->type != msgpack::type::ARRAY ||
-      list->via.array.size != static_cast<uint32_t>(size)) {
-    return InvalidArgument("rendezvous reply: endpoint list missing or not of {} entries", size);
-  }
-  for (uint32_t i = 0; i < list->via.array.size; ++i) {
-    const msgpack::object& e = list->via.array.ptr[i];
-    if (e.type != msgpack::type::STR)
-      return InvalidArgument("rendezvous reply: bad endpoint {}", i);
-    P2P_ASSIGN_OR_RETURN(std::string endpoint,
-                         NormalizeEndpoint(std::string_view(e.via.str.ptr, e.via.str.size)));
-    r.endpoints.push_back(std::move(endpoint));
-  }
-  return r;
-}
-
-// ---------------------------------------------------------------- registry
-
-// The runs being assembled. Single-threaded (the service loop owns it).
-class Registry {
- public:
-  using Outbox = std::vector<std::pair<std::string, Bytes>>;  // (client routing id, reply)
-
-  explicit Registry(const RendezvousOptions& options) : options_(options) {}
-
-  Outbox Register(const std::string& client, const Request& req, Clock::time_point now) {
-    Result<Run*> run = FindOrCreate(req, now);
-    if (!run.ok()) return Error(client, run.status());
-    Run& r = **run;
-    if (r.size != req.size) {
-      return Error(client, InvalidArgument("run '{}' has size {}, rank {} registered with size {}",
-                                           req.run_id, r.size, req.rank, req.size));
-    }
-    std::string& slot = r.endpoints[req.rank];
-    if (!slot.empty() && slot != req.endpoint) {
-      return Error(client, InvalidArgument("rank {} of run '{}' is already registered at {}",
-                                           req.rank, req.run_id, slot));
-    }
-    const bool was_complete = r.registered == r.size;
-    if (slot.empty()) ++r.registered;
-    slot = req.endpoint;
-    r.clients[req.rank] = client;
-    r.touched = now;
-    if (r.registered < r.size) return {};
-    const Bytes reply = EncodeReply({true, {}, r.endpoints});
-    if (was_complete) return {{client, reply}};  // a retry after completion
-    Outbox out;
-    for (const std::string& c : r.clients) out.emplace_back(c, reply);
-    return out;
-  }
-
-  void Expire(Clock::time_point now) {
-    std::erase_if(runs_,
-                  [&](const auto& kv) { return now - kv.second.touched > options_.run_ttl; });
-  }
-
-  static Outbox Error(const std::string& client, const Status& s) {
-    return {{client, EncodeReply({false, s.message(), {}})}};
-  }
-
- private:
-  struct Run {
-    int size = 0;
-    int registered = 0;
-    std::vector<std::string> endpoints;  // [rank]; empty = not yet registered
-    std::vector<std::string> clients;    // [rank]; latest routing id of that rank
-    Clock::time_point touched;
-  };
-
-  Result<Run*> FindOrCreate(const Request& req, Clock::time_point now) {
-    auto it = runs_.find(req.run_id);
-    if (it != runs_.end()) return &it->second;
-    Expire(now);
-    if (runs_.size() >= options_.max_runs) {
-      return Unavailable("rendezvous holds {} runs already", runs_.size());
-    }
-    Run& r = runs_[req.run_id];
-    r.size = req.size;
-    r.endpoints.resize(req.size);
-    r.clients.resize(req.size);
-    r.touched = now;
-    return &r;
-  }
-
-  const RendezvousOptions& options_;
-  std::map<std::string, Run> runs_;
-};
+using rendezvous::Registry;
+using rendezvous::Request;
 
 // ---------------------------------------------------------------- service loop
 
@@ -256,32 +30,85 @@ void SendReplies(zmq::socket_t& router, const Registry::Outbox& out) {
   }
 }
 
-// Handles every request queued on the ROUTER.
-void DrainRequests(zmq::socket_t& router, Registry& registry, int max_size) {
-  while (true) {
-    zmq::message_t id, payload;
-    if (!router.recv(id, zmq::recv_flags::dontwait)) return;
-    bool single = id.more() && router.recv(payload, zmq::recv_flags::dontwait) && !payload.more();
-    while (payload.more() && router.recv(payload, zmq::recv_flags::dontwait)) single = false;
-    const std::string client(static_cast<const char*>(id.data()), id.size());
-    Result<Request> req = single
-                              ? DecodeRequest(zmq_util::AsBytes(payload), max_size)
-                              : Result<Request>(InvalidArgument("rendezvous: multipart request"));
-    SendReplies(router, req.ok() ? registry.Register(client, *req, Clock::now())
-                                 : Registry::Error(client, req.status()));
+// The client's IP address, which the per-source limits key on. ZeroMQ attaches it to every
+// message received over TCP (the ROUTER copies it onto the routing-id frame); other transports
+// share one key.
+std::string SourceOf(zmq::message_t& payload, zmq::message_t& id) {
+  for (zmq::message_t* frame : {&payload, &id}) {
+    if (frame->size() == 0 && frame != &id) continue;  // not received
+    const char* address = zmq_msg_gets(frame->handle(), "Peer-Address");
+    if (address != nullptr && *address != '\0') return address;
   }
+  return "(non-tcp)";
 }
 
-Status Serve(zmq::socket_t& router, const RendezvousOptions& options, std::atomic<bool>& stop) {
-  Registry registry(options);
-  while (!stop.load()) {
-    zmq_pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
-    P2P_ASSIGN_OR_RETURN(
-        int n, zmq_util::Poll(std::span(&item, 1), Clock::now() + options.stop_check_interval));
-    if (n > 0) DrainRequests(router, registry, options.max_size);
-    registry.Expire(Clock::now());
+rendezvous::Now NowForRegistry() {
+  const auto wall = std::chrono::system_clock::now().time_since_epoch();
+  return {Clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()};
+}
+
+class Service {
+ public:
+  Service(zmq::socket_t& router, const RendezvousOptions& options)
+      : router_(router),
+        options_(options),
+        registry_(options.limits, options.verifier),
+        log_(options.log, options.log_interval) {}
+
+  Status Run(std::atomic<bool>& stop) {
+    while (!stop.load()) {
+      zmq_pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      P2P_ASSIGN_OR_RETURN(
+          int n, zmq_util::Poll(std::span(&item, 1), Clock::now() + options_.stop_check_interval));
+      if (n > 0) DrainRequests();
+      for (const std::string& note : registry_.Expire(NowForRegistry())) log_.Event(note);
+      const rendezvous::RegistryStats stats = registry_.stats();
+      log_.Tick(Clock::now(), fmt::format("{} runs, {} registrations, {} addresses", stats.runs,
+                                          stats.registrations, stats.sources));
+      if (options_.on_stats) options_.on_stats(stats);
+    }
+    return Status::Ok();
   }
-  return Status::Ok();
+
+ private:
+  // Handles every request queued on the ROUTER.
+  void DrainRequests() {
+    while (true) {
+      zmq::message_t id, payload;
+      if (!router_.recv(id, zmq::recv_flags::dontwait)) return;
+      bool single =
+          id.more() && router_.recv(payload, zmq::recv_flags::dontwait) && !payload.more();
+      while (payload.more() && router_.recv(payload, zmq::recv_flags::dontwait)) single = false;
+      const std::string client(static_cast<const char*>(id.data()), id.size());
+      const std::string source = SourceOf(payload, id);
+      Result<Request> req =
+          single ? rendezvous::DecodeRequest(zmq_util::AsBytes(payload), options_.max_size)
+                 : Result<Request>(InvalidArgument("rendezvous: multipart request"));
+      Registry::Outcome out = registry_.Handle(client, source, req, NowForRegistry());
+      SendReplies(router_, out.replies);
+      if (!out.reason.empty()) log_.Refused(source, out.reason, out.message);
+      for (const std::string& note : out.notes) log_.Event(note);
+    }
+  }
+
+  zmq::socket_t& router_;
+  const RendezvousOptions& options_;
+  Registry registry_;
+  rendezvous::ServiceLog log_;
+};
+
+Result<Bytes> SignedRequest(Request request, const RegistrationSigner* signer) {
+  if (signer != nullptr) {
+    request.key_id = signer->key_id;
+    request.unix_ms = static_cast<uint64_t>(NowForRegistry().unix_ms);
+    P2P_ASSIGN_OR_RETURN(request.signature, signer->sign(rendezvous::SigningBytes(request)));
+    if (request.key_id.size() != rendezvous::kKeyIdBytes || request.signature.empty() ||
+        request.signature.size() > rendezvous::kMaxSignatureBytes) {
+      return InvalidArgument("rendezvous: key id of {} bytes or signature of {} bytes unusable",
+                             request.key_id.size(), request.signature.size());
+    }
+  }
+  return rendezvous::EncodeRequest(request);
 }
 
 }  // namespace
@@ -290,17 +117,25 @@ Status RunRendezvous(const RendezvousOptions& options, std::atomic<bool>& stop) 
   if (options.max_size < 1 || options.max_size > kMaxRank + 1) {
     return InvalidArgument("rendezvous: max_size {} invalid", options.max_size);
   }
+  const rendezvous::Limits& l = options.limits;
+  if (l.max_runs < 1 || l.max_registrations < 1 || l.max_per_source < 1 ||
+      l.max_sources <= l.max_registrations || !(l.requests_per_second > 0) || !(l.burst >= 1)) {
+    return InvalidArgument(
+        "rendezvous: limits must be positive, the burst at least 1 and the tracked addresses "
+        "more than the registrations");
+  }
   try {
     zmq::context_t context(1);
     zmq::socket_t router(context, zmq::socket_type::router);
     zmq_util::SocketOptions so;
-    so.max_message_bytes = kMaxRequestBytes;
+    so.max_message_bytes = rendezvous::kMaxRequestBytes;
     so.heartbeat_ivl_ms = 0;  // clients are short-lived
     zmq_util::Configure(router, so);
     router.set(zmq::sockopt::router_mandatory, true);
     router.bind(options.bind);
     if (options.on_bound) options.on_bound(router.get(zmq::sockopt::last_endpoint));
-    return Serve(router, options, stop);
+    Service service(router, options);
+    return service.Run(stop);
   } catch (const zmq::error_t& e) {
     return zmq_util::ErrorStatus(e, fmt::format("rendezvous on {}", options.bind));
   }
@@ -309,23 +144,30 @@ Status RunRendezvous(const RendezvousOptions& options, std::atomic<bool>& stop) 
 Result<std::vector<std::string>> RegisterWithRendezvous(const std::string& url,
                                                         const std::string& run_id, int rank,
                                                         int size, const std::string& my_endpoint,
-                                                        Deadline deadline) {
+                                                        Deadline deadline,
+                                                        const RegistrationSigner* signer) {
   P2P_ASSIGN_OR_RETURN(std::string service, NormalizeEndpoint(url));
   P2P_RETURN_IF_ERROR(ValidateRunId(run_id));
   if (size < 1 || size > kMaxRank + 1 || rank < 0 || rank >= size) {
     return InvalidArgument("rendezvous: rank {} / size {} invalid", rank, size);
   }
   P2P_ASSIGN_OR_RETURN(std::string endpoint, NormalizeEndpoint(my_endpoint));
+  Request request;
+  request.run_id = run_id;
+  request.rank = rank;
+  request.size = size;
+  request.endpoint = endpoint;
+  P2P_ASSIGN_OR_RETURN(Bytes encoded, SignedRequest(std::move(request), signer));
   try {
     zmq::context_t context(1);
     zmq::socket_t dealer(context, zmq::socket_type::dealer);
     zmq_util::SocketOptions so;
     so.linger_ms = 0;
-    so.max_message_bytes = kMaxReplyBytes;
+    so.max_message_bytes = rendezvous::kMaxReplyBytes;
     so.heartbeat_ivl_ms = 0;
     zmq_util::Configure(dealer, so);
     dealer.connect(service);
-    (void)dealer.send(zmq_util::ToMessage(EncodeRequest({run_id, rank, size, endpoint})),
+    (void)dealer.send(zmq_util::ToMessage(encoded),
                       zmq::send_flags::dontwait);  // queued until the connection is up
     zmq_pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
     P2P_ASSIGN_OR_RETURN(int n, zmq_util::Poll(std::span(&item, 1), deadline));
@@ -334,7 +176,8 @@ Result<std::vector<std::string>> RegisterWithRendezvous(const std::string& url,
     }
     zmq::message_t m;
     (void)dealer.recv(m, zmq::recv_flags::none);
-    P2P_ASSIGN_OR_RETURN(Reply reply, DecodeReply(zmq_util::AsBytes(m), size));
+    P2P_ASSIGN_OR_RETURN(rendezvous::Reply reply,
+                         rendezvous::DecodeReply(zmq_util::AsBytes(m), size));
     if (!reply.ok) return InvalidArgument("rendezvous refused rank {}: {}", rank, reply.error);
     return std::move(reply.endpoints);
   } catch (const zmq::error_t& e) {

@@ -1,15 +1,19 @@
 // `p2ptrain peer` (one peer of a run) and `p2ptrain broker` (the ZeroMQ rendezvous service).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <memory>
 
+#include "broker/envelope.h"
 #include "broker/rendezvous.h"
+#include "crypto/trust_store.h"
 #include "peer/cli.h"
 #include "peer/cli_checks.h"
 #include "peer/peer_run.h"
 #include "peer/peer_security.h"
+#include "peer/rendezvous_auth.h"
 #include "peer/shard_check.h"
 
 namespace p2p::peer {
@@ -74,6 +78,57 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
       ->transform(PositiveReal());
 }
 
+void AddBrokerFlags(CLI::App& cmd, broker::RendezvousOptions& o, std::string& trust) {
+  broker::rendezvous::Limits& l = o.limits;
+  cmd.add_option("--bind", o.bind, "ZeroMQ endpoint to listen on");
+  cmd.add_option("--max-size", o.max_size, "Largest run size accepted")
+      ->transform(PositiveInt())
+      ->check(CLI::Range(1, broker::kMaxRank + 1));
+  cmd.add_option("--trust", trust,
+                 "Accept only registrations signed by one of these public keys (a directory of "
+                 "PEM files or one PEM file, as for `p2ptrain peer --trust`)");
+  cmd.add_option("--max-runs", l.max_runs, "Runs held at once")->check(CLI::PositiveNumber);
+  cmd.add_option("--max-registrations", l.max_registrations,
+                 "Registrations held at once, all runs together")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--max-per-source", l.max_per_source,
+                 "Registrations held at once from one IP address (raise it when many peers "
+                 "share one address, e.g. behind NAT)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--rate", l.requests_per_second, "Requests per second per IP address")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--burst", l.burst, "Requests one IP address may send at once")
+      ->check(CLI::Range(1.0, 1e9));
+  cmd.add_option_function<int64_t>(
+         "--max-clock-skew", [&l](int64_t s) { l.max_clock_skew = std::chrono::seconds(s); },
+         "--trust: seconds a registration's signing time may differ from this host's clock")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
+      ->default_str(std::to_string(l.max_clock_skew.count()));
+  cmd.add_option_function<int64_t>(
+         "--run-ttl", [&l](int64_t s) { l.run_ttl = std::chrono::seconds(s); },
+         "Seconds an incomplete run is kept after its last registration")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
+      ->default_str(std::to_string(l.run_ttl.count()));
+}
+
+// Loads --trust (registrations must then be signed by one of its keys) and sizes the table of
+// rate-limited addresses to the registrations it must be able to hold.
+Status FinishBrokerFlags(const std::string& path, broker::RendezvousOptions& o) {
+  o.limits.max_sources = std::max(o.limits.max_sources, 2 * o.limits.max_registrations);
+  if (path.empty()) return Status::Ok();
+  auto trust = crypto::TrustStore::Load(path);
+  if (!trust.ok()) {
+    const StatusCode code = trust.status().code() == StatusCode::kNotFound
+                                ? StatusCode::kInvalidArgument
+                                : trust.status().code();
+    return Status(code, trust.status().message()).Annotate("--trust");
+  }
+  spdlog::info("rendezvous: {} trusted key(s) from {}", trust->size(), path);
+  o.verifier =
+      MakeRegistrationVerifier(std::make_shared<const crypto::TrustStore>(std::move(*trust)));
+  return Status::Ok();
+}
+
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
@@ -111,19 +166,25 @@ Action AddPeerCommand(CLI::App& app) {
 
 Action AddBrokerCommand(CLI::App& app) {
   auto options = std::make_shared<broker::RendezvousOptions>();
+  auto trust_path = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
       "broker",
       "Run the rendezvous service ZeroMQ peers register with (`p2ptrain peer --rendezvous "
       "HOST:PORT`), so a multi-host ZeroMQ run needs no hand-written --peers list. Gradients do "
-      "not pass through it. Stops on SIGINT/SIGTERM.");
-  cmd->add_option("--bind", options->bind, "ZeroMQ endpoint to listen on");
-  cmd->add_option("--max-size", options->max_size, "Largest run size accepted")
-      ->transform(PositiveInt());
-  return [options] {
+      "not pass through it. Without --trust, registrations are UNAUTHENTICATED: anyone who can "
+      "reach it can take a free rank of a run (docs/security.md). Stops on SIGINT/SIGTERM.");
+  AddBrokerFlags(*cmd, *options, *trust_path);
+  return [options, trust_path] {
+    if (Status s = FinishBrokerFlags(*trust_path, *options); !s.ok()) return ExitCodeFor(s);
     std::signal(SIGINT, OnSignal);
     std::signal(SIGTERM, OnSignal);
-    options->on_bound = [](const std::string& endpoint) {
-      spdlog::info("rendezvous listening on {}", endpoint);
+    options->log = [](const std::string& line) { spdlog::info("{}", line); };
+    const bool trusted = static_cast<bool>(options->verifier);
+    options->on_bound = [trusted](const std::string& endpoint) {
+      spdlog::info("rendezvous listening on {}; registrations {}", endpoint,
+                   trusted ? "must be signed by a key in --trust"
+                           : "are UNAUTHENTICATED (anyone who can reach this port can take a "
+                             "free rank; use --trust DIR)");
     };
     return ExitCodeFor(broker::RunRendezvous(*options, g_stop));
   };

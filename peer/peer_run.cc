@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <regex>
 
 #include "common/hash.h"
@@ -14,6 +15,7 @@
 #include "peer/final_summary.h"
 #include "peer/offload.h"
 #include "peer/peer_security.h"
+#include "peer/rendezvous_auth.h"
 #include "peer/trainer.h"
 #include "peer/transport_factory.h"
 #include "sync/agreement.h"
@@ -248,8 +250,11 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
   P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
+  std::optional<broker::RegistrationSigner> signer;
+  if (security) signer = MakeRegistrationSigner(security->key());
   P2P_ASSIGN_OR_RETURN(auto transport,
-                       CreateTransport(options, config.rank, config.size, connect_deadline));
+                       CreateTransport(options, config.rank, config.size, connect_deadline,
+                                       signer ? &*signer : nullptr));
   if (Status s = transport->Connect(connect_deadline); !s.ok()) {
     return s.Annotate(fmt::format("connecting peer {} to the other {} peers over {}", config.rank,
                                   config.size - 1, options.transport));

@@ -35,6 +35,8 @@ class PeerSecurity {
   static Result<std::unique_ptr<PeerSecurity>> Load(const PeerOptions& options, int rank, int size);
 
   sync::Authenticator* authenticator() { return auth_.get(); }
+  // This peer's key (signs its rendezvous registration: peer/rendezvous_auth.h).
+  const crypto::PrivateKey& key() const { return key_; }
   // The join handshake with every other rank (after Connect, before the start agreement).
   Status Join(sync::Mailbox& mailbox, broker::Deadline deadline);
 

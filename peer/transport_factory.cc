@@ -31,7 +31,8 @@ Result<std::string> AdvertisedEndpoint(const std::string& bound, const std::stri
 }
 
 Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int rank, int size,
-                                                     broker::Deadline deadline) {
+                                                     broker::Deadline deadline,
+                                                     const broker::RegistrationSigner* signer) {
   broker::ZmqTransportOptions z;
   z.rank = rank;
   z.size = size;
@@ -71,7 +72,7 @@ Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int r
       const std::string mine,
       AdvertisedEndpoint(t->bound_endpoint(), o.advertise.empty() ? Hostname() : o.advertise));
   auto endpoints =
-      broker::RegisterWithRendezvous(o.rendezvous, o.run_id, rank, size, mine, deadline);
+      broker::RegisterWithRendezvous(o.rendezvous, o.run_id, rank, size, mine, deadline, signer);
   if (!endpoints.ok()) {
     return endpoints.status().Annotate(
         fmt::format("registering with the rendezvous {}", o.rendezvous));
@@ -82,9 +83,10 @@ Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int r
 
 }  // namespace
 
-Result<std::unique_ptr<broker::Transport>> CreateTransport(const PeerOptions& o, int rank, int size,
-                                                           broker::Deadline deadline) {
-  if (o.transport == "zmq") return CreateZmq(o, rank, size, deadline);
+Result<std::unique_ptr<broker::Transport>> CreateTransport(
+    const PeerOptions& o, int rank, int size, broker::Deadline deadline,
+    const broker::RegistrationSigner* signer) {
+  if (o.transport == "zmq") return CreateZmq(o, rank, size, deadline, signer);
   if (o.transport == "amqp") {
     broker::AmqpOptions a;
     a.url = o.broker_url;

@@ -4,25 +4,48 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <thread>
 
+#include "broker/envelope.h"
+#include "broker/rendezvous_wire.h"
+#include "broker/zmq_endpoint.h"
 #include "broker/zmq_transport.h"
+#include "broker/zmq_util.h"
+#include "tests/support/raw_rendezvous_client.h"
 
 namespace p2p::broker {
 namespace {
+
+using test::BigRegistration;
+using test::RawClient;
 
 using std::chrono::milliseconds;
 
 // Runs RunRendezvous on a thread, on a free loopback port; stops and joins on destruction.
 class RendezvousService {
  public:
-  RendezvousService() {
+  explicit RendezvousService(const std::function<void(RendezvousOptions&)>& configure = {}) {
     std::promise<std::string> bound;
     RendezvousOptions o;
     o.bind = "tcp://127.0.0.1:*";
     o.stop_check_interval = milliseconds(20);
     o.on_bound = [&bound](const std::string& e) { bound.set_value(e); };
+    o.on_stats = [this](const rendezvous::RegistryStats& s) {
+      std::lock_guard lock(mu_);
+      max_registrations_ = std::max(max_registrations_, s.registrations);
+      max_runs_ = std::max(max_runs_, s.runs);
+      stats_ = s;
+      cv_.notify_all();
+    };
+    o.log = [this](const std::string& line) {
+      std::lock_guard lock(mu_);
+      log_.push_back(line);
+    };
+    if (configure) configure(o);
     auto endpoint = bound.get_future();
     thread_ = std::thread([this, o] { result_ = RunRendezvous(o, stop_); });
     endpoint_ = endpoint.get();
@@ -33,12 +56,39 @@ class RendezvousService {
     EXPECT_TRUE(result_.ok()) << result_.ToString();
   }
   const std::string& endpoint() const { return endpoint_; }
+  // Blocks until the service reported stats satisfying `pred` (it reports after every batch of
+  // requests), or fails the test at the deadline.
+  rendezvous::RegistryStats WaitForStats(
+      const std::function<bool(const rendezvous::RegistryStats&)>& pred) {
+    std::unique_lock lock(mu_);
+    EXPECT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return pred(stats_); }))
+        << "the rendezvous did not reach the expected state";
+    return stats_;
+  }
+  size_t max_registrations() {
+    std::lock_guard lock(mu_);
+    return max_registrations_;
+  }
+  size_t max_runs() {
+    std::lock_guard lock(mu_);
+    return max_runs_;
+  }
+  std::vector<std::string> log() {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
 
  private:
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::string endpoint_;
   Status result_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  rendezvous::RegistryStats stats_;
+  size_t max_registrations_ = 0;
+  size_t max_runs_ = 0;
+  std::vector<std::string> log_;
 };
 
 void RunRanks(int size, const std::function<void(int)>& fn) {
@@ -128,6 +178,79 @@ TEST(RendezvousTest, ClientValidatesItsInputs) {
   EXPECT_FALSE(RegisterWithRendezvous("h:1", "", 0, 1, "h:1", d).ok());
   EXPECT_FALSE(RegisterWithRendezvous("h:1", "run", 1, 1, "h:1", d).ok());
   EXPECT_FALSE(RegisterWithRendezvous("h:1", "run", 0, 1, "bad", d).ok());
+}
+
+TEST(RendezvousTest, AFloodFromManyAddressesStaysBoundedAndAnHonestRunIsStillServed) {
+  constexpr size_t kMaxRegistrations = 200;
+  constexpr size_t kMaxRuns = 250;  // more than the registrations: those bind first
+  constexpr size_t kPerSource = 40;
+  RendezvousService service([&](RendezvousOptions& o) {
+    o.limits.max_registrations = kMaxRegistrations;
+    o.limits.max_runs = kMaxRuns;
+    o.limits.max_per_source = kPerSource;
+    o.limits.requests_per_second = 1e6;  // this test is about memory, not rate
+    o.limits.burst = 1e6;
+  });
+  // 8 addresses x 150 registrations (1,200, as in the report), each of a run of 4096.
+  std::vector<std::unique_ptr<RawClient>> attackers;
+  for (int a = 0; a < 8; ++a) {
+    attackers.push_back(
+        std::make_unique<RawClient>(service.endpoint(), fmt::format("127.0.0.{}", 2 + a)));
+    for (int i = 0; i < 150; ++i) attackers.back()->Send(BigRegistration(fmt::format("f{}", a), i));
+  }
+  size_t refused_full = 0;
+  for (auto& a : attackers) {
+    for (const auto& reply : a->Sync()) refused_full += !reply.ok;
+  }
+  // Each address had at most 40 held: at least 110 of its 150 were refused.
+  EXPECT_GE(refused_full, 8u * (150 - kPerSource));
+  auto stats = service.WaitForStats([](const auto& s) {
+    auto it = s.refused.find("malformed");
+    return it != s.refused.end() && it->second >= 8;
+  });
+  EXPECT_LE(service.max_registrations(), kMaxRegistrations);
+  EXPECT_LE(service.max_runs(), kMaxRuns);
+  EXPECT_EQ(stats.registrations, kMaxRegistrations);
+  EXPECT_GT(stats.refused["source_full"], 0u);
+
+  // An honest run of 3 from another address still completes.
+  std::vector<Result<std::vector<std::string>>> lists(3, Internal("not run"));
+  RunRanks(3, [&](int r) {
+    lists[r] = RegisterWithRendezvous(service.endpoint(), "honest", r, 3,
+                                      fmt::format("tcp://127.0.0.1:{}", 7000 + r),
+                                      DeadlineIn(milliseconds(30000)));
+  });
+  for (int r = 0; r < 3; ++r) ASSERT_TRUE(lists[r].ok()) << lists[r].status().ToString();
+  EXPECT_EQ((*lists[0])[2], "tcp://127.0.0.1:7002");
+  EXPECT_LE(service.max_registrations(), kMaxRegistrations);
+
+  // 1,200 refusals, but the log names each (address, reason) once.
+  size_t refusal_lines = 0;
+  for (const std::string& line : service.log()) {
+    refusal_lines += line.find("refused a request") != std::string::npos;
+  }
+  EXPECT_GE(refusal_lines, 1u);
+  EXPECT_LE(refusal_lines, 8u * 3);
+}
+
+TEST(RendezvousTest, EachAddressIsRateLimited) {
+  RendezvousService service([](RendezvousOptions& o) {
+    o.limits.burst = 10;
+    o.limits.requests_per_second = 0.01;  // no token comes back during the test
+  });
+  RawClient attacker(service.endpoint(), "127.0.0.2");
+  for (int i = 0; i < 40; ++i) attacker.Send(BigRegistration("rate", i));
+  attacker.Send(Bytes{std::byte{0xc1}});
+  // The first 10 are held (incomplete runs get no answer); the other 30 and the invalid one
+  // are refused before they are even parsed.
+  size_t limited = 0;
+  for (const auto& reply : attacker.Receive(31)) {
+    limited += !reply.ok && reply.error.find("too many requests") != std::string::npos;
+  }
+  EXPECT_EQ(limited, 31u);
+  auto honest = RegisterWithRendezvous(service.endpoint(), "honest", 0, 1, "tcp://127.0.0.1:9",
+                                       DeadlineIn(milliseconds(30000)));
+  EXPECT_TRUE(honest.ok()) << honest.status().ToString();
 }
 
 TEST(RendezvousTest, BindFailureIsReported) {
