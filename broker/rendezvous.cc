@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "broker/envelope.h"
+#include "broker/rendezvous_wire.h"
 #include "broker/zmq_endpoint.h"
 #include "broker/zmq_util.h"
 
@@ -341,5 +342,24 @@ Result<std::vector<std::string>> RegisterWithRendezvous(const std::string& url,
     return zmq_util::ErrorStatus(e, fmt::format("rendezvous at {}", service));
   }
 }
+
+namespace rendezvous_wire {
+
+Bytes EncodeRegisterRequest(const std::string& run_id, int rank, int size,
+                            const std::string& endpoint) {
+  return EncodeRequest({run_id, rank, size, endpoint});
+}
+Bytes EncodeOkReply(const std::vector<std::string>& endpoints) {
+  return EncodeReply({true, {}, endpoints});
+}
+Bytes EncodeErrorReply(const std::string& error) { return EncodeReply({false, error, {}}); }
+Status CheckRequest(std::span<const std::byte> data, int max_size) {
+  return DecodeRequest(data, max_size).status();
+}
+Status CheckReply(std::span<const std::byte> data, int size) {
+  return DecodeReply(data, size).status();
+}
+
+}  // namespace rendezvous_wire
 
 }  // namespace p2p::broker
