@@ -52,10 +52,12 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$corpus" "$crashes" "$BUILD_DIR/logs"
   echo "fuzz.sh: $t for ${SECONDS_PER_TARGET} s (log $log)"
   rc=0
+  regressions=()  # fixed findings: replayed first, under the sanitizers
+  [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
   # shellcheck disable=SC2086  # FUZZ_ARGS is a list of flags
   nice -n "$NICE" "$BUILD_DIR/tests/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" \
     -timeout=60 -print_final_stats=1 -artifact_prefix="$crashes/" ${FUZZ_ARGS:-} \
-    "$corpus" "$BUILD_DIR/seeds/$t" >"$log" 2>&1 || rc=$?
+    "$corpus" "$BUILD_DIR/seeds/$t" "${regressions[@]}" >"$log" 2>&1 || rc=$?
   status=$(last_status "$log")
   execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$log")
   result=ok
