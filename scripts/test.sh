@@ -2,7 +2,10 @@
 # The test command (README, CI): install what is missing, build, start the real services the
 # tests need (RabbitMQ on loopback), run every test with ctest, stop the services.
 # Usage: scripts/test.sh [extra ctest args, e.g. -L ml or -R Envelope]
-# Env: BUILD_DIR (default build), JOBS (default 2).
+# A full run (no ctest args) ends with a short fuzzing run of every fuzz target (scripts/fuzz.sh,
+# its own clang build in build-fuzz); FUZZ_SECONDS sets the seconds per target (default 10; 0 skips
+# it, any other value also runs it after a partial run).
+# Env: BUILD_DIR (default build), JOBS (default 2), FUZZ_SECONDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -35,3 +38,8 @@ if [ -z "${P2P_AMQP_URL:-}" ] && [ -x scripts/start-rabbitmq.sh ]; then
 fi
 
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure "$@"
+
+fuzz_seconds=${FUZZ_SECONDS:-$([ $# -eq 0 ] && echo 10 || echo 0)}
+if [ "$fuzz_seconds" != 0 ]; then
+  FUZZ_JOBS=$JOBS scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -170,7 +170,9 @@ Result<std::optional<TaskResult>> TakeResult(std::string& buffer) {
   P2P_ASSIGN_OR_RETURN(r.redelivered, OptionalField<bool>(h, "redelivered", false, kWhat));
   if (r.worker.size() > kMaxNameBytes) return DataLoss("result: worker id is too long");
   r.gradient.resize(n);
-  std::memcpy(r.gradient.data(), buffer.data() + at + 8, n * sizeof(float));
+  // An empty gradient (an error result) has no data(): memcpy from or to null is undefined even
+  // for 0 bytes.
+  if (n > 0) std::memcpy(r.gradient.data(), buffer.data() + at + 8, n * sizeof(float));
   buffer.erase(0, at + 8 + n * sizeof(float));
   return std::optional<TaskResult>(std::move(r));
 }

@@ -23,14 +23,15 @@ class NoneCodec final : public Codec {
     P2P_RETURN_IF_ERROR(CheckFinite(values));
     std::byte* p = Extend(out, MaxPayloadBytes(values.size()));
     StoreU32(p, static_cast<uint32_t>(values.size()));
-    std::memcpy(p + 4, values.data(), values.size_bytes());
+    // An empty span's data() may be null: memcpy with null is undefined even for 0 bytes.
+    if (!values.empty()) std::memcpy(p + 4, values.data(), values.size_bytes());
     return Status::Ok();
   }
 
   Status Decode(std::span<const std::byte> payload, std::span<float> out) const override {
     P2P_RETURN_IF_ERROR(CheckHeader("none", payload, out.size(), 4));
     P2P_RETURN_IF_ERROR(CheckSize("none", payload, MaxPayloadBytes(out.size())));
-    std::memcpy(out.data(), payload.data() + 4, out.size_bytes());
+    if (!out.empty()) std::memcpy(out.data(), payload.data() + 4, out.size_bytes());
     if (MaxAbsBits(out.data(), out.size()) > std::bit_cast<uint32_t>(kMaxScale)) {
       return DataLoss("none payload holds a NaN, infinite or larger than {} value", kMaxScale);
     }
