@@ -163,13 +163,29 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     auto node = parked_.extract(Key{type, round, r});
     out.emplace(r, std::move(node.mapped()));
   }
+  CompleteRounds(type, round);
+  return out;
+}
+
+void Mailbox::CompleteRounds(broker::MessageType type, Round round) {
   auto& done = completed_[type];
   done = std::max(done, round);
   // Late duplicates parked before the round completed can never be asked for again.
   std::erase_if(parked_, [&](const auto& entry) {
     return std::get<0>(entry.first) == type && std::get<1>(entry.first) <= done;
   });
-  return out;
+}
+
+std::optional<broker::Envelope> Mailbox::TakeParked(
+    broker::MessageType type, const std::function<bool(const broker::Envelope&)>& match) {
+  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+    if (std::get<0>(it->first) == type && match(it->second)) {
+      broker::Envelope env = std::move(it->second);
+      parked_.erase(it);
+      return env;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace p2p::sync

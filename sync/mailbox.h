@@ -18,8 +18,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -102,6 +105,15 @@ class Mailbox {
                                                   const std::vector<int>& from,
                                                   broker::Deadline deadline,
                                                   const std::string& what);
+
+  // Removes and returns the first parked envelope of `type` (in round, then sender order) that
+  // `match` accepts; nullopt if none. For protocols that take whatever arrived instead of one
+  // envelope from every rank (the view change, sync/membership/view_change.h).
+  std::optional<broker::Envelope> TakeParked(
+      broker::MessageType type, const std::function<bool(const broker::Envelope&)>& match);
+  // Marks every round of `type` up to `round` complete, as a Collect does: parked envelopes of
+  // those rounds are dropped and later ones are rejected as stale.
+  void CompleteRounds(broker::MessageType type, Round round);
 
   const RejectCounts& rejects() const { return rejects_; }
   // Drops by (reason, claimed sender rank, or the transport's rank for undecodable messages).
