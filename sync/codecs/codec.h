@@ -102,8 +102,8 @@ Result<CodecConfig> ResolveCompression(const CompressionFlags& flags);
 // The sender's side of a round: encodes a gradient, decodes its own payload (every peer must
 // average exactly what the others will decode, including its own contribution), and for codecs
 // with error feedback keeps the residual (what was not transmitted) to add to the next gradient.
-// With momentum correction it also keeps the velocity and encodes velocity + residual. Neither is
-// checkpointed: a resumed run starts them from zero.
+// With momentum correction it also keeps the velocity and encodes velocity + residual. Both are
+// checkpointed (Strategy::SaveState / Restore below), so a resumed run continues bit-exactly.
 class GradientEncoder {
  public:
   explicit GradientEncoder(std::shared_ptr<const Codec> codec);
