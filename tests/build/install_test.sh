@@ -10,7 +10,8 @@ for f in bin/p2ptrain bin/p2ptrain-function share/doc/p2ptrain/README.md \
          share/doc/p2ptrain/security.md share/p2ptrain/scripts/start-rabbitmq.sh; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f is not installed" >&2; exit 1; }
 done
-"$prefix/bin/p2ptrain" --help | grep -q train || { echo "FAIL: installed p2ptrain --help" >&2; exit 1; }
+help=$("$prefix/bin/p2ptrain" --help) || { echo "FAIL: installed p2ptrain --help failed" >&2; exit 1; }
+grep -q train <<<"$help" || { echo "FAIL: installed p2ptrain --help lists no train command" >&2; exit 1; }
 cd "$prefix"
 "$prefix/bin/p2ptrain" train --dataset synthetic --synthetic-train 512 --synthetic-test 128 \
   --model logreg --epochs 1 --offload process --functions 2 --progress off \
