@@ -35,20 +35,20 @@ inline constexpr size_t kMaxSignatureBytes = 1024;  // RSA-8192 fits; HMAC-SHA25
 inline constexpr uint64_t kDefaultMaxEnvelopeBytes = uint64_t{256} << 20;
 
 // X(enumerator, wire value, name). Wire values are part of the protocol: never renumber.
-#define P2P_ENVELOPE_TYPES(X)       \
-  X(kJoin, 1, "JOIN")               \
-  X(kChallenge, 2, "CHALLENGE")     \
-  X(kWelcome, 3, "WELCOME")         \
-  X(kGradient, 4, "GRADIENT")       \
-  X(kAggregate, 5, "AGGREGATE")     \
-  X(kBarrier, 6, "BARRIER")         \
-  X(kHeartbeat, 7, "HEARTBEAT")     \
-  X(kLeave, 8, "LEAVE")             \
-  X(kTask, 9, "TASK")               \
-  X(kResult, 10, "RESULT")          \
-  X(kHello, 11, "HELLO")            \
-  X(kParamsHash, 12, "PARAMS_HASH") \
-  X(kEpochEnd, 13, "EPOCH_END")     \
+#define P2P_ENVELOPE_TYPES(X)         \
+  X(kJoin, 1, "JOIN")                 \
+  X(kChallenge, 2, "CHALLENGE")       \
+  X(kWelcome, 3, "WELCOME")           \
+  X(kGradient, 4, "GRADIENT")         \
+  X(kAggregate, 5, "AGGREGATE")       \
+  X(kBarrier, 6, "BARRIER")           \
+  X(kHeartbeat, 7, "HEARTBEAT")       \
+  X(kLeave, 8, "LEAVE")               \
+  X(kTask, 9, "TASK")                 \
+  X(kResult, 10, "RESULT")            \
+  X(kHello, 11, "HELLO")              \
+  X(kParamsHash, 12, "PARAMS_HASH")   \
+  X(kEpochEnd, 13, "EPOCH_END")       \
   X(kViewPropose, 14, "VIEW_PROPOSE") \
   X(kViewInstall, 15, "VIEW_INSTALL")
 

@@ -46,8 +46,7 @@ Action AddTrainCommand(CLI::App& app) {
   AddShardFlags(*cmd, *config);
   AddOffloadFlags(*cmd, config->offload);
   return [config, cmd] {
-    return RunExitCode(RunTrain(*config, cmd->count("--size") + cmd->count("--rank") > 0),
-                       *config);
+    return RunExitCode(RunTrain(*config, cmd->count("--size") + cmd->count("--rank") > 0), *config);
   };
 }
 

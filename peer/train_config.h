@@ -40,7 +40,7 @@ struct TrainConfig {
   std::string metrics_path;
   std::string checkpoint_dir;
   bool resume = false;
-  bool overwrite = false;  // start over in a --checkpoint-dir that holds a checkpoint
+  bool overwrite = false;         // start over in a --checkpoint-dir that holds a checkpoint
   std::string progress = "auto";  // auto | bar | lines | off
   int size = 1, rank = 0;         // this process's place among peers (1, 0 when alone)
   std::vector<double> partition;  // shard weights, empty = equal

@@ -194,7 +194,8 @@ Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& tota
     // The safe point for SIGINT/SIGTERM: between rounds, so no peer sees half a round of ours.
     if (StopSignal() != 0) {
       return StoppedBySignal(fmt::format("in epoch {} before round {} of {}", epoch,
-                                         first / per_round + 1, (steps + per_round - 1) / per_round));
+                                         first / per_round + 1,
+                                         (steps + per_round - 1) / per_round));
     }
     std::vector<std::span<const size_t>> batches;  // rows of each step; empty when out of data
     for (int64_t step = first; step < std::min(first + per_round, steps); ++step) {

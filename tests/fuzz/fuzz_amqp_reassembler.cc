@@ -2,8 +2,8 @@
 // frames), driven the way its I/O thread drives them (broker/amqp_io.cc, IoThread::OnBody) for
 // rank 0 of a 4-rank run: DecodeChunk with the transport's default max_message_bytes, frames from
 // our own or an unknown rank dropped, hello frames ignored (they touch no reassembly state), data
-// frames to Reassembler::Add. Input: a sequence of AMQP bodies (fuzz_support.h's records; the sender byte is
-// unused, the rank is in the frame).
+// frames to Reassembler::Add. Input: a sequence of AMQP bodies (fuzz_support.h's records; the
+// sender byte is unused, the rank is in the frame).
 //
 // Checks: a completed message is as long as its frames declared and comes from the rank they
 // named, and the bytes held for incomplete messages never exceed the total budget.

@@ -195,18 +195,21 @@ void OffloadSeeds(const fs::path& dir) {
 void RendezvousSeeds(const fs::path& dir) {
   namespace rw = b::rendezvous;
   SeedWriter w(dir, "rendezvous");
-  w.Write(rw::EncodeRequest({.run_id = "fuzz-run", .rank = 2, .size = 4,
-                             .endpoint = "tcp://10.0.0.2:5555"}));
-  w.Write(rw::EncodeRequest({.run_id = "r", .rank = 0, .size = 1, .endpoint = "ipc:///tmp/p2p-fuzz"}));
-  rw::Request signed_req{.run_id = "fuzz-run", .rank = 1, .size = 4,
-                         .endpoint = "tcp://10.0.0.1:5555"};
+  w.Write(rw::EncodeRequest(
+      {.run_id = "fuzz-run", .rank = 2, .size = 4, .endpoint = "tcp://10.0.0.2:5555"}));
+  w.Write(
+      rw::EncodeRequest({.run_id = "r", .rank = 0, .size = 1, .endpoint = "ipc:///tmp/p2p-fuzz"}));
+  rw::Request signed_req{
+      .run_id = "fuzz-run", .rank = 1, .size = 4, .endpoint = "tcp://10.0.0.1:5555"};
   signed_req.key_id = b::Bytes(rw::kKeyIdBytes, std::byte{7});
   signed_req.unix_ms = 1764900000000;
   signed_req.signature = b::Bytes(256, std::byte{9});
   w.Write(rw::EncodeRequest(signed_req));
-  w.Write(rw::EncodeReply({.ok = true, .endpoints = {"tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555",
-                                                     "tcp://h3:5555", "ipc:///tmp/p2p-4"}}));
-  w.Write(rw::EncodeReply({.ok = false, .error = "rank 2 of run 'fuzz-run' is already registered"}));
+  w.Write(rw::EncodeReply({.ok = true,
+                           .endpoints = {"tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555",
+                                         "tcp://h3:5555", "ipc:///tmp/p2p-4"}}));
+  w.Write(
+      rw::EncodeReply({.ok = false, .error = "rank 2 of run 'fuzz-run' is already registered"}));
 }
 
 }  // namespace
