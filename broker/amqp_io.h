@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "broker/amqp_chunker.h"
 #include "broker/amqp_session.h"
+#include "broker/chunking.h"
 #include "broker/transport.h"
 #include "common/status.h"
 

@@ -15,8 +15,6 @@
 
 namespace p2p::broker {
 
-using amqp::FrameKind;
-
 struct AmqpTransport::State {
   AmqpOptions options;
   amqp::IoConfig io;
@@ -42,9 +40,9 @@ Status ValidateOptions(const AmqpOptions& o) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
       });
   if (!id_ok) return InvalidArgument("run id '{}' must match [A-Za-z0-9._-]{{1,200}}", o.run_id);
-  if (o.chunk_bytes <= amqp::kChunkHeaderBytes || o.chunk_bytes > (128u << 20)) {
+  if (o.chunk_bytes <= broker::kChunkHeaderBytes || o.chunk_bytes > (128u << 20)) {
     return InvalidArgument("chunk_bytes {} must be in ({}, 128 MiB]", o.chunk_bytes,
-                           amqp::kChunkHeaderBytes);
+                           broker::kChunkHeaderBytes);
   }
   if (o.prefetch == 0) return InvalidArgument("prefetch must be >= 1");
   if (o.max_message_bytes == 0 || o.max_message_bytes > kDefaultMaxEnvelopeBytes) {
@@ -200,11 +198,11 @@ Status AmqpTransport::Send(int to_rank, std::span<const std::byte> msg) {
   if (to_rank < 0 || to_rank >= size() || to_rank == rank()) {
     return InvalidArgument("Send to rank {}: need another rank in [0, {})", to_rank, size());
   }
-  amqp::ChunkHeader h{FrameKind::kData, static_cast<uint32_t>(rank())};
+  broker::ChunkHeader h{FrameKind::kData, static_cast<uint32_t>(rank())};
   h.incarnation = s_->io.incarnation;
   h.seq = ++s_->next_seq;
   P2P_RETURN_IF_ERROR(
-      Enqueue(amqp::EncodeChunks(h, msg, s_->options.chunk_bytes), amqp::DirectKey(to_rank)));
+      Enqueue(broker::EncodeChunks(h, msg, s_->options.chunk_bytes), amqp::DirectKey(to_rank)));
   ++s_->shared.stats.messages_sent;
   return Status::Ok();
 }
@@ -212,11 +210,11 @@ Status AmqpTransport::Send(int to_rank, std::span<const std::byte> msg) {
 Status AmqpTransport::Broadcast(std::span<const std::byte> msg) {
   P2P_RETURN_IF_ERROR(CheckUsable());
   if (size() == 1) return Status::Ok();
-  amqp::ChunkHeader h{FrameKind::kData, static_cast<uint32_t>(rank())};
+  broker::ChunkHeader h{FrameKind::kData, static_cast<uint32_t>(rank())};
   h.incarnation = s_->io.incarnation;
   h.seq = ++s_->next_seq;
   P2P_RETURN_IF_ERROR(
-      Enqueue(amqp::EncodeChunks(h, msg, s_->options.chunk_bytes), amqp::BroadcastKey(rank())));
+      Enqueue(broker::EncodeChunks(h, msg, s_->options.chunk_bytes), amqp::BroadcastKey(rank())));
   ++s_->shared.stats.messages_sent;
   return Status::Ok();
 }

@@ -1,232 +1,413 @@
 #include "broker/chunking.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace p2p::broker {
 namespace {
 
-void StoreLe(std::byte* out, uint64_t v, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<std::byte>(v >> (8 * i));
+constexpr uint32_t kMagic = 0x41503250;  // "P2PA" read as little-endian u32
+constexpr uint8_t kVersion = 1;
+constexpr size_t kRecentDone = 1024;  // completed messages remembered per incarnation
+// Bookkeeping charged to the budgets besides the payload bytes, so that a flood of tiny chunks
+// (a forged stride of 1) costs what it really costs: a map node and a vector per early chunk.
+constexpr uint64_t kPartialOverhead = 256;
+constexpr uint64_t kChunkOverhead = 64;
+
+template <typename T>
+void Put(std::byte*& p, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) *p++ = static_cast<std::byte>((v >> (8 * i)) & 0xff);
 }
 
-uint64_t LoadLe(const std::byte* in, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(in[i]) << (8 * i);
+template <typename T>
+T Get(const std::byte*& p) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(std::to_integer<uint8_t>(*p++)) << (8 * i);
   return v;
 }
 
-// Far above any limit a Reassembler accepts; keeps the range arithmetic below from overflowing.
-constexpr uint64_t kMaxTotalBytes = uint64_t{1} << 48;
+void WriteHeader(const ChunkHeader& h, std::byte* p) {
+  Put<uint32_t>(p, kMagic);
+  Put<uint8_t>(p, kVersion);
+  Put<uint8_t>(p, static_cast<uint8_t>(h.kind));
+  Put<uint16_t>(p, 0);
+  Put<uint32_t>(p, h.from_rank);
+  Put<uint32_t>(p, h.index);
+  Put<uint32_t>(p, h.count);
+  Put<uint32_t>(p, h.stride);
+  Put<uint64_t>(p, h.incarnation);
+  Put<uint64_t>(p, h.seq);
+  Put<uint64_t>(p, h.total);
+}
 
-uint64_t CeilDiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
+Result<ChunkHeader> ReadHeader(const std::byte* p) {
+  if (Get<uint32_t>(p) != kMagic) return DataLoss("chunk: bad magic");
+  if (uint8_t v = Get<uint8_t>(p); v != kVersion) return DataLoss("chunk: unknown version {}", v);
+  ChunkHeader h;
+  uint8_t kind = Get<uint8_t>(p);
+  if (kind < 1 || kind > 3) return DataLoss("chunk: unknown kind {}", kind);
+  h.kind = static_cast<FrameKind>(kind);
+  Get<uint16_t>(p);
+  h.from_rank = Get<uint32_t>(p);
+  h.index = Get<uint32_t>(p);
+  h.count = Get<uint32_t>(p);
+  h.stride = Get<uint32_t>(p);
+  h.incarnation = Get<uint64_t>(p);
+  h.seq = Get<uint64_t>(p);
+  h.total = Get<uint64_t>(p);
+  return h;
+}
 
-// Length of every chunk but the last.
-uint64_t StrideOf(const ChunkHeader& h) { return CeilDiv(h.total_bytes, h.count); }
+uint64_t ExpectedCount(uint64_t total, uint32_t stride) {
+  return total == 0 ? 1 : (total + stride - 1) / stride;
+}
 
-// A (count, total) pair is valid when splitting `total` into `count` chunks of stride L leaves
-// no chunk empty (except the single chunk of an empty message).
-Status CheckCountAndTotal(const ChunkHeader& h) {
-  if (h.count == 0) return DataLoss("chunk: count is 0");
-  if (h.total_bytes > kMaxTotalBytes) return DataLoss("chunk: total of {} bytes", h.total_bytes);
-  if (h.index >= h.count) return DataLoss("chunk: index {} >= count {}", h.index, h.count);
-  if (h.total_bytes == 0) {
-    if (h.count != 1) return DataLoss("chunk: empty message in {} chunks", h.count);
-    return Status::Ok();
+uint64_t ChunkLength(const ChunkHeader& h) {
+  uint64_t begin = uint64_t{h.index} * h.stride;
+  return std::min<uint64_t>(h.stride, h.total - begin);
+}
+
+Status CheckGeometry(const ChunkHeader& h, size_t payload_len, uint64_t max_total) {
+  if (h.total > max_total)
+    return DataLoss("chunk: message of {} bytes over the {} limit", h.total, max_total);
+  if (h.stride == 0) return DataLoss("chunk: zero stride");
+  if (h.count != ExpectedCount(h.total, h.stride) || h.index >= h.count) {
+    return DataLoss("chunk: index {} / count {} inconsistent with {} bytes in strides of {}",
+                    h.index, h.count, h.total, h.stride);
   }
-  if (h.count > h.total_bytes || StrideOf(h) * (h.count - 1) >= h.total_bytes) {
-    return DataLoss("chunk: {} bytes cannot be split into {} non-empty chunks", h.total_bytes,
-                    h.count);
+  if (h.total != 0 && payload_len != ChunkLength(h)) {
+    return DataLoss("chunk {} of {}: {} payload bytes, expected {}", h.index, h.count, payload_len,
+                    ChunkLength(h));
   }
+  if (h.total == 0 && payload_len != 0) return DataLoss("chunk: payload in an empty message");
   return Status::Ok();
+}
+
+// Capacity to reserve for `needed` bytes: geometric growth, never beyond the message's total, so
+// a buffer holds at most twice what arrived and in-order chunks are copied O(log n) times.
+uint64_t GrowTo(uint64_t needed, uint64_t capacity, uint64_t total) {
+  if (needed <= capacity) return capacity;
+  return std::min(total, std::max(needed, 2 * capacity));
+}
+
+// Tells an exact replay of a completed message from another message with the same claimed seq.
+// Not cryptographic (the envelope MAC is the security check): forging a collision would need the
+// genuine message's bytes before they are sent. Eight bytes per step: messages reach 256 MiB.
+uint64_t ContentHash(std::span<const std::byte> bytes) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ bytes.size();
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  for (; i < bytes.size(); ++i) h = (h ^ std::to_integer<uint64_t>(bytes[i])) * 0x100000001b3ull;
+  h ^= h >> 29;
+  return h * 0xc4ceb9fe1a85ec53ull;
 }
 
 }  // namespace
 
-bool IsChunkFrame(std::span<const std::byte> frame) {
-  return frame.size() >= kChunkMagic.size() &&
-         std::equal(kChunkMagic.begin(), kChunkMagic.end(), frame.begin());
-}
-
-std::array<std::byte, kChunkHeaderBytes> EncodeChunkHeader(const ChunkHeader& header) {
-  std::array<std::byte, kChunkHeaderBytes> out{};
-  std::copy(kChunkMagic.begin(), kChunkMagic.end(), out.begin());
-  out[4] = std::byte{kChunkVersion};
-  StoreLe(&out[8], header.message_id, 8);
-  StoreLe(&out[16], header.index, 4);
-  StoreLe(&out[20], header.count, 4);
-  StoreLe(&out[24], header.total_bytes, 8);
-  return out;
-}
-
-Result<ChunkHeader> DecodeChunkHeader(std::span<const std::byte> frame) {
-  if (frame.size() < kChunkHeaderBytes) {
-    return DataLoss("chunk: frame of {} bytes is shorter than the {}-byte header", frame.size(),
-                    kChunkHeaderBytes);
+void EncodeChunks(const ChunkHeader& base, std::span<const std::byte> payload, size_t max_body,
+                  const ChunkSink& emit) {
+  P2P_CHECK(max_body > kChunkHeaderBytes, "chunk body limit {} too small", max_body);
+  const size_t stride = std::min<size_t>(max_body - kChunkHeaderBytes, UINT32_MAX);
+  ChunkHeader h = base;
+  h.stride = static_cast<uint32_t>(stride);
+  h.total = payload.size();
+  h.count = static_cast<uint32_t>(ExpectedCount(h.total, h.stride));
+  std::array<std::byte, kChunkHeaderBytes> header;
+  for (h.index = 0; h.index < h.count; ++h.index) {
+    const size_t begin = size_t{h.index} * stride;
+    const size_t len = payload.empty() ? 0 : ChunkLength(h);
+    WriteHeader(h, header.data());
+    emit(header, payload.subspan(begin, len));
   }
-  if (!IsChunkFrame(frame)) return DataLoss("chunk: bad magic");
-  if (frame[4] != std::byte{kChunkVersion}) {
-    return InvalidArgument("chunk: unsupported framing version {}", static_cast<int>(frame[4]));
+}
+
+std::vector<Bytes> EncodeChunks(const ChunkHeader& base, std::span<const std::byte> payload,
+                                size_t max_body) {
+  std::vector<Bytes> bodies;
+  EncodeChunks(base, payload, max_body,
+               [&bodies](std::span<const std::byte> header, std::span<const std::byte> part) {
+                 Bytes& body = bodies.emplace_back();
+                 body.reserve(header.size() + part.size());
+                 body.insert(body.end(), header.begin(), header.end());
+                 body.insert(body.end(), part.begin(), part.end());
+               });
+  return bodies;
+}
+
+Result<ChunkView> DecodeChunk(std::span<const std::byte> body, uint64_t max_total) {
+  if (body.size() < kChunkHeaderBytes)
+    return DataLoss("chunk: {} bytes, shorter than a header", body.size());
+  P2P_ASSIGN_OR_RETURN(ChunkHeader h, ReadHeader(body.data()));
+  std::span<const std::byte> payload = body.subspan(kChunkHeaderBytes);
+  if (h.kind != FrameKind::kData && (h.total != 0 || h.count != 1 || !payload.empty())) {
+    return DataLoss("chunk: hello frames carry no payload");
   }
-  if (frame[5] != std::byte{0} || frame[6] != std::byte{0} || frame[7] != std::byte{0}) {
-    return DataLoss("chunk: reserved bytes are not zero");
-  }
-  ChunkHeader h;
-  h.message_id = LoadLe(&frame[8], 8);
-  h.index = static_cast<uint32_t>(LoadLe(&frame[16], 4));
-  h.count = static_cast<uint32_t>(LoadLe(&frame[20], 4));
-  h.total_bytes = LoadLe(&frame[24], 8);
-  P2P_RETURN_IF_ERROR(CheckCountAndTotal(h));
-  const auto [begin, end] = ChunkRange(h);
-  if (frame.size() - kChunkHeaderBytes != end - begin) {
-    return DataLoss("chunk: chunk {}/{} carries {} bytes, header implies {}", h.index, h.count,
-                    frame.size() - kChunkHeaderBytes, end - begin);
-  }
-  return h;
+  if (h.kind == FrameKind::kData) P2P_RETURN_IF_ERROR(CheckGeometry(h, payload.size(), max_total));
+  return ChunkView{h, payload};
 }
 
-uint32_t ChunkCount(uint64_t total_bytes, size_t max_chunk_payload) {
-  P2P_CHECK(max_chunk_payload > 0, "max_chunk_payload must be positive");
-  const uint64_t count = std::max<uint64_t>(1, CeilDiv(total_bytes, max_chunk_payload));
-  P2P_CHECK(count <= UINT32_MAX, "message of {} bytes needs too many chunks", total_bytes);
-  return static_cast<uint32_t>(count);
+Reassembler::Reassembler(ReassemblyLimits limits) : limits_(limits) {
+  P2P_CHECK(limits_.max_pending_bytes_per_sender > limits_.max_message_bytes &&
+                limits_.max_pending_bytes >= limits_.max_pending_bytes_per_sender &&
+                limits_.max_partial_per_sender > 0 && limits_.max_histories_per_sender > 0,
+            "inconsistent reassembly limits");
 }
 
-std::pair<uint64_t, uint64_t> ChunkRange(const ChunkHeader& header) {
-  if (header.total_bytes == 0) return {0, 0};
-  const uint64_t stride = StrideOf(header);
-  const uint64_t begin = stride * header.index;
-  return {begin, std::min(header.total_bytes, begin + stride)};
-}
-
-Status ForEachChunk(uint64_t message_id, std::span<const std::byte> message,
-                    size_t max_chunk_payload, const ChunkSink& emit) {
-  ChunkHeader h{message_id, 0, ChunkCount(message.size(), max_chunk_payload), message.size()};
-  for (; h.index < h.count; ++h.index) {
-    const auto [begin, end] = ChunkRange(h);
-    const auto header = EncodeChunkHeader(h);
-    P2P_RETURN_IF_ERROR(emit(header, message.subspan(begin, end - begin)));
-  }
-  return Status::Ok();
-}
-
-std::vector<Bytes> SplitIntoChunks(uint64_t message_id, std::span<const std::byte> message,
-                                   size_t max_chunk_payload) {
-  std::vector<Bytes> frames;
-  Status s = ForEachChunk(
-      message_id, message, max_chunk_payload,
-      [&frames](std::span<const std::byte> header, std::span<const std::byte> payload) {
-        Bytes& f = frames.emplace_back();
-        f.reserve(header.size() + payload.size());
-        f.insert(f.end(), header.begin(), header.end());
-        f.insert(f.end(), payload.begin(), payload.end());
-        return Status::Ok();
-      });
-  P2P_CHECK(s.ok(), "{}", s.ToString());
-  return frames;
-}
-
-// ---------------------------------------------------------------- Reassembler
-
-Reassembler::Reassembler(ReassemblerOptions options) : options_(options) {}
-
-Status Reassembler::Reject(Status status) {
-  ++rejected_;
-  return status;
-}
-
-Status Reassembler::CheckNewMessage(const ChunkHeader& h) const {
-  if (h.total_bytes > options_.max_message_bytes) {
-    return InvalidArgument("chunk: message of {} bytes exceeds the limit of {}", h.total_bytes,
-                           options_.max_message_bytes);
-  }
-  if (pending_bytes_ + h.total_bytes > options_.max_pending_bytes) {
-    return Unavailable("chunk: {} bytes of incomplete messages pending; no room for {} more",
-                       pending_bytes_, h.total_bytes);
-  }
-  return Status::Ok();
-}
-
-void Reassembler::Erase(std::map<Key, Pending>::iterator it) {
-  pending_bytes_ -= it->second.first.total_bytes;
-  pending_.erase(it);
-}
-
-void Reassembler::EvictOldestOf(int sender) {
-  auto first = pending_.lower_bound({sender, 0});
-  auto oldest = pending_.end();
+size_t Reassembler::pending_messages() const {
   size_t n = 0;
-  for (auto it = first; it != pending_.end() && it->first.first == sender; ++it, ++n) {
-    if (oldest == pending_.end() || it->second.arrival < oldest->second.arrival) oldest = it;
-  }
-  if (n >= options_.max_pending_per_sender && oldest != pending_.end()) {
-    Erase(oldest);
-    ++rejected_;  // an incomplete message dropped
-  }
+  for (const auto& [rank, sender] : senders_) n += sender.partial.size();
+  return n;
 }
 
-Result<Reassembler::Pending*> Reassembler::FindOrStart(int sender, const ChunkHeader& h,
-                                                       TimePoint now) {
-  auto it = pending_.find({sender, h.message_id});
-  if (it != pending_.end()) {
-    const ChunkHeader& first = it->second.first;
-    if (first.count != h.count || first.total_bytes != h.total_bytes) {
-      return DataLoss("chunk: message {} from {} changed shape mid-way", h.message_id, sender);
+const char* DropReasonName(DropReason reason) {
+  switch (reason) {
+    case DropReason::kNotData:
+      return "not_data";
+    case DropReason::kOverLimit:
+      return "over_limit";
+    case DropReason::kOverBudget:
+      return "over_budget";
+    case DropReason::kEvicted:
+      return "evicted";
+    case DropReason::kTimeout:
+      return "timeout";
+    case DropReason::kDuplicateChunk:
+      return "duplicate_chunk";
+    case DropReason::kReplay:
+      return "replay";
+  }
+  return "unknown";
+}
+
+void Reassembler::Drop(DropReason reason, uint32_t sender) {
+  ++rejected_;
+  if (observer_) observer_(reason, sender);
+}
+
+Result<std::optional<Message>> Reassembler::Add(const ChunkView& chunk, TimePoint now) {
+  return Add(chunk.header.from_rank, chunk, now);
+}
+
+Result<std::optional<Message>> Reassembler::Add(uint32_t sender, const ChunkView& chunk,
+                                                TimePoint now) {
+  const ChunkHeader& h = chunk.header;
+  EvictStale(now);
+  if (h.kind != FrameKind::kData) {
+    Drop(DropReason::kNotData, sender);
+    return InvalidArgument("chunk: a hello frame is not part of a message");
+  }
+  // DecodeChunk checked the geometry, maybe against a looser limit than ours.
+  if (h.total > limits_.max_message_bytes) {
+    Drop(DropReason::kOverLimit, sender);
+    return DataLoss("sender {}: message of {} bytes over the {} limit", sender, h.total,
+                    limits_.max_message_bytes);
+  }
+  if (h.count == 1) {
+    Bytes payload(chunk.payload.begin(), chunk.payload.end());
+    return Complete(sender, h.incarnation, h.seq, std::move(payload), now);
+  }
+  return AddToPartial(sender, chunk, now);
+}
+
+void Reassembler::Forget(uint32_t sender) {
+  auto it = senders_.find(sender);
+  if (it == senders_.end()) return;
+  pending_bytes_ -= it->second.pending_bytes;
+  senders_.erase(it);
+}
+
+namespace {
+
+uint64_t EarlyCharge(uint64_t bytes, size_t chunks) { return bytes + chunks * kChunkOverhead; }
+
+}  // namespace
+
+// Bytes and number of the early chunks that directly follow chunk `from` - 1.
+std::pair<uint64_t, size_t> Reassembler::ContiguousEarly(const Partial& p, uint32_t from) {
+  uint64_t bytes = 0;
+  size_t n = 0;
+  for (auto e = p.early.find(from); e != p.early.end() && e->first == from + n; ++e, ++n) {
+    bytes += e->second.size();
+  }
+  return {bytes, n};
+}
+
+Result<std::optional<Message>> Reassembler::AddToPartial(uint32_t rank, const ChunkView& chunk,
+                                                         TimePoint now) {
+  const ChunkHeader& h = chunk.header;
+  Sender& sender = senders_[rank];
+  const PartialKey key{h.incarnation, h.seq, h.total, h.stride};
+  auto it = sender.partial.find(key);
+  if (it == sender.partial.end()) {
+    while (sender.partial.size() >= limits_.max_partial_per_sender)
+      EvictWeakest(rank, rank, nullptr);
+    it = sender.partial.try_emplace(key).first;
+    it->second.count = h.count;
+    it->second.last_seen = now;
+  }
+  Partial& p = it->second;
+  if (h.index < p.next || p.early.contains(h.index)) {
+    // The same chunk again: a redelivery, a republish or a replay.
+    Drop(DropReason::kDuplicateChunk, rank);
+    return std::optional<Message>();
+  }
+  // What the partial will hold once the chunk is stored (see Store), checked before storing.
+  uint64_t after = p.charged + EarlyCharge(chunk.payload.size(), 1);
+  if (h.index == p.next) {
+    const auto [drained, drained_chunks] = ContiguousEarly(p, h.index + 1);
+    const uint64_t needed = p.data.size() + chunk.payload.size() + drained;
+    after = p.charged - p.data.capacity() + GrowTo(needed, p.data.capacity(), h.total) -
+            EarlyCharge(drained, drained_chunks);
+  }
+  if (p.charged == 0) after += kPartialOverhead;  // a new partial
+  if (after > p.charged) {
+    if (Status room = MakeRoom(rank, &key, after - p.charged); !room.ok()) {
+      Erase(sender, sender.partial.find(key));  // it could never complete
+      Drop(DropReason::kOverBudget, rank);
+      return room;
     }
-    return &it->second;
   }
-  P2P_RETURN_IF_ERROR(CheckNewMessage(h));
-  EvictOldestOf(sender);
-  Pending& p = pending_[{sender, h.message_id}];
-  p.first = h;
-  p.data.resize(h.total_bytes);  // bounded by CheckNewMessage
-  p.have.assign(h.count, false);
-  p.arrival = arrivals_++;
+  Store(p, h, chunk.payload);
+  p.received += chunk.payload.size();
   p.last_seen = now;
-  pending_bytes_ += h.total_bytes;
-  return &p;
+  Recharge(sender, p);
+  if (p.next < p.count) return std::optional<Message>();
+  Bytes whole = std::move(p.data);
+  Erase(sender, sender.partial.find(key));
+  return Complete(rank, h.incarnation, h.seq, std::move(whole), now);
 }
 
-Result<std::optional<Bytes>> Reassembler::Accept(int sender, std::span<const std::byte> frame,
-                                                 TimePoint now) {
-  Result<ChunkHeader> header = DecodeChunkHeader(frame);
-  if (!header.ok()) return Reject(header.status());
-  const ChunkHeader& h = *header;
-  const auto payload = frame.subspan(kChunkHeaderBytes);
-  if (h.count == 1) {  // fast path: no bookkeeping for single-frame messages
-    Status s = CheckNewMessage(h);
-    if (!s.ok()) return Reject(s);
-    return std::optional<Bytes>(Bytes(payload.begin(), payload.end()));
+// Appends the chunk (and the early chunks it makes contiguous) with one reservation, or keeps it
+// apart until the chunks before it arrived.
+void Reassembler::Store(Partial& p, const ChunkHeader& h, std::span<const std::byte> payload) {
+  if (h.index != p.next) {
+    p.early.emplace(h.index, Bytes(payload.begin(), payload.end()));
+    p.early_bytes += payload.size();
+    return;
   }
-  Result<Pending*> found = FindOrStart(sender, h, now);
-  if (!found.ok()) return Reject(found.status());
-  Pending& p = **found;
-  if (p.have[h.index]) {
-    return Reject(DataLoss("chunk: duplicate chunk {} of message {}", h.index, h.message_id));
+  const uint64_t needed = p.data.size() + payload.size() + ContiguousEarly(p, h.index + 1).first;
+  p.data.reserve(GrowTo(needed, p.data.capacity(), h.total));
+  p.data.insert(p.data.end(), payload.begin(), payload.end());
+  ++p.next;
+  for (auto e = p.early.find(p.next); e != p.early.end(); e = p.early.find(p.next)) {
+    p.data.insert(p.data.end(), e->second.begin(), e->second.end());
+    p.early_bytes -= e->second.size();
+    p.early.erase(e);
+    ++p.next;
   }
-  std::copy(payload.begin(), payload.end(),
-            p.data.begin() + static_cast<std::ptrdiff_t>(ChunkRange(h).first));
-  p.have[h.index] = true;
-  p.last_seen = now;
-  if (++p.received < p.first.count) return std::optional<Bytes>();
-  auto it = pending_.find({sender, h.message_id});
-  Bytes whole = std::move(it->second.data);
-  Erase(it);
-  return std::optional<Bytes>(std::move(whole));
 }
 
-size_t Reassembler::DropStale(TimePoint cutoff) {
+void Reassembler::Recharge(Sender& sender, Partial& p) {
+  const uint64_t charge =
+      kPartialOverhead + p.data.capacity() + EarlyCharge(p.early_bytes, p.early.size());
+  sender.pending_bytes = sender.pending_bytes - p.charged + charge;
+  pending_bytes_ = pending_bytes_ - p.charged + charge;
+  p.charged = charge;
+}
+
+// Evicts the weakest incomplete messages (never `keep`, a partial of `rank`) until
+// `more` bytes fit into `rank`'s budget and the total one.
+Status Reassembler::MakeRoom(uint32_t rank, const PartialKey* keep, uint64_t more) {
+  const Sender& sender = senders_[rank];
+  while (sender.pending_bytes + more > limits_.max_pending_bytes_per_sender) {
+    if (!EvictWeakest(rank, rank, keep)) {
+      return Unavailable(
+          "sender {}: {} more bytes do not fit the {} bytes allowed for its incomplete messages",
+          rank, more, limits_.max_pending_bytes_per_sender);
+    }
+  }
+  while (pending_bytes_ + more > limits_.max_pending_bytes) {
+    if (!EvictWeakest(std::nullopt, rank, keep)) {
+      return Unavailable("{} more bytes do not fit the {} bytes allowed for incomplete messages",
+                         more, limits_.max_pending_bytes);
+    }
+  }
+  return Status::Ok();
+}
+
+// Drops the incomplete message of `only` (any sender if nullopt), other than `keep` of
+// `keep_rank`, that received the fewest bytes, the least recently active of those; counts it.
+// Why fewest bytes first: a genuine multi-chunk transfer gets a whole chunk (up to 16 MiB) at
+// once, so forged one-byte starts go first however many of them arrive in between.
+// False when there is none.
+bool Reassembler::EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank,
+                               const PartialKey* keep) {
+  Sender* victim_sender = nullptr;
+  uint32_t victim_rank = 0;
+  std::map<PartialKey, Partial>::iterator victim;
+  for (auto& [rank, sender] : senders_) {
+    if (only.has_value() && rank != *only) continue;
+    for (auto it = sender.partial.begin(); it != sender.partial.end(); ++it) {
+      if (keep != nullptr && rank == keep_rank && it->first == *keep) continue;
+      if (victim_sender == nullptr ||
+          std::tie(it->second.received, it->second.last_seen) <
+              std::tie(victim->second.received, victim->second.last_seen)) {
+        victim_sender = &sender;
+        victim_rank = rank;
+        victim = it;
+      }
+    }
+  }
+  if (victim_sender == nullptr) return false;
+  Erase(*victim_sender, victim);
+  Drop(DropReason::kEvicted, victim_rank);
+  return true;
+}
+
+void Reassembler::Erase(Sender& sender, std::map<PartialKey, Partial>::iterator it) {
+  sender.pending_bytes -= it->second.charged;
+  pending_bytes_ -= it->second.charged;
+  sender.partial.erase(it);
+}
+
+size_t Reassembler::EvictStale(TimePoint now) {
   size_t dropped = 0;
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    auto next = std::next(it);
-    if (it->second.last_seen < cutoff) {
-      Erase(it);
-      ++dropped;
+  for (auto& [rank, sender] : senders_) {
+    for (auto it = sender.partial.begin(); it != sender.partial.end();) {
+      auto next = std::next(it);
+      if (now - it->second.last_seen >= limits_.timeout) {
+        Erase(sender, it);
+        Drop(DropReason::kTimeout, rank);
+        ++dropped;
+      }
+      it = next;
     }
-    it = next;
   }
-  rejected_ += dropped;
   return dropped;
+}
+
+std::optional<Message> Reassembler::Complete(uint32_t rank, uint64_t incarnation, uint64_t seq,
+                                             Bytes payload, TimePoint now) {
+  auto& histories = senders_[rank].histories;
+  auto found = histories.find(incarnation);
+  if (found == histories.end()) {
+    if (histories.size() >= limits_.max_histories_per_sender) {
+      histories.erase(std::min_element(
+          histories.begin(), histories.end(),
+          [](const auto& a, const auto& b) { return a.second.last_seen < b.second.last_seen; }));
+    }
+    found = histories.emplace(incarnation, History{}).first;
+  }
+  History& history = found->second;
+  history.last_seen = now;
+  const std::pair<uint64_t, uint64_t> id{seq, ContentHash(payload)};
+  if (!history.done.insert(id).second) {
+    Drop(DropReason::kReplay, rank);  // an exact replay of a message already delivered
+    return std::nullopt;
+  }
+  history.order.push_back(id);
+  if (history.order.size() > kRecentDone) {
+    history.done.erase(history.order.front());
+    history.order.pop_front();
+  }
+  return Message{static_cast<int>(rank), std::move(payload)};
 }
 
 }  // namespace p2p::broker

@@ -1,137 +1,192 @@
-// Chunk framing: splits one transport message into self-describing frames and reassembles them.
+// Chunk framing of transport messages, for both transports (spec: docs/wire-format.md §2): a fixed
+// 48-byte "P2PA" header in front of each chunk's payload, and the one bounded Reassembler.
 //
-// Used by the ZeroMQ transport (spec: docs/wire-format.md §2.1; AMQP has its own P2PA framing,
-// broker/amqp_chunker.h, §2.2). Transport-agnostic. Every
-// message, small or large, travels as >= 1 frame:
+// Why chunks at all: RabbitMQ caps a message (max_message_size: 128 MiB in 3.x, 16 MiB since 4.0)
+// and ZeroMQ's ROUTER drops a peer that sends a frame over ZMQ_MAXMSGSIZE, so a gradient travels
+// as frames of bounded size. The header also carries what AMQP needs to drop its duplicates after
+// a reconnect (sender rank, incarnation, message seq, chunk index) and AMQP's hello handshake.
+// ZeroMQ sends only data frames (its handshake is the P2PZ control frame, broker/zmq_util.h) and
+// reassembles per connection, not per claimed rank (broker/zmq_links.h).
 //
-//   offset size  field
-//   0      4     magic "P2PC"
-//   4      1     framing version (kChunkVersion)
-//   5      3     reserved, zero
-//   8      8     message id (u64 LE, unique per sender: a counter started at a random value,
-//                so a restarted sender never reuses the id of a message still being reassembled)
-//   16     4     chunk index (u32 LE, < count)
-//   20     4     chunk count (u32 LE, >= 1)
-//   24     8     total message length (u64 LE)
-//   32     ...   this chunk's bytes
+// Header, little-endian:
+//   u32 magic 'P2PA' | u8 version=1 | u8 kind | u16 reserved=0 | u32 from_rank | u32 index |
+//   u32 count | u32 stride | u64 incarnation | u64 seq | u64 total
+// Chunk i carries payload bytes [i*stride, min((i+1)*stride, total)); count = ceil(total/stride)
+// (1 for an empty message). Decoding checks all of this before anything is allocated.
 //
-// Chunk i covers [i * L, min(total, (i + 1) * L)) of the message, L = ceil(total / count); so the
-// header fixes every chunk's length and position and chunks can neither overlap nor leave holes.
+// Everything in a header is unauthenticated (anyone who can reach a ZeroMQ ROUTER or publish to
+// the run's AMQP exchange can forge one): the Reassembler bounds what forged chunks can make it
+// hold, and the envelope's MAC (sync/, docs/security.md) decides what is genuine.
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <span>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "broker/transport.h"
 #include "common/status.h"
 
 namespace p2p::broker {
 
-using Bytes = std::vector<std::byte>;
-
-inline constexpr size_t kChunkHeaderBytes = 32;
-inline constexpr uint8_t kChunkVersion = 1;
-inline constexpr std::array<std::byte, 4> kChunkMagic = {std::byte{'P'}, std::byte{'2'},
-                                                         std::byte{'P'}, std::byte{'C'}};
+enum class FrameKind : uint8_t {
+  kData = 1,        // (part of) an application message
+  kHello = 2,       // "I am up, my queue is bound"; every receiver answers with kHelloReply
+  kHelloReply = 3,  // answer to kHello, sent to the hello's sender only
+};
 
 struct ChunkHeader {
-  uint64_t message_id = 0;
+  FrameKind kind = FrameKind::kData;
+  uint32_t from_rank = 0;
   uint32_t index = 0;
   uint32_t count = 1;
-  uint64_t total_bytes = 0;
-  bool operator==(const ChunkHeader&) const = default;
+  uint32_t stride = 0;       // payload bytes per chunk, except the last
+  uint64_t incarnation = 0;  // random per transport object: tells a restarted peer apart
+  uint64_t seq = 0;          // message number within the incarnation
+  uint64_t total = 0;        // payload bytes of the whole message
 };
 
-// True when `frame` starts with kChunkMagic (lets a transport tell chunks from its own control
-// frames).
-bool IsChunkFrame(std::span<const std::byte> frame);
+inline constexpr size_t kChunkHeaderBytes = 48;
 
-std::array<std::byte, kChunkHeaderBytes> EncodeChunkHeader(const ChunkHeader& header);
-
-// Parses and checks a frame's header: magic, version, reserved bytes, index < count, count
-// consistent with total, and that the frame carries exactly this chunk's length. DataLoss or
-// InvalidArgument otherwise. Does not allocate.
-Result<ChunkHeader> DecodeChunkHeader(std::span<const std::byte> frame);
-
-// Number of chunks for a message of `total_bytes` with at most `max_chunk_payload` bytes each
-// (>= 1; an empty message is one empty chunk). Precondition: max_chunk_payload > 0.
-uint32_t ChunkCount(uint64_t total_bytes, size_t max_chunk_payload);
-
-// Byte range [first, second) of the message that chunk `index` carries.
-std::pair<uint64_t, uint64_t> ChunkRange(const ChunkHeader& header);
-
-// Calls `emit(header_bytes, payload)` once per chunk, in index order; stops at and returns the
-// first error `emit` returns. The spans are valid only during the call; the transport copies
-// them into its own frame (header then payload). Precondition: max_chunk_payload > 0.
+// Splits `payload` into AMQP bodies of at most `max_body` bytes each, header included
+// (max_body > kChunkHeaderBytes). `base` supplies kind, rank, incarnation and seq.
+std::vector<Bytes> EncodeChunks(const ChunkHeader& base, std::span<const std::byte> payload,
+                                size_t max_body);
+// The same chunks, handed to `emit` one by one as (encoded header, payload slice) without copying
+// the payload; the spans are valid only during the call.
 using ChunkSink =
-    std::function<Status(std::span<const std::byte> header, std::span<const std::byte> payload)>;
-Status ForEachChunk(uint64_t message_id, std::span<const std::byte> message,
-                    size_t max_chunk_payload, const ChunkSink& emit);
+    std::function<void(std::span<const std::byte> header, std::span<const std::byte> payload)>;
+void EncodeChunks(const ChunkHeader& base, std::span<const std::byte> payload, size_t max_body,
+                  const ChunkSink& emit);
 
-// Convenience: all frames of a message, each header + payload.
-std::vector<Bytes> SplitIntoChunks(uint64_t message_id, std::span<const std::byte> message,
-                                   size_t max_chunk_payload);
-
-struct ReassemblerOptions {
-  uint64_t max_message_bytes = uint64_t{256} << 20;  // larger totals are rejected unallocated
-  uint64_t max_pending_bytes = uint64_t{1} << 30;    // sum over all incomplete messages
-  size_t max_pending_per_sender = 4;                 // oldest incomplete one is dropped beyond
+struct ChunkView {
+  ChunkHeader header;
+  std::span<const std::byte> payload;  // points into the body passed to DecodeChunk
 };
 
-// Rebuilds messages from frames. Frames of one message may arrive in any order and interleaved
-// with other messages. A message's buffer is allocated when its first frame arrives, only after
-// its declared total passed max_message_bytes and the pending budget. Incomplete messages are
-// dropped (and counted in rejected()) when evicted by a newer one from the same sender or by
-// DropStale. Not thread-safe: one owner (the transport's receiving thread).
+// DataLoss when `body` is not a well-formed chunk or announces a message over `max_total` bytes.
+Result<ChunkView> DecodeChunk(std::span<const std::byte> body, uint64_t max_total);
+
+// What a Reassembler may hold. The defaults fit the envelope limit (broker/envelope.h).
+struct ReassemblyLimits {
+  uint64_t max_message_bytes = uint64_t{256} << 20;  // a chunk announcing more is rejected
+  // Bytes held for incomplete messages (as allocated, bookkeeping included), per claimed sender
+  // rank over all its incarnations, and over all senders. Must be > max_message_bytes.
+  uint64_t max_pending_bytes_per_sender = uint64_t{512} << 20;
+  uint64_t max_pending_bytes = uint64_t{1} << 30;
+  size_t max_partial_per_sender = 16;          // incomplete messages per rank
+  size_t max_histories_per_sender = 4;         // incarnations per rank whose replays are filtered
+  std::chrono::milliseconds timeout{120'000};  // an incomplete message idle this long is dropped
+};
+
+// Why the Reassembler dropped a chunk or an incomplete message (each drop is one rejected()).
+enum class DropReason {
+  kNotData,         // a hello frame handed to Add
+  kOverLimit,       // a chunk announcing a message over max_message_bytes
+  kOverBudget,      // a chunk that cannot be held within the budgets (its message is dropped)
+  kEvicted,         // an incomplete message dropped to make room for another
+  kTimeout,         // an incomplete message that received nothing for limits.timeout
+  kDuplicateChunk,  // a chunk of an incomplete message that arrived before
+  kReplay,          // a completed message delivered before with the same bytes
+};
+const char* DropReasonName(DropReason reason);
+
+// Reassembles data chunks into messages and drops exact replays (unacked deliveries redelivered
+// after a reconnect, unconfirmed chunks republished by a sender after its reconnect).
+//
+// Memory grows with the bytes that arrived, never with what a header announces: a message's
+// buffer holds the chunks received in order (grown geometrically up to its total) and chunks
+// that came early are kept apart until their turn. When a budget or the per-sender count would be
+// exceeded, the incomplete messages that received the fewest bytes (then the least recently
+// active) are dropped: a genuine transfer receives whole chunks, a forged start usually does not.
+// This bounds memory, not availability: an attacker who sends more bytes per forged message than
+// a genuine one has received can still make it be dropped (the run then times out; it never
+// applies a wrong update). Every dropped chunk or message is counted in rejected().
+//
+// A completed message is a replay, and dropped, only when the same (rank, incarnation, seq) was
+// completed before with the same bytes: a forged chunk cannot make a genuine message look like a
+// duplicate. Not thread-safe: the I/O thread owns it.
 class Reassembler {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  explicit Reassembler(ReassemblerOptions options = {});
+  explicit Reassembler(ReassemblyLimits limits = {});
 
-  // Feeds one frame that arrived from `sender` (the link's origin, as the transport knows it).
-  // Returns the whole message when this frame completes it; std::nullopt when more frames are
-  // needed; an error Status (also counted in rejected()) when the frame is malformed, duplicate,
-  // inconsistent with earlier frames of its message, or over a limit.
-  Result<std::optional<Bytes>> Accept(int sender, std::span<const std::byte> frame,
-                                      TimePoint now = std::chrono::steady_clock::now());
+  // The completed message when `chunk` was its last missing piece; nullopt when more chunks are
+  // needed or `chunk` is a replay (counted); an error (counted) when the chunk announces a
+  // message over the limit or cannot be held within the budgets.
+  // The sender is the header's claimed rank (AMQP: the exchange is the only source).
+  Result<std::optional<Message>> Add(const ChunkView& chunk, TimePoint now = Clock::now());
+  // The sender is `sender`, a key the transport chose (ZeroMQ: one per connection, so a forged
+  // connection's chunks never mix with, or evict the budget of, another's); Message::from is it.
+  Result<std::optional<Message>> Add(uint32_t sender, const ChunkView& chunk,
+                                     TimePoint now = Clock::now());
 
-  // Drops incomplete messages whose last frame arrived before `cutoff`; returns how many.
-  size_t DropStale(TimePoint cutoff);
+  // Drops everything held for `sender` (its incomplete messages, uncounted, and its replay
+  // filter): the transport closed that source for good.
+  void Forget(uint32_t sender);
 
-  uint64_t rejected() const { return rejected_; }
+  // Called once per drop, with the reason and the sender it was charged to (a rank or a key).
+  using DropObserver = std::function<void(DropReason reason, uint32_t sender)>;
+  void set_drop_observer(DropObserver observer) { observer_ = std::move(observer); }
+
+  // Drops the incomplete messages that received nothing for limits.timeout; returns how many.
+  size_t EvictStale(TimePoint now = Clock::now());
+
+  uint64_t rejected() const { return rejected_; }  // chunks and incomplete messages dropped
   uint64_t pending_bytes() const { return pending_bytes_; }
-  size_t pending_messages() const { return pending_.size(); }
+  size_t pending_messages() const;
 
  private:
-  struct Pending {
-    ChunkHeader first;  // count and total of the message
-    Bytes data;
-    std::vector<bool> have;
-    uint32_t received = 0;
+  // A message is identified by its sender's claims, geometry included, so that a forged chunk
+  // with a genuine seq but another size starts a message of its own instead of poisoning it.
+  using PartialKey = std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>;  // inc, seq, total, stride
+  struct Partial {
+    uint32_t count = 0;
+    Bytes data;                       // chunks [0, next), contiguous
+    uint32_t next = 0;                // first chunk not in `data`
+    std::map<uint32_t, Bytes> early;  // chunks after `next` that arrived before it
+    uint64_t early_bytes = 0;         // their payload bytes
+    uint64_t received = 0;            // payload bytes, for the eviction order
+    uint64_t charged = 0;             // what this partial counts against the budgets
     TimePoint last_seen;
-    uint64_t arrival = 0;  // order of creation, for eviction
   };
-  using Key = std::pair<int, uint64_t>;  // (sender, message id)
+  // Completed messages of one incarnation, by (seq, content hash), oldest first.
+  struct History {
+    std::set<std::pair<uint64_t, uint64_t>> done;
+    std::deque<std::pair<uint64_t, uint64_t>> order;
+    TimePoint last_seen;
+  };
+  struct Sender {
+    std::map<PartialKey, Partial> partial;
+    std::map<uint64_t, History> histories;  // by incarnation
+    uint64_t pending_bytes = 0;
+  };
 
-  Result<Pending*> FindOrStart(int sender, const ChunkHeader& header, TimePoint now);
-  Status CheckNewMessage(const ChunkHeader& header) const;
-  void EvictOldestOf(int sender);
-  void Erase(std::map<Key, Pending>::iterator it);
-  Status Reject(Status status);
+  Result<std::optional<Message>> AddToPartial(uint32_t rank, const ChunkView& chunk, TimePoint now);
+  Status MakeRoom(uint32_t rank, const PartialKey* keep, uint64_t more);
+  bool EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank, const PartialKey* keep);
+  static std::pair<uint64_t, size_t> ContiguousEarly(const Partial& p, uint32_t from);
+  void Store(Partial& p, const ChunkHeader& h, std::span<const std::byte> payload);
+  void Recharge(Sender& sender, Partial& p);
+  void Erase(Sender& sender, std::map<PartialKey, Partial>::iterator it);
+  void Drop(DropReason reason, uint32_t sender);
+  std::optional<Message> Complete(uint32_t rank, uint64_t incarnation, uint64_t seq, Bytes payload,
+                                  TimePoint now);
 
-  ReassemblerOptions options_;
-  std::map<Key, Pending> pending_;
+  ReassemblyLimits limits_;
+  std::map<uint32_t, Sender> senders_;  // by claimed rank
   uint64_t pending_bytes_ = 0;
   uint64_t rejected_ = 0;
-  uint64_t arrivals_ = 0;
+  DropObserver observer_;
 };
 
 }  // namespace p2p::broker

@@ -26,6 +26,13 @@ ZmqLink& ZmqLinkTable::Touch(std::string_view id, int rank, Clock::time_point no
   return it->second;
 }
 
+int ZmqLinkTable::RankOf(int key) const {
+  for (const auto& [id, link] : links_) {
+    if (link.key == key) return link.rank;
+  }
+  return -1;
+}
+
 void ZmqLinkTable::ReplaceLeastRecent(int rank) {
   auto oldest = links_.end();
   for (auto it = links_.begin(); it != links_.end(); ++it) {
@@ -33,6 +40,7 @@ void ZmqLinkTable::ReplaceLeastRecent(int rank) {
     if (oldest == links_.end() || it->second.last_seen < oldest->second.last_seen) oldest = it;
   }
   P2P_CHECK(oldest != links_.end(), "rank {} has no link to replace", rank);
+  replaced_keys_.push_back(oldest->second.key);
   links_.erase(oldest);
   --per_rank_[rank];
   ++replaced_;

@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "broker/transport.h"
@@ -35,6 +36,10 @@ class ZmqLinkTable {
   ZmqLink& Touch(std::string_view id, int rank, Clock::time_point now);
 
   size_t size() const { return links_.size(); }
+  // The rank the live link `key` claims; -1 when no live link has that key.
+  int RankOf(int key) const;
+  // Keys of the links replaced since the last call (their owner frees their state).
+  std::vector<int> TakeReplaced() { return std::exchange(replaced_keys_, {}); }
   // Links dropped to make room for newer ones claiming the same rank.
   uint64_t replaced() const { return replaced_; }
 
@@ -46,6 +51,7 @@ class ZmqLinkTable {
   int max_per_rank_;
   int next_key_ = 0;
   uint64_t replaced_ = 0;
+  std::vector<int> replaced_keys_;
 };
 
 }  // namespace p2p::broker

@@ -42,6 +42,10 @@ Status ValidateOptions(const ZmqTransportOptions& o) {
     return InvalidArgument("zmq: chunk size {} / message limit {} invalid", o.max_chunk_bytes,
                            o.max_message_bytes);
   }
+  if (o.max_pending_bytes <= o.max_message_bytes) {
+    return InvalidArgument("zmq: max_pending_bytes {} must exceed max_message_bytes {}",
+                           o.max_pending_bytes, o.max_message_bytes);
+  }
   if (o.max_links_per_rank < 1) {
     return InvalidArgument("zmq: max_links_per_rank {} must be >= 1", o.max_links_per_rank);
   }
@@ -72,16 +76,35 @@ std::string Printable(std::string_view text) {
 
 }  // namespace
 
+ReassemblyLimits ZmqReassemblyLimits(const ZmqTransportOptions& o) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = o.max_message_bytes;
+  limits.max_pending_bytes = o.max_pending_bytes;
+  // Per connection: room for one whole message and the start of the next, never the whole budget
+  // unless the budget is that small.
+  limits.max_pending_bytes_per_sender = std::min(o.max_pending_bytes, 2 * o.max_message_bytes);
+  limits.timeout = o.reassembly_timeout;
+  return limits;
+}
+
 // ---------------------------------------------------------------- Impl
 
 struct ZmqTransport::Impl {
   explicit Impl(ZmqTransportOptions o)
       : options(std::move(o)),
-        reassembler({options.max_message_bytes, options.max_pending_bytes, 4}),
+        reassembler(ZmqReassemblyLimits(options)),
         links(options.size, options.max_links_per_rank),
         hello_from(options.size, false),
         ack_from(options.size, false),
-        hello_sent(options.size, false) {}
+        hello_sent(options.size, false) {
+    reassembler.set_drop_observer([this](DropReason reason, uint32_t key) {
+      const int rank = links.RankOf(static_cast<int>(key));
+      LogDrop(DropReasonName(reason), rank,
+              fmt::format("reassembly dropped a chunk or an incomplete message of a connection "
+                          "claiming rank {} ({})",
+                          rank, DropReasonName(reason)));
+    });
+  }
 
   zmq_util::SocketOptions BaseSocketOptions() const {
     zmq_util::SocketOptions s;
@@ -102,6 +125,9 @@ struct ZmqTransport::Impl {
   void AnswerHello(const zmq::message_t& id);
   Status CheckPeer(int peer, const Control& c, ControlKind want);
   void RejectFrame(const std::string& reason, int claimed_rank, const std::string& detail);
+  void LogDrop(const std::string& reason, int claimed_rank, const std::string& detail);
+  void AcceptChunk(const ZmqLink& link, std::span<const std::byte> bytes);
+  void ForgetReplacedLinks();
   Status DrainDealer(int peer);
   bool AllConnected() const;
   Status ConnectTimeout() const;
@@ -131,9 +157,10 @@ struct ZmqTransport::Impl {
   // Drawn per transport so no one can predict (and take first) this rank's routing ids.
   const uint64_t routing_nonce = RandomU64();
   bool closed = false;
-  // Starts at a random value so a restarted rank's ids do not collide with the chunks of its
-  // previous incarnation that a receiver may still hold.
-  uint64_t next_message_id = RandomU64();
+  // Random per transport, so a restarted rank's messages never mix with the chunks of its previous
+  // incarnation that a receiver may still hold (the seq restarts at 0).
+  const uint64_t incarnation = RandomU64();
+  uint64_t next_seq = 0;
   uint64_t other_rejected = 0;
   std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, messages_sent{0}, messages_received{0},
       rejected{0};
@@ -214,6 +241,12 @@ Status ZmqTransport::Impl::CheckPeer(int peer, const Control& c, ControlKind wan
 void ZmqTransport::Impl::RejectFrame(const std::string& reason, int claimed_rank,
                                      const std::string& detail) {
   Reject();
+  LogDrop(reason, claimed_rank, detail);
+}
+
+// Logs a drop (already counted) once per reason and claimed rank.
+void ZmqTransport::Impl::LogDrop(const std::string& reason, int claimed_rank,
+                                 const std::string& detail) {
   if (logged.emplace(reason, claimed_rank).second) {
     spdlog::warn(
         "zmq: rank {} dropped a frame ({}): {}; further drops for this reason from this claimed "
@@ -272,18 +305,33 @@ void ZmqTransport::Impl::HandleRouterFrame(const ZmqLink& link, const zmq::messa
     }
     return HandleHello(link.rank, *c, id);
   }
-  Result<std::optional<Bytes>> whole = reassembler.Accept(link.key, bytes);
-  SyncRejected();
-  if (!whole.ok() && logged.emplace("bad_chunk", link.rank).second) {
-    spdlog::warn(
-        "zmq: rank {} dropped a frame (bad_chunk) on a connection claiming rank {}: {}; further "
-        "drops for this reason from this claimed sender are only counted (rejected_frames)",
-        options.rank, link.rank, whole.status().message());
+  AcceptChunk(link, bytes);
+}
+
+// Decodes a data frame and hands it to the reassembler under the connection's key. The header's
+// rank must be the one the connection's routing id claims (both are claims; they must agree).
+void ZmqTransport::Impl::AcceptChunk(const ZmqLink& link, std::span<const std::byte> bytes) {
+  Result<ChunkView> chunk = DecodeChunk(bytes, options.max_message_bytes);
+  if (!chunk.ok()) {
+    return RejectFrame("bad_chunk", link.rank, std::string(chunk.status().message()));
   }
+  if (chunk->header.from_rank != static_cast<uint32_t>(link.rank)) {
+    return RejectFrame("rank_mismatch", link.rank,
+                       fmt::format("a chunk naming rank {} on a connection claiming rank {}",
+                                   chunk->header.from_rank, link.rank));
+  }
+  Result<std::optional<Message>> whole = reassembler.Add(static_cast<uint32_t>(link.key), *chunk);
+  SyncRejected();  // the drop observer logged any drop
   if (whole.ok() && whole->has_value()) {
-    ready.push_back(Message{link.rank, std::move(**whole)});
+    ready.push_back(Message{link.rank, std::move((*whole)->payload)});
     ++messages_received;
   }
+}
+
+// A connection the link table dropped for a newer one sends nothing more that counts: what the
+// reassembler holds for it is freed now, not at the timeout.
+void ZmqTransport::Impl::ForgetReplacedLinks() {
+  for (int key : links.TakeReplaced()) reassembler.Forget(static_cast<uint32_t>(key));
 }
 
 // Reads every frame queued on the ROUTER (at most a bounded batch, so Receive stays responsive).
@@ -310,7 +358,9 @@ Status ZmqTransport::Impl::DrainRouter() {
         continue;
       }
       const std::string_view id_text(static_cast<const char*>(id.data()), id.size());
-      HandleRouterFrame(links.Touch(id_text, from, Clock::now()), id, payload);
+      const ZmqLink& link = links.Touch(id_text, from, Clock::now());
+      ForgetReplacedLinks();
+      HandleRouterFrame(link, id, payload);
     }
   } catch (const zmq::error_t& e) {
     return zmq_util::ErrorStatus(e, "zmq: receiving");
@@ -368,13 +418,14 @@ Status ZmqTransport::Impl::ConnectTimeout() const {
 
 std::vector<zmq::message_t> ZmqTransport::Impl::BuildFrames(std::span<const std::byte> msg) {
   std::vector<zmq::message_t> frames;
-  Status s = ForEachChunk(
-      next_message_id++, msg, options.max_chunk_bytes,
-      [&frames](std::span<const std::byte> header, std::span<const std::byte> payload) {
-        frames.push_back(zmq_util::ToMessage(header, payload));
-        return Status::Ok();
-      });
-  P2P_CHECK(s.ok(), "{}", s.ToString());
+  const ChunkHeader base{.kind = FrameKind::kData,
+                         .from_rank = static_cast<uint32_t>(options.rank),
+                         .incarnation = incarnation,
+                         .seq = next_seq++};
+  EncodeChunks(base, msg, options.max_chunk_bytes + kChunkHeaderBytes,
+               [&frames](std::span<const std::byte> header, std::span<const std::byte> payload) {
+                 frames.push_back(zmq_util::ToMessage(header, payload));
+               });
   return frames;
 }
 
@@ -501,7 +552,7 @@ Result<std::optional<Message>> ZmqTransport::Receive(Deadline deadline) {
     zmq_pollitem_t item{m.router.handle(), 0, ZMQ_POLLIN, 0};
     P2P_ASSIGN_OR_RETURN(int n, zmq_util::Poll(std::span(&item, 1), deadline));
     if (n > 0) P2P_RETURN_IF_ERROR(m.DrainRouter());
-    m.reassembler.DropStale(Clock::now() - m.options.reassembly_timeout);
+    m.reassembler.EvictStale(Clock::now());
     m.SyncRejected();
     if (m.ready.empty() && Clock::now() >= deadline) return std::optional<Message>();
   }

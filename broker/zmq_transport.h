@@ -7,9 +7,10 @@
 // delivers all of them as the rank they claim; sync/ authenticates the envelopes. A HELLO that
 // disagrees with the run is counted and ignored, never fatal (an unauthenticated packet must not
 // stop a run). Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked (broker/chunking.h)
-// into frames of at most max_chunk_bytes; the ROUTER's ZMQ_MAXMSGSIZE drops any peer that sends a
-// bigger frame. Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns
-// only when every rank reached us and we reached every rank.
+// into frames of at most max_chunk_bytes of payload; the ROUTER's ZMQ_MAXMSGSIZE drops any peer
+// that sends a bigger frame, and the bounded Reassembler (per connection) holds only what arrived.
+// Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns only when every
+// rank reached us and we reached every rank.
 //
 // Socket options: finite ZMQ_LINGER (queued frames are flushed for at most `linger` on Close),
 // ZMTP heartbeats, ROUTER_MANDATORY on the ROUTER, ZMQ_IMMEDIATE on DEALERs (frames are only
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/chunking.h"
 #include "broker/transport.h"
 #include "broker/zmq_endpoint.h"
 
@@ -43,8 +45,10 @@ struct ZmqTransportOptions {
   std::string run_id;  // carried in HELLO; a peer of another run is refused. May be empty.
   size_t max_chunk_bytes = size_t{1} << 20;
   uint64_t max_message_bytes = uint64_t{256} << 20;  // after reassembly
-  uint64_t max_pending_bytes = uint64_t{1} << 30;    // incomplete messages, all senders together
-  int hwm = 1000;                                    // frames queued per peer and direction
+  // Bytes held for incomplete messages, all connections together (> max_message_bytes); one
+  // connection may hold at most min(this, 2 * max_message_bytes).
+  uint64_t max_pending_bytes = uint64_t{1} << 30;
+  int hwm = 1000;  // frames queued per peer and direction
   std::chrono::milliseconds linger{1000};
   std::chrono::milliseconds send_timeout{10000};  // a blocked frame send fails after this
   std::chrono::milliseconds heartbeat_interval{1000};
@@ -54,6 +58,9 @@ struct ZmqTransportOptions {
   // Connections kept per claimed rank; a new one replaces the one heard from least recently.
   int max_links_per_rank = 4;
 };
+
+// The reassembly limits a ZmqTransport with `options` uses.
+ReassemblyLimits ZmqReassemblyLimits(const ZmqTransportOptions& options);
 
 class ZmqTransport final : public Transport {
  public:

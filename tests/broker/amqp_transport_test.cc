@@ -9,10 +9,10 @@
 #include <set>
 #include <thread>
 
-#include "broker/amqp_chunker.h"
 #include "broker/amqp_io.h"
 #include "broker/amqp_session.h"
 #include "broker/amqp_url.h"
+#include "broker/chunking.h"
 #include "tests/broker/amqp_test_broker.h"
 
 namespace p2p::broker {
@@ -331,11 +331,11 @@ class Intruder {
 // A P2PA data frame as an attacker writes it: any geometry, `payload` bytes of 0x5a.
 Bytes Forged(uint32_t rank, uint64_t incarnation, uint64_t seq, uint64_t total, uint32_t stride,
              uint32_t index, size_t payload) {
-  amqp::ChunkHeader h{amqp::FrameKind::kData, rank};
+  broker::ChunkHeader h{broker::FrameKind::kData, rank};
   h.incarnation = incarnation;
   h.seq = seq;
-  Bytes frame = amqp::EncodeChunks(h, Bytes(1, std::byte{0x5a}), 1024).front();  // a valid base
-  frame.resize(amqp::kChunkHeaderBytes + payload, std::byte{0x5a});
+  Bytes frame = broker::EncodeChunks(h, Bytes(1, std::byte{0x5a}), 1024).front();  // a valid base
+  frame.resize(broker::kChunkHeaderBytes + payload, std::byte{0x5a});
   auto put = [&frame](size_t at, uint64_t v, size_t n) {
     for (size_t i = 0; i < n; ++i) frame[at + i] = static_cast<std::byte>(v >> (8 * i));
   };
@@ -349,10 +349,10 @@ Bytes Forged(uint32_t rank, uint64_t incarnation, uint64_t seq, uint64_t total, 
 // A single-chunk message claiming `rank`: published after the hostile frames on the same
 // channel, it reaches the victim's queue after them, so receiving it proves they were handled.
 Bytes Marker(uint32_t rank, const std::string& text) {
-  amqp::ChunkHeader h{amqp::FrameKind::kData, rank};
+  broker::ChunkHeader h{broker::FrameKind::kData, rank};
   h.incarnation = 0x3a3a3a3a;
   h.seq = 1;
-  return amqp::EncodeChunks(h, ToBytes(text), 1024).front();
+  return broker::EncodeChunks(h, ToBytes(text), 1024).front();
 }
 
 uint64_t RssBytes() {
@@ -429,14 +429,14 @@ TEST_F(AmqpTransportTest, ForgedHelloAndFutureSeqDoNotBreakTheReplayFilter) {
   EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "genuine 1");
   const Bytes overheard = intruder.Overhear(DeadlineIn(20s));
   ASSERT_FALSE(overheard.empty());
-  const amqp::ChunkHeader seen = amqp::DecodeChunk(overheard, 1 << 20).value().header;
+  const broker::ChunkHeader seen = broker::DecodeChunk(overheard, 1 << 20).value().header;
 
   const uint64_t rejected_before = ranks[1]->Stats().rejected;
-  intruder.Publish(amqp::DirectKey(1), amqp::HelloBody(amqp::FrameKind::kHello, 0, 0xbad));
+  intruder.Publish(amqp::DirectKey(1), amqp::HelloBody(broker::FrameKind::kHello, 0, 0xbad));
   intruder.Publish(amqp::DirectKey(1), overheard);  // the exact bytes again
-  amqp::ChunkHeader next = seen;                    // and the seq rank 0 will use next
+  broker::ChunkHeader next = seen;                  // and the seq rank 0 will use next
   ++next.seq;
-  intruder.Publish(amqp::DirectKey(1), amqp::EncodeChunks(next, ToBytes("forged 2"), 1024)[0]);
+  intruder.Publish(amqp::DirectKey(1), broker::EncodeChunks(next, ToBytes("forged 2"), 1024)[0]);
   intruder.Publish(amqp::DirectKey(1), Marker(0, "marker"));
   EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "forged 2");  // the MAC's job (sync/)
   EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "marker") << "the replay was delivered";

@@ -2,204 +2,291 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <random>
+#include <numeric>
+#include <string>
 
 namespace p2p::broker {
 namespace {
 
-Bytes Pattern(size_t n, uint8_t seed = 0) {
+Bytes Pattern(size_t n) {
   Bytes b(n);
-  for (size_t i = 0; i < n; ++i) b[i] = static_cast<std::byte>((i * 131 + seed) & 0xff);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<std::byte>((i * 131 + 7) & 0xff);
   return b;
 }
 
-// Feeds frames in the given order; returns the completed message (exactly one expected).
-std::optional<Bytes> Feed(Reassembler& r, int sender, const std::vector<Bytes>& frames) {
-  std::optional<Bytes> done;
-  for (const Bytes& f : frames) {
-    Result<std::optional<Bytes>> out = r.Accept(sender, f);
-    EXPECT_TRUE(out.ok()) << out.status().ToString();
-    if (out.ok() && out->has_value()) {
-      EXPECT_FALSE(done.has_value()) << "message completed twice";
-      done = std::move(**out);
+ChunkHeader DataHeader(uint32_t rank, uint64_t seq) {
+  ChunkHeader h{FrameKind::kData, rank};
+  h.incarnation = 42;
+  h.seq = seq;
+  return h;
+}
+
+constexpr uint64_t kMax = 1 << 20;
+
+Bytes ToBytes(const std::string& s) {
+  return Bytes(reinterpret_cast<const std::byte*>(s.data()),
+               reinterpret_cast<const std::byte*>(s.data()) + s.size());
+}
+std::string ToString(const Bytes& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+TEST(Chunking, SplitsAndReassemblesOutOfOrder) {
+  Bytes payload = Pattern(1000);
+  std::vector<Bytes> bodies = EncodeChunks(DataHeader(3, 1), payload, kChunkHeaderBytes + 300);
+  ASSERT_EQ(bodies.size(), 4u);  // 300+300+300+100
+  EXPECT_EQ(bodies.back().size(), kChunkHeaderBytes + 100);
+  Reassembler r;
+  for (int i : {2, 0, 3}) {
+    auto m = r.Add(DecodeChunk(bodies[i], kMax).value());
+    ASSERT_TRUE(m.ok());
+    EXPECT_FALSE(m->has_value());
+  }
+  auto m = r.Add(DecodeChunk(bodies[1], kMax).value());
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->from_rank, 3);
+  EXPECT_EQ((*m)->payload, payload);
+}
+
+TEST(Chunking, EmptyMessageIsOneChunk) {
+  std::vector<Bytes> bodies = EncodeChunks(DataHeader(1, 1), {}, 1024);
+  ASSERT_EQ(bodies.size(), 1u);
+  Reassembler r;
+  auto m = r.Add(DecodeChunk(bodies[0], kMax).value());
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_TRUE((*m)->payload.empty());
+}
+
+TEST(Chunking, DropsDuplicateChunksAndMessages) {
+  Bytes payload = Pattern(500);
+  std::vector<Bytes> bodies = EncodeChunks(DataHeader(0, 7), payload, kChunkHeaderBytes + 200);
+  Reassembler r;
+  EXPECT_FALSE(r.Add(DecodeChunk(bodies[0], kMax).value())->has_value());
+  EXPECT_FALSE(r.Add(DecodeChunk(bodies[0], kMax).value())->has_value());  // redelivered
+  EXPECT_FALSE(r.Add(DecodeChunk(bodies[1], kMax).value())->has_value());
+  EXPECT_TRUE(r.Add(DecodeChunk(bodies[2], kMax).value())->has_value());
+  for (const Bytes& b : bodies) {  // the whole message republished after a reconnect
+    EXPECT_FALSE(r.Add(DecodeChunk(b, kMax).value())->has_value());
+  }
+}
+
+TEST(Chunking, InterleavedSenders) {
+  Bytes a = Pattern(700), b = Pattern(900);
+  auto ca = EncodeChunks(DataHeader(1, 1), a, kChunkHeaderBytes + 256);
+  auto cb = EncodeChunks(DataHeader(2, 1), b, kChunkHeaderBytes + 256);
+  Reassembler r;
+  int done = 0;
+  for (size_t i = 0; i < std::max(ca.size(), cb.size()); ++i) {
+    for (auto* chunks : {&ca, &cb}) {
+      if (i >= chunks->size()) continue;
+      auto m = r.Add(DecodeChunk((*chunks)[i], kMax).value());
+      ASSERT_TRUE(m.ok());
+      if (m->has_value()) {
+        ++done;
+        EXPECT_EQ((*m)->payload, (*m)->from_rank == 1 ? a : b);
+      }
     }
   }
-  return done;
+  EXPECT_EQ(done, 2);
 }
 
-TEST(ChunkingTest, ChunkCountAndRanges) {
-  EXPECT_EQ(ChunkCount(0, 10), 1u);
-  EXPECT_EQ(ChunkCount(1, 10), 1u);
-  EXPECT_EQ(ChunkCount(10, 10), 1u);
-  EXPECT_EQ(ChunkCount(11, 10), 2u);
-  EXPECT_EQ(ChunkCount(101, 10), 11u);
-  // 11 bytes in 2 chunks: stride 6 -> [0,6) and [6,11).
-  EXPECT_EQ(ChunkRange({1, 0, 2, 11}), std::make_pair(uint64_t{0}, uint64_t{6}));
-  EXPECT_EQ(ChunkRange({1, 1, 2, 11}), std::make_pair(uint64_t{6}, uint64_t{11}));
+TEST(Chunking, RejectsMalformed) {
+  Bytes body = EncodeChunks(DataHeader(0, 1), Pattern(100), 1024).front();
+  EXPECT_FALSE(DecodeChunk(std::span(body).first(10), kMax).ok());  // truncated header
+  Bytes bad_magic = body;
+  bad_magic[0] = std::byte{0};
+  EXPECT_FALSE(DecodeChunk(bad_magic, kMax).ok());
+  Bytes truncated(body.begin(), body.end() - 1);
+  EXPECT_FALSE(DecodeChunk(truncated, kMax).ok());  // payload shorter than the header says
+  EXPECT_FALSE(DecodeChunk(body, 99).ok());         // over the size limit
+  Bytes bad_kind = body;
+  bad_kind[5] = std::byte{9};
+  EXPECT_FALSE(DecodeChunk(bad_kind, kMax).ok());
 }
 
-TEST(ChunkingTest, HeaderRoundTrip) {
-  const ChunkHeader h{0x0102030405060708ull, 2, 5, 4321};
-  const auto bytes = EncodeChunkHeader(h);
-  EXPECT_TRUE(IsChunkFrame(bytes));
-  Bytes frame(bytes.begin(), bytes.end());
-  frame.resize(kChunkHeaderBytes + ChunkRange(h).second - ChunkRange(h).first);
-  Result<ChunkHeader> back = DecodeChunkHeader(frame);
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_EQ(*back, h);
-}
-
-TEST(ChunkingTest, SplitAndReassembleManySizes) {
-  constexpr size_t kMax = 1000;
-  for (size_t n : {size_t{0}, size_t{1}, kMax - 1, kMax, kMax + 1, 10 * kMax + 3}) {
-    SCOPED_TRACE(n);
-    const Bytes msg = Pattern(n);
-    const std::vector<Bytes> frames = SplitIntoChunks(7, msg, kMax);
-    EXPECT_EQ(frames.size(), ChunkCount(n, kMax));
-    for (const Bytes& f : frames) EXPECT_LE(f.size(), kChunkHeaderBytes + kMax);
-    Reassembler r;
-    EXPECT_EQ(Feed(r, 1, frames), msg);
-    EXPECT_EQ(r.pending_messages(), 0u);
-    EXPECT_EQ(r.pending_bytes(), 0u);
+TEST(Chunking, BoundsIncompleteMessagesPerSender) {
+  ReassemblyLimits limits;
+  limits.max_partial_per_sender = 2;
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    auto c = EncodeChunks(DataHeader(0, seq), Pattern(400), kChunkHeaderBytes + 200);
+    ASSERT_TRUE(r.Add(DecodeChunk(c[0], kMax).value(), t0 + std::chrono::milliseconds(seq)).ok());
   }
-}
-
-TEST(ChunkingTest, ReassemblesShuffledAndInterleavedMessages) {
-  const Bytes a = Pattern(5000, 1), b = Pattern(3333, 2);
-  std::vector<Bytes> fa = SplitIntoChunks(1, a, 700), fb = SplitIntoChunks(2, b, 700);
-  std::mt19937 rng(5);
-  std::shuffle(fa.begin(), fa.end(), rng);
-  std::shuffle(fb.begin(), fb.end(), rng);
-  Reassembler r;
-  std::vector<Bytes> done;
-  for (size_t i = 0; i < std::max(fa.size(), fb.size()); ++i) {
-    for (const auto* frames : {&fa, &fb}) {
-      if (i >= frames->size()) continue;
-      auto out = r.Accept(3, (*frames)[i]);
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      if (out->has_value()) done.push_back(std::move(**out));
-    }
-  }
-  ASSERT_EQ(done.size(), 2u);
-  EXPECT_TRUE((done[0] == a && done[1] == b) || (done[0] == b && done[1] == a));
-}
-
-TEST(ChunkingTest, SameMessageIdFromDifferentSendersIsKeptApart) {
-  const Bytes a = Pattern(2000, 1), b = Pattern(2000, 9);
-  auto fa = SplitIntoChunks(1, a, 500), fb = SplitIntoChunks(1, b, 500);
-  Reassembler r;
-  for (size_t i = 0; i + 1 < fa.size(); ++i) {
-    ASSERT_TRUE(r.Accept(0, fa[i]).ok());
-    ASSERT_TRUE(r.Accept(1, fb[i]).ok());
-  }
-  EXPECT_EQ(**r.Accept(0, fa.back()), a);
-  EXPECT_EQ(**r.Accept(1, fb.back()), b);
-}
-
-TEST(ChunkingTest, RejectsMalformedHeaders) {
-  const Bytes good = SplitIntoChunks(1, Pattern(100), 30)[1];
-  auto expect_bad = [](Bytes f, std::string_view why) {
-    Reassembler r;
-    auto out = r.Accept(0, f);
-    EXPECT_FALSE(out.ok()) << why;
-    EXPECT_EQ(r.rejected(), 1u) << why;
-  };
-  expect_bad(Bytes(good.begin(), good.begin() + 10), "short");
-  Bytes f = good;
-  f[0] = std::byte{'X'};
-  expect_bad(f, "magic");
-  f = good;
-  f[4] = std::byte{9};
-  expect_bad(f, "version");
-  f = good;
-  f[6] = std::byte{1};
-  expect_bad(f, "reserved");
-  f = good;
-  f[16] = std::byte{4};  // index 4 of 4
-  expect_bad(f, "index");
-  f = good;
-  f[20] = std::byte{200};  // 200 chunks of 100 bytes leaves empty chunks
-  expect_bad(f, "count > total");
-  f = good;
-  f.push_back(std::byte{0});
-  expect_bad(f, "payload longer than the header implies");
-  f = good;
-  f[31] = std::byte{0xff};  // total 2^56 + 100
-  expect_bad(f, "absurd total");
-}
-
-TEST(ChunkingTest, RejectsOversizedTotalsBeforeAllocating) {
-  Reassembler r({/*max_message_bytes=*/1000, /*max_pending_bytes=*/5000, 4});
-  const auto frames = SplitIntoChunks(1, Pattern(2000), 100);
-  auto out = r.Accept(0, frames[0]);
-  ASSERT_FALSE(out.ok());
-  EXPECT_NE(out.status().message().find("exceeds the limit"), std::string::npos);
-  EXPECT_EQ(r.pending_bytes(), 0u);
-  // A single-frame message over the limit is rejected too.
-  EXPECT_FALSE(r.Accept(0, SplitIntoChunks(2, Pattern(1001), 2000)[0]).ok());
-  EXPECT_EQ(r.rejected(), 2u);
-}
-
-TEST(ChunkingTest, EnforcesThePendingBudget) {
-  Reassembler r({/*max_message_bytes=*/1000, /*max_pending_bytes=*/1500, 4});
-  ASSERT_TRUE(r.Accept(0, SplitIntoChunks(1, Pattern(1000), 100)[0]).ok());
-  EXPECT_EQ(r.pending_bytes(), 1000u);
-  auto out = r.Accept(1, SplitIntoChunks(1, Pattern(1000), 100)[0]);
-  EXPECT_EQ(out.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(r.pending_bytes(), 1000u);
-}
-
-TEST(ChunkingTest, RejectsDuplicateAndInconsistentChunks) {
-  Reassembler r;
-  const auto frames = SplitIntoChunks(1, Pattern(1000), 100);
-  ASSERT_TRUE(r.Accept(0, frames[0]).ok());
-  EXPECT_FALSE(r.Accept(0, frames[0]).ok());
-  const auto other_shape = SplitIntoChunks(1, Pattern(900), 100);  // same id, other total
-  EXPECT_FALSE(r.Accept(0, other_shape[1]).ok());
-  EXPECT_EQ(r.rejected(), 2u);
-  // The message still completes from the remaining genuine frames.
-  std::optional<Bytes> done;
-  for (size_t i = 1; i < frames.size(); ++i) {
-    auto out = r.Accept(0, frames[i]);
-    ASSERT_TRUE(out.ok());
-    if (out->has_value()) done = **out;
-  }
-  EXPECT_EQ(done, Pattern(1000));
-}
-
-TEST(ChunkingTest, EvictsOldestIncompleteMessagePerSender) {
-  Reassembler r({1000, 100000, /*max_pending_per_sender=*/2});
-  for (uint64_t id = 1; id <= 3; ++id) {
-    ASSERT_TRUE(r.Accept(0, SplitIntoChunks(id, Pattern(300), 100)[0]).ok());
-  }
-  EXPECT_EQ(r.pending_messages(), 2u);
-  EXPECT_EQ(r.rejected(), 1u);  // message 1 dropped, counted
-  // Message 1's later frames start a fresh (incomplete) entry; messages 2 and 3 still complete.
-  const auto m3 = SplitIntoChunks(3, Pattern(300), 100);
-  ASSERT_TRUE(r.Accept(0, m3[1]).ok());
-  EXPECT_EQ(**r.Accept(0, m3[2]), Pattern(300));
-}
-
-TEST(ChunkingTest, DropsStaleIncompleteMessages) {
-  Reassembler r;
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(r.Accept(0, SplitIntoChunks(1, Pattern(300), 100)[0], t0).ok());
-  ASSERT_TRUE(
-      r.Accept(1, SplitIntoChunks(1, Pattern(300), 100)[0], t0 + std::chrono::seconds(5)).ok());
-  EXPECT_EQ(r.DropStale(t0 + std::chrono::seconds(1)), 1u);
+  EXPECT_EQ(r.pending_messages(), 2u);  // the least recently active one (seq 1) was dropped
   EXPECT_EQ(r.rejected(), 1u);
-  EXPECT_EQ(r.pending_messages(), 1u);
-  EXPECT_EQ(r.pending_bytes(), 300u);
 }
 
-TEST(ChunkingTest, ForEachChunkStopsAtTheFirstError) {
-  int calls = 0;
-  Status s = ForEachChunk(1, Pattern(1000), 100, [&](auto, auto) {
-    return ++calls == 3 ? Unavailable("peer gone") : Status::Ok();
-  });
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
-  EXPECT_EQ(calls, 3);
+// ---------------------------------------------------------------- hostile chunks (issue 17, 1b)
+
+// A P2PA data frame built byte by byte, as an attacker would: header fields as given, then
+// `payload_len` bytes.
+Bytes ForgedFrame(uint32_t rank, uint64_t incarnation, uint64_t seq, uint64_t total,
+                  uint32_t stride, uint32_t count, uint32_t index, size_t payload_len) {
+  Bytes f(kChunkHeaderBytes + payload_len, std::byte{0x5a});
+  auto put = [&f](size_t at, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) f[at + i] = static_cast<std::byte>(v >> (8 * i));
+  };
+  put(0, 0x41503250, 4);  // "P2PA"
+  put(4, 1, 1);           // version
+  put(5, 1, 1);           // kind: data
+  put(6, 0, 2);
+  put(8, rank, 4);
+  put(12, index, 4);
+  put(16, count, 4);
+  put(20, stride, 4);
+  put(24, incarnation, 8);
+  put(32, seq, 8);
+  put(40, total, 8);
+  return f;
+}
+
+constexpr uint64_t kEnvelopeLimit = uint64_t{256} << 20;
+
+TEST(ChunkReassemblerHostile, FortyNineByteFrameClaimingGigabytesIsRejectedBeforeAllocating) {
+  // 4 GiB - 1 in strides of 1 byte: the frame is chunk 0, one byte long.
+  const Bytes frame = ForgedFrame(1, 7, 1, 0xFFFFFFFFull, 1, 0xFFFFFFFFu, 0, 1);
+  ASSERT_EQ(frame.size(), 49u);
+  Result<ChunkView> chunk = DecodeChunk(frame, kEnvelopeLimit);
+  ASSERT_FALSE(chunk.ok());
+  EXPECT_NE(chunk.status().message().find("over the"), std::string::npos)
+      << chunk.status().ToString();
+  // A reassembler fed by a caller with a looser decode limit still refuses it.
+  Reassembler r;
+  Result<std::optional<Message>> m = r.Add(DecodeChunk(frame, uint64_t{1} << 40).value());
+  EXPECT_FALSE(m.ok());
+  EXPECT_EQ(r.pending_bytes(), 0u);
+  EXPECT_EQ(r.rejected(), 1u);
+}
+
+TEST(ChunkReassemblerHostile, OneByteChunkOfAMaximalMessageHoldsOnlyWhatArrived) {
+  const uint64_t total = kEnvelopeLimit;  // allowed, so only the allocation policy protects us
+  const Bytes frame = ForgedFrame(1, 7, 1, total, 1, static_cast<uint32_t>(total), 5, 1);
+  Reassembler r;
+  Result<std::optional<Message>> m = r.Add(DecodeChunk(frame, kEnvelopeLimit).value());
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->has_value());
+  EXPECT_EQ(r.pending_messages(), 1u);
+  EXPECT_LT(r.pending_bytes(), 1024u);  // was 256 MiB + 32 MiB of chunk flags before
+  // In order from chunk 0: the buffer grows with what arrived, not with the announced total.
+  const Bytes first = ForgedFrame(1, 7, 2, total, 1, static_cast<uint32_t>(total), 0, 1);
+  ASSERT_TRUE(r.Add(DecodeChunk(first, kEnvelopeLimit).value()).ok());
+  EXPECT_LT(r.pending_bytes(), 2048u);
+}
+
+TEST(ChunkReassemblerHostile, FloodOfForgedStartsStaysWithinTheBudgets) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 4096;
+  limits.max_pending_bytes_per_sender = 16 * 1024;
+  limits.max_pending_bytes = 24 * 1024;
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  uint64_t peak = 0;
+  for (uint32_t i = 0; i < 5000; ++i) {
+    // Early chunks (index 1) of 2-chunk messages of 4096 bytes: 2048 bytes each, never complete;
+    // the claimed rank and incarnation vary as an attacker's would.
+    const Bytes frame = ForgedFrame(i % 3, 1000 + i, i, 4096, 2048, 2, 1, 2048);
+    auto m = r.Add(DecodeChunk(frame, limits.max_message_bytes).value(),
+                   t0 + std::chrono::microseconds(i));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    peak = std::max(peak, r.pending_bytes());
+  }
+  EXPECT_LE(peak, limits.max_pending_bytes);
+  EXPECT_LE(r.pending_messages(), 3 * limits.max_partial_per_sender);
+  EXPECT_GE(r.rejected(), 5000u - r.pending_messages());  // every eviction counted
+}
+
+TEST(ChunkReassemblerHostile, GenuineTransferSurvivesForgedStartsBetweenItsChunks) {
+  Reassembler r;
+  const Bytes payload = Pattern(3000);
+  auto genuine = EncodeChunks(DataHeader(0, 1), payload, kChunkHeaderBytes + 1000);
+  ASSERT_EQ(genuine.size(), 3u);
+  auto t = Clock::now();
+  std::optional<Message> done;
+  uint64_t forged_seq = 100;
+  for (const Bytes& body : genuine) {
+    t += std::chrono::milliseconds(1);
+    auto m = r.Add(DecodeChunk(body, kMax).value(), t);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    if (m->has_value()) done = std::move(**m);
+    for (int i = 0; i < 40; ++i) {  // more forged starts than a sender may have partials,
+      // each more recent than the genuine chunk (so "least recently active" alone would drop it)
+      const Bytes forged = ForgedFrame(0, 9, ++forged_seq, 200, 100, 2, 1, 100);
+      ASSERT_TRUE(
+          r.Add(DecodeChunk(forged, kMax).value(), t + std::chrono::microseconds(i + 1)).ok());
+    }
+  }
+  ASSERT_TRUE(done.has_value()) << "the genuine message was evicted by forged ones";
+  EXPECT_EQ(done->payload, payload);
+}
+
+TEST(ChunkReassemblerHostile, IncompleteMessagesTimeOut) {
+  ReassemblyLimits limits;
+  limits.timeout = std::chrono::seconds(30);
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  auto a = EncodeChunks(DataHeader(0, 1), Pattern(400), kChunkHeaderBytes + 200);
+  auto b = EncodeChunks(DataHeader(1, 1), Pattern(400), kChunkHeaderBytes + 200);
+  ASSERT_TRUE(r.Add(DecodeChunk(a[0], kMax).value(), t0).ok());
+  ASSERT_TRUE(r.Add(DecodeChunk(b[0], kMax).value(), t0 + std::chrono::seconds(20)).ok());
+  EXPECT_EQ(r.EvictStale(t0 + std::chrono::seconds(29)), 0u);
+  EXPECT_EQ(r.EvictStale(t0 + std::chrono::seconds(31)), 1u);  // a's, idle for 31 s
+  EXPECT_EQ(r.pending_messages(), 1u);
+  EXPECT_EQ(r.rejected(), 1u);
+  // b is still whole-able; a's remaining chunks start over and never complete.
+  auto m = r.Add(DecodeChunk(b[1], kMax).value(), t0 + std::chrono::seconds(40));
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->payload, Pattern(400));
+  EXPECT_EQ(r.pending_bytes(), 0u);
+}
+
+TEST(ChunkReassemblerHostile, ForgedFutureSeqDoesNotMakeTheGenuineMessageADuplicate) {
+  Reassembler r;
+  // The attacker read the genuine incarnation off the wire and claims the next seq first.
+  auto forged = EncodeChunks(DataHeader(0, 5), ToBytes("forged"), 1024);
+  auto genuine = EncodeChunks(DataHeader(0, 5), ToBytes("genuine"), 1024);
+  auto f = r.Add(DecodeChunk(forged[0], kMax).value());
+  ASSERT_TRUE(f.ok() && f->has_value());  // not ours to judge: the envelope MAC will reject it
+  auto g = r.Add(DecodeChunk(genuine[0], kMax).value());
+  ASSERT_TRUE(g.ok() && g->has_value()) << "the genuine message was dropped as a duplicate";
+  EXPECT_EQ(ToString((*g)->payload), "genuine");
+  EXPECT_EQ(r.rejected(), 0u);
+  // Exact replays of either are dropped and counted.
+  EXPECT_FALSE(r.Add(DecodeChunk(genuine[0], kMax).value())->has_value());
+  EXPECT_FALSE(r.Add(DecodeChunk(forged[0], kMax).value())->has_value());
+  EXPECT_EQ(r.rejected(), 2u);
+}
+
+TEST(ChunkReassemblerHostile, ForgedFirstChunkWithAnotherSizeDoesNotBlockTheGenuineMessage) {
+  Reassembler r;
+  const Bytes payload = Pattern(600);
+  auto genuine = EncodeChunks(DataHeader(0, 3), payload, kChunkHeaderBytes + 200);
+  auto forged = EncodeChunks(DataHeader(0, 3), Pattern(800), kChunkHeaderBytes + 200);
+  ASSERT_TRUE(r.Add(DecodeChunk(forged[0], kMax).value()).ok());
+  std::optional<Message> done;
+  for (const Bytes& b : genuine) {
+    auto m = r.Add(DecodeChunk(b, kMax).value());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    if (m->has_value()) done = std::move(**m);
+  }
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->payload, payload);
+}
+
+TEST(ChunkReassemblerHostile, ForgedIncarnationsDoNotEvictAnActiveSendersReplayFilter) {
+  Reassembler r;
+  auto t = Clock::now();
+  auto genuine = EncodeChunks(DataHeader(0, 1), ToBytes("round 1"), 1024);
+  ASSERT_TRUE(r.Add(DecodeChunk(genuine[0], kMax).value(), t)->has_value());
+  for (uint64_t inc = 1; inc <= 3; ++inc) {  // fewer than max_histories_per_sender
+    ChunkHeader h = DataHeader(0, 1);
+    h.incarnation = 1000 + inc;
+    auto f = EncodeChunks(h, ToBytes("forged"), 1024);
+    t += std::chrono::milliseconds(1);
+    ASSERT_TRUE(r.Add(DecodeChunk(f[0], kMax).value(), t).ok());
+  }
+  t += std::chrono::milliseconds(1);
+  EXPECT_FALSE(r.Add(DecodeChunk(genuine[0], kMax).value(), t)->has_value());  // still a replay
 }
 
 }  // namespace

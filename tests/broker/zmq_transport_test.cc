@@ -307,6 +307,12 @@ TEST(ZmqTransportTest, RunIdMismatchFailsConnect) {
   EXPECT_GE(invalid, 1);
 }
 
+// The frames a ZmqTransport of `rank` sends for its message `seq`, `stride` payload bytes each.
+std::vector<Bytes> Chunks(uint32_t rank, uint64_t seq, const Bytes& message, size_t stride) {
+  const ChunkHeader h{.from_rank = rank, .incarnation = 7, .seq = seq};
+  return EncodeChunks(h, message, kChunkHeaderBytes + stride);
+}
+
 // Frames from a raw DEALER: garbage, a bad routing id, and an incomplete chunked message are
 // dropped and counted; a well-formed frame still gets through.
 TEST(ZmqTransportTest, DropsAndCountsMalformedFrames) {
@@ -328,9 +334,9 @@ TEST(ZmqTransportTest, DropsAndCountsMalformedFrames) {
     ASSERT_TRUE(s.send(zmq::buffer(b.data(), b.size()), zmq::send_flags::none));
   };
   send(fake1, Text("not a frame"));
-  send(bogus, SplitIntoChunks(1, Text("x"), 10)[0]);
-  send(fake1, SplitIntoChunks(5, Pattern(100, 0), 60)[0]);  // first of two chunks only
-  send(fake1, SplitIntoChunks(6, Text("hello"), 60)[0]);
+  send(bogus, Chunks(1, 1, Text("x"), 10)[0]);
+  send(fake1, Chunks(1, 5, Pattern(100, 0), 60)[0]);  // first of two chunks only
+  send(fake1, Chunks(1, 6, Text("hello"), 60)[0]);
   Message m = ReceiveOne(*t, milliseconds(5000));
   EXPECT_EQ(m.from_rank, 1);
   EXPECT_EQ(AsText(m.payload), "hello");

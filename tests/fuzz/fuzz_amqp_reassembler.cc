@@ -1,4 +1,4 @@
-// Fuzz target: the AMQP transport's chunk decoding and reassembly (broker/amqp_chunker.h, "P2PA"
+// Fuzz target: the AMQP transport's chunk decoding and reassembly (broker/chunking.h, "P2PA"
 // frames), driven the way its I/O thread drives them (broker/amqp_io.cc, IoThread::OnBody) for
 // rank 0 of a 4-rank run: DecodeChunk with the transport's default max_message_bytes, frames from
 // our own or an unknown rank dropped, hello frames ignored (they touch no reassembly state), data
@@ -11,13 +11,13 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "broker/amqp_chunker.h"
 #include "broker/amqp_transport.h"
+#include "broker/chunking.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {
 
-namespace amqp = p2p::broker::amqp;
+namespace b = p2p::broker;
 using p2p::fuzz::Expect;
 
 constexpr uint32_t kRank = 0;
@@ -36,14 +36,14 @@ uint64_t MaxTotal() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const amqp::ReassemblyLimits limits{.max_message_bytes = MaxTotal()};
-  amqp::Reassembler reassembler(limits);
+  const b::ReassemblyLimits limits{.max_message_bytes = MaxTotal()};
+  b::Reassembler reassembler(limits);
   for (const p2p::fuzz::Record& r : p2p::fuzz::SplitRecords(data, size)) {
-    auto chunk = amqp::DecodeChunk(r.bytes, MaxTotal());
+    auto chunk = b::DecodeChunk(r.bytes, MaxTotal());
     if (!chunk.ok()) continue;
-    const amqp::ChunkHeader& h = chunk->header;
+    const b::ChunkHeader& h = chunk->header;
     if (h.from_rank >= kSize || h.from_rank == kRank) continue;
-    if (h.kind != amqp::FrameKind::kData) continue;
+    if (h.kind != b::FrameKind::kData) continue;
     auto message = reassembler.Add(*chunk);
     Expect(reassembler.pending_bytes() <= limits.max_pending_bytes,
            "incomplete messages hold more than the budget");

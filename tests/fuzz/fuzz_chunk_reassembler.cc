@@ -1,12 +1,13 @@
-// Fuzz target: the ZeroMQ transport's chunk Reassembler (broker/chunking.h, "P2PC" frames), fed a
-// sequence of frames from up to 8 senders (fuzz_support.h's records), with the limits the ZeroMQ
-// transport uses by default.
+// Fuzz target: the chunk Reassembler (broker/chunking.h, "P2PA" frames) driven the way the ZeroMQ
+// transport drives it (broker/zmq_transport.cc): frames from up to 8 connections, each its own
+// reassembly sender key, with the transport's default limits. Input: fuzz_support.h's records;
+// the sender byte picks the connection, 0xff stands for the reassembly timeout passing, and 0xfe
+// for the transport closing connection 0 (Forget).
 //
-// Checks, after every frame: an error is counted in rejected() exactly once, an accepted frame at
-// most once (an eviction); the bytes held for
-// incomplete messages never exceed max_pending_bytes; a completed message is no larger than
-// max_message_bytes and as long as its frames declared. A record whose sender byte is 0xff stands
-// for the transport's reassembly timeout: DropStale evicts what has been idle for 60 s.
+// Checks, after every frame: the bytes held for incomplete messages never exceed the total
+// budget; a completed message comes from the connection that sent its last frame, is as long as
+// its frames declared and is no larger than max_message_bytes; every drop reaches the observer
+// (rejected() and the observed drops agree).
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -20,39 +21,36 @@ namespace {
 using p2p::fuzz::Expect;
 namespace b = p2p::broker;
 
-constexpr uint8_t kDropStale = 0xff;
+constexpr uint8_t kTimeout = 0xff;
+constexpr uint8_t kForget = 0xfe;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const b::ZmqTransportOptions defaults;
-  const b::ReassemblerOptions options{defaults.max_message_bytes, defaults.max_pending_bytes, 4};
-  b::Reassembler reassembler(options);
+  const b::ReassemblyLimits limits = b::ZmqReassemblyLimits(defaults);
+  b::Reassembler reassembler(limits);
+  uint64_t observed = 0;
+  reassembler.set_drop_observer([&observed](b::DropReason, uint32_t) { ++observed; });
   auto now = b::Reassembler::TimePoint{} + std::chrono::hours(1);
   for (const p2p::fuzz::Record& r : p2p::fuzz::SplitRecords(data, size)) {
     now += std::chrono::seconds(1);
-    if (r.sender == kDropStale) {
-      reassembler.DropStale(now - defaults.reassembly_timeout);
-      continue;
-    }
-    const uint64_t rejected_before = reassembler.rejected();
-    auto result = reassembler.Accept(r.sender % 8, r.bytes, now);
-    if (!result.ok()) {
-      Expect(reassembler.rejected() == rejected_before + 1, "an error not counted in rejected()");
-    } else {
-      // The first frame of a new message may evict the sender's oldest incomplete one, which
-      // counts as one rejection (chunking.h); nothing else may.
-      Expect(reassembler.rejected() - rejected_before <= 1,
-             "an accepted frame counted as more than one rejection");
-    }
-    if (result.ok() && result->has_value()) {
-      const auto header = b::DecodeChunkHeader(r.bytes);
-      Expect(header.ok(), "a message completed by a frame whose header does not decode");
-      Expect((*result)->size() == header->total_bytes, "a message of another length than declared");
-      Expect((*result)->size() <= options.max_message_bytes, "a message over max_message_bytes");
-    }
-    Expect(reassembler.pending_bytes() <= options.max_pending_bytes,
-           "pending bytes over max_pending_bytes");
+    if (r.sender == kTimeout) now += limits.timeout;
+    if (r.sender == kForget) reassembler.Forget(0);
+    if (r.sender == kTimeout || r.sender == kForget) continue;
+    auto chunk = b::DecodeChunk(r.bytes, defaults.max_message_bytes);
+    if (!chunk.ok()) continue;
+    const uint32_t link = r.sender % 8;
+    auto message = reassembler.Add(link, *chunk, now);
+    Expect(reassembler.rejected() == observed, "a drop the observer did not see");
+    Expect(reassembler.pending_bytes() <= limits.max_pending_bytes,
+           "incomplete messages hold more than the budget");
+    if (!message.ok() || !message->has_value()) continue;
+    Expect((*message)->from_rank == static_cast<int>(link), "a message from another connection");
+    Expect((*message)->payload.size() == chunk->header.total,
+           "a message of another length than declared");
+    Expect((*message)->payload.size() <= limits.max_message_bytes,
+           "a message over max_message_bytes");
   }
   return 0;
 }

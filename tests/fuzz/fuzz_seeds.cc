@@ -3,6 +3,7 @@
 // replies), one file per seed in OUT_DIR/<target>/. scripts/fuzz.sh runs it before fuzzing, and
 // the replay tests (tests/fuzz/CMakeLists.txt) run every target over its output.
 // Usage: fuzz_seeds OUT_DIR
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -13,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/amqp_chunker.h"
 #include "broker/chunking.h"
 #include "broker/envelope.h"
 #include "broker/rendezvous_wire.h"
@@ -106,40 +106,48 @@ void EnvelopeSeeds(const fs::path& dir) {
   for (const b::Envelope& e : Envelopes()) w.Write(Unwrap(b::EncodeEnvelope(e), "envelope"));
 }
 
+// Frames as the ZeroMQ transport sends them (fuzz_chunk_reassembler.cc: sender = connection).
+Bytes ZmqFrames(uint8_t link, uint64_t seq, const Bytes& message, size_t stride, bool reverse) {
+  b::ChunkHeader h{.kind = b::FrameKind::kData, .from_rank = 1, .incarnation = 42, .seq = seq};
+  auto frames = b::EncodeChunks(h, message, b::kChunkHeaderBytes + stride);
+  if (reverse) std::reverse(frames.begin(), frames.end());
+  Bytes out;
+  for (const Bytes& f : frames) p2p::fuzz::AppendRecord(out, link, f);
+  return out;
+}
+
 void ChunkSeeds(const fs::path& dir) {
   SeedWriter w(dir, "chunk_reassembler");
   const std::vector<b::Envelope> envs = Envelopes();
   const Bytes a = Unwrap(b::EncodeEnvelope(envs[1]), "envelope");
   const Bytes c = Unwrap(b::EncodeEnvelope(envs[0]), "envelope");
-  Bytes in_order, interleaved, single, with_timeout;
-  const auto fa = b::SplitIntoChunks(0x1234, a, 128);
-  const auto fc = b::SplitIntoChunks(7, c, 8);
-  for (const Bytes& f : fa) p2p::fuzz::AppendRecord(in_order, 1, f);
-  for (size_t i = 0; i < std::max(fa.size(), fc.size()); ++i) {  // two senders, last first
-    if (i < fa.size()) p2p::fuzz::AppendRecord(interleaved, 1, fa[fa.size() - 1 - i]);
-    if (i < fc.size()) p2p::fuzz::AppendRecord(interleaved, 2, fc[i]);
-  }
-  p2p::fuzz::AppendRecord(single, 3, b::SplitIntoChunks(1, c, 1 << 16).at(0));
-  p2p::fuzz::AppendRecord(with_timeout, 1, fa.at(0));
-  p2p::fuzz::AppendRecord(with_timeout, 0xff, {});  // the reassembly timeout (see the target)
-  for (const Bytes& f : fa) p2p::fuzz::AppendRecord(with_timeout, 1, f);
-  for (const Bytes* s : {&in_order, &interleaved, &single, &with_timeout}) w.Write(*s);
+  const Bytes in_order = ZmqFrames(1, 0, a, 128, false);
+  Bytes interleaved = ZmqFrames(1, 1, a, 128, true);
+  const Bytes other = ZmqFrames(2, 7, c, 8, false);
+  interleaved.insert(interleaved.end(), other.begin(), other.end());
+  const Bytes single = ZmqFrames(3, 1, c, 1 << 16, false);
+  Bytes with_timeout = ZmqFrames(1, 2, a, 128, false);
+  with_timeout.resize(with_timeout.size() / 2);     // an incomplete message ...
+  p2p::fuzz::AppendRecord(with_timeout, 0xff, {});  // ... timed out (see the target)
+  const Bytes whole = ZmqFrames(1, 3, a, 128, false);
+  with_timeout.insert(with_timeout.end(), whole.begin(), whole.end());
+  for (const Bytes* s : {&in_order, static_cast<const Bytes*>(&interleaved), &single,
+                         static_cast<const Bytes*>(&with_timeout)})
+    w.Write(*s);
 }
 
 void AmqpSeeds(const fs::path& dir) {
-  namespace amqp = b::amqp;
   SeedWriter w(dir, "amqp_reassembler");
   const Bytes message = Unwrap(b::EncodeEnvelope(Envelopes()[1]), "envelope");
-  amqp::ChunkHeader base{
-      .kind = amqp::FrameKind::kData, .from_rank = 1, .incarnation = 99, .seq = 5};
-  const auto chunks = amqp::EncodeChunks(base, message, amqp::kChunkHeaderBytes + 100);
-  amqp::ChunkHeader hello = base;
-  hello.kind = amqp::FrameKind::kHello;
+  b::ChunkHeader base{.kind = b::FrameKind::kData, .from_rank = 1, .incarnation = 99, .seq = 5};
+  const auto chunks = b::EncodeChunks(base, message, b::kChunkHeaderBytes + 100);
+  b::ChunkHeader hello = base;
+  hello.kind = b::FrameKind::kHello;
   hello.from_rank = 2;
-  const Bytes hello_frame = amqp::EncodeChunks(hello, {}, 4096).at(0);
+  const Bytes hello_frame = b::EncodeChunks(hello, {}, 4096).at(0);
   base.from_rank = 2;
   base.seq = 1;
-  const Bytes small = amqp::EncodeChunks(base, message, 1 << 20).at(0);
+  const Bytes small = b::EncodeChunks(base, message, 1 << 20).at(0);
   Bytes in_order, reversed, mixed;
   for (const Bytes& c : chunks) p2p::fuzz::AppendRecord(in_order, 0, c);
   for (auto it = chunks.rbegin(); it != chunks.rend(); ++it)

@@ -17,7 +17,6 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "broker/amqp_chunker.h"
 #include "broker/chunking.h"
 #include "broker/envelope.h"
 #include "crypto/keys.h"
@@ -340,7 +339,7 @@ class AmqpIntruder {
   // is faster than any attacker, and this way they reach rank 1's queue ahead of rank 0's next
   // gradient, which rank 1 needs to go on, so it judges them early in the run (in the metrics).
   int Run(Attack& attack, int rank0_pid, broker::Deadline deadline) {
-    broker::amqp::Reassembler reassembler;
+    broker::Reassembler reassembler;
     int injected = 0;
     while (!attack.done() && broker::Clock::now() < deadline) {
       amqp_envelope_t envelope;
@@ -350,8 +349,8 @@ class AmqpIntruder {
       if (r.reply_type != AMQP_RESPONSE_NORMAL) continue;
       const std::span<const std::byte> body(
           static_cast<const std::byte*>(envelope.message.body.bytes), envelope.message.body.len);
-      auto chunk = broker::amqp::DecodeChunk(body, uint64_t{1} << 30);
-      if (chunk.ok() && chunk->header.kind == broker::amqp::FrameKind::kData) {
+      auto chunk = broker::DecodeChunk(body, uint64_t{1} << 30);
+      if (chunk.ok() && chunk->header.kind == broker::FrameKind::kData) {
         auto whole = reassembler.Add(*chunk);
         if (whole.ok() && whole->has_value()) {
           const auto hostile = attack.OnGenuine((*whole)->payload);
@@ -370,12 +369,12 @@ class AmqpIntruder {
 
  private:
   void Publish(const broker::Bytes& payload) {
-    broker::amqp::ChunkHeader h;
-    h.kind = broker::amqp::FrameKind::kData;
+    broker::ChunkHeader h;
+    h.kind = broker::FrameKind::kData;
     h.from_rank = 0;  // claims to be rank 0
     h.incarnation = 0x5eed5eed5eedull;
     h.seq = ++seq_;
-    for (const auto& part : broker::amqp::EncodeChunks(h, payload, 1 << 20)) {
+    for (const auto& part : broker::EncodeChunks(h, payload, 1 << 20)) {
       amqp_bytes_t bytes{part.size(), const_cast<std::byte*>(part.data())};
       EXPECT_EQ(amqp_basic_publish(conn_, 1, amqp_cstring_bytes(exchange_.c_str()),
                                    amqp_cstring_bytes("rank.1"), 0, 0, nullptr, bytes),
@@ -475,11 +474,16 @@ class ZmqMitm {
         const auto* data = static_cast<const std::byte*>(payload.data());
         const broker::Bytes frame(data, data + payload.size());  // send() empties `payload`
         (void)back[who].send(payload, zmq::send_flags::none);    // the original goes first
-        if (who != "r0" || !broker::IsChunkFrame(frame)) continue;
-        auto whole = reassembler.Accept(0, frame);
+        if (who != "r0") continue;
+        auto chunk = broker::DecodeChunk(frame, uint64_t{256} << 20);
+        if (!chunk.ok()) continue;
+        auto whole = reassembler.Add(0, *chunk);
         if (!whole.ok() || !whole->has_value()) continue;
-        for (const auto& hostile : attack.OnGenuine(**whole)) {
-          for (const auto& part : broker::SplitIntoChunks(++message_id, hostile, 1 << 20)) {
+        for (const auto& hostile : attack.OnGenuine((*whole)->payload)) {
+          const broker::ChunkHeader forged{
+              .from_rank = 0, .incarnation = 0xa77ac, .seq = ++message_id};
+          for (const auto& part :
+               broker::EncodeChunks(forged, hostile, (1 << 20) + broker::kChunkHeaderBytes)) {
             (void)back["r0"].send(zmq::buffer(part.data(), part.size()), zmq::send_flags::none);
           }
           ++injected_;
