@@ -1,18 +1,20 @@
 // Pre-authentication denial of service on the ZeroMQ mesh (issue 17 item 1), with real
 // `p2ptrain peer` processes and a hostile raw ZeroMQ client: while the peers connect, it sends a
 // forged HELLO claiming another run, or takes the routing id "r1" (and answers heartbeats) before
-// the real rank 1 connects. One unauthenticated packet must never stop a run: the runs complete
-// with the same final parameters as a clean run.
+// the real rank 1 connects, or floods chunks announcing huge messages. One unauthenticated packet
+// must never stop a run: the runs complete with the same final parameters as a clean run.
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "broker/chunking.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -59,6 +61,7 @@ std::vector<std::string> RankArgs(int rank, const test::TempDir& dir, bool insec
 struct Outcome {
   std::vector<std::string> param_hash;    // per rank, last epoch's
   std::vector<uint64_t> rejected_frames;  // per rank, summed over the epochs
+  std::vector<double> peak_rss_mb;        // per rank, last epoch's
   std::vector<std::string> err;
 };
 
@@ -70,13 +73,16 @@ Outcome Finish(std::vector<std::unique_ptr<Child>>& ranks, const test::TempDir& 
     out.err.push_back(result.err);
     uint64_t frames = 0;
     std::string hash;
+    double peak = 0;
     const auto lines = test::ReadLines(dir.File(fmt::format("rank-{}.jsonl", r)));
     EXPECT_EQ(lines.size(), 3u) << "rank " << r;
     for (const auto& line : lines) {
       const auto record = nlohmann::json::parse(line);
       frames += record["rejected_frames"].get<uint64_t>();
       hash = record["param_hash"];
+      peak = record["peak_rss_mb"].get<double>();
     }
+    out.peak_rss_mb.push_back(peak);
     out.param_hash.push_back(hash);
     out.rejected_frames.push_back(frames);
   }
@@ -132,6 +138,9 @@ class Hostile {
     socket_.set(zmq::sockopt::rcvtimeo, 60000);  // a deadline: recv returns when the ACK arrives
     socket_.connect(endpoint);
   }
+  void Send(const std::vector<std::byte>& frame) {
+    ASSERT_TRUE(socket_.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none));
+  }
   // Sends `hello` and blocks until the peer answered it: the peer is in Connect and judged it.
   void HelloAndWaitForAck(const std::vector<std::byte>& hello) {
     ASSERT_TRUE(socket_.send(zmq::buffer(hello.data(), hello.size()), zmq::send_flags::none));
@@ -186,6 +195,46 @@ TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOutOfAnInsecureRun) {
     }
   });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
+}
+
+// The first chunk of a forged message from rank 1 announcing the largest message a peer accepts
+// (256 MiB) in one-byte chunks: 49 bytes on the wire.
+std::vector<std::byte> ForgedStart(uint64_t seq) {
+  const broker::ChunkHeader h{.from_rank = 1, .incarnation = 0xbad, .seq = seq};
+  const std::vector<std::byte> one(1, std::byte{0x5a});
+  // A genuine one-byte message in one-byte chunks, then its count (header offset 16) and total
+  // (offset 40) raised to 2^28: EncodeChunks would emit every chunk of a real 256 MiB message.
+  std::vector<std::byte> frame = broker::EncodeChunks(h, one, broker::kChunkHeaderBytes + 1).at(0);
+  constexpr uint64_t kTotal = uint64_t{256} << 20;
+  for (int i = 0; i < 4; ++i) frame[16 + i] = static_cast<std::byte>(kTotal >> (8 * i));
+  for (int i = 0; i < 8; ++i) frame[40 + i] = static_cast<std::byte>(kTotal >> (8 * i));
+  return frame;
+}
+
+// Before (P2PC framing, broker/chunking.cc of main): each forged start reserved and zero-filled its
+// declared total, so four 33-byte frames grew a peer by 1 GiB. Now the reassembler holds what
+// arrived (one byte per forged start, 16 starts per connection): rank 0's peak RSS stays with the
+// others', every forged start beyond those 16 is counted, and the run's parameters are the clean
+// run's.
+TEST(ZmqDosTest, ForgedHugeMessageStartsKeepMemoryBoundedAndChangeNothing) {
+  const std::string clean = CleanHash(false);
+  constexpr int kForged = 2000;
+  ASSERT_TRUE(broker::DecodeChunk(ForgedStart(0), uint64_t{256} << 20).ok());
+  zmq::context_t ctx;
+  std::unique_ptr<Hostile> attacker;
+  const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
+    attacker = std::make_unique<Hostile>(ctx, IpcEndpoint(dir, 0), "r1-forged");
+    attacker->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));  // rank 0 is reading its ROUTER
+    for (uint64_t seq = 0; seq < kForged; ++seq) attacker->Send(ForgedStart(seq));
+    // Frames of one connection are read in order: once this ACK is back, all starts were judged.
+    attacker->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
+  EXPECT_GE(run.rejected_frames[0], static_cast<uint64_t>(kForged - 16));
+  const double others = std::max(run.peak_rss_mb[1], run.peak_rss_mb[2]);
+  EXPECT_GT(others, 1.0) << "no peak_rss_mb measured";
+  EXPECT_LT(run.peak_rss_mb[0], others + 64) << "forged starts made rank 0 hold memory";
+  EXPECT_THAT(run.err[0], HasSubstr("(evicted)"));
 }
 
 }  // namespace
