@@ -158,9 +158,9 @@ struct ZmqTransport::Impl {
   const uint64_t routing_nonce = RandomU64();
   bool closed = false;
   // Random per transport, so a restarted rank's messages never mix with the chunks of its previous
-  // incarnation that a receiver may still hold (the seq restarts at 0).
+  // incarnation that a receiver may still hold (the seq restarts at 1).
   const uint64_t incarnation = RandomU64();
-  uint64_t next_seq = 0;
+  uint64_t next_seq = 1;
   uint64_t other_rejected = 0;
   std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, messages_sent{0}, messages_received{0},
       rejected{0};
