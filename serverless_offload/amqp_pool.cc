@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "broker/amqp_queue_client.h"
+#include "common/stop_signal.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/task_ledger.h"
 
@@ -58,6 +59,23 @@ class AmqpPool final : public FunctionPool {
   }
 
  private:
+  // How long one Receive may block. The queue client waits inside rabbitmq-c and cannot also
+  // watch the stop pipe (common/stop_signal.h), so with stop signals installed a wait is cut into
+  // slices short enough that SIGINT/SIGTERM ends it promptly; without them, up to the task timeout.
+  static std::chrono::milliseconds MaxWait(std::chrono::milliseconds timeout) {
+    constexpr std::chrono::milliseconds kStopSlice{100};
+    return StopFd() >= 0 ? std::min(timeout, kStopSlice) : timeout;
+  }
+
+  // Tasks still on the queue expire there by their TTL (--fn-timeout); results that arrive for
+  // them go to this pool's reply queue, which the broker deletes with the connection.
+  Status Stopped(size_t inflight) const {
+    return StoppedBySignal(
+        fmt::format("while {} offload task(s) were out on queue '{}' (the broker drops them after "
+                    "--fn-timeout)",
+                    inflight, o_.queue));
+  }
+
   struct Attempt {
     size_t task = 0;
     Clock::time_point start, deadline;
@@ -78,11 +96,12 @@ class AmqpPool final : public FunctionPool {
         const auto now = Clock::now();
         inflight[wire] = Attempt{i, now, now + timeout};
       }
+      if (StopSignal() != 0) return Stopped(inflight.size());
       auto wake = Clock::time_point::max();
       for (const auto& [wire, a] : inflight) wake = std::min(wake, a.deadline);
       const auto wait =
           std::clamp(std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now()),
-                     std::chrono::milliseconds(1), std::chrono::milliseconds(timeout));
+                     std::chrono::milliseconds(1), MaxWait(timeout));
       P2P_ASSIGN_OR_RETURN(std::optional<QueueMessage> d, Check(session_->Receive(wait)));
       if (d) {
         P2P_RETURN_IF_ERROR(Check(session_->Ack(d->delivery_tag)));

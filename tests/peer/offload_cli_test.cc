@@ -5,8 +5,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "broker/amqp_queue_client.h"
+#include "broker/amqp_url.h"
 #include "peer/checkpoint.h"
 #include "tests/broker/amqp_test_broker.h"
+#include "tests/support/file_watch.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -188,6 +191,54 @@ TEST(OffloadCliTest, PeersOffloadingToRemoteWorkersMatchTheProcessBackend) {
     EXPECT_EQ(done.exit_code, 0) << done.err;
   }
 }
+
+// `train --offload amqp` waiting for a result that never comes (the only worker is this test,
+// which takes the task and hangs) gets SIGTERM or SIGINT: it stops at once with 128 + signo and
+// says what was out. Before, the pool blocked in the queue client until the watchdog ended the
+// process after the grace period ("no safe point reached").
+class AmqpOffloadInterrupted : public ::testing::TestWithParam<int> {};
+
+TEST_P(AmqpOffloadInterrupted, StopsWhileWaitingForAResult) {
+  const int sig = GetParam();
+  const auto& amqp = broker::amqp_test::Broker();
+  ASSERT_TRUE(amqp.error.empty()) << amqp.error;
+  const std::string queue = broker::amqp_test::UniqueRunId("fn-stop");
+  test::TempDir dir;
+  test::Child run(
+      {test::P2ptrainBin(), "train", "--dataset",   "synthetic", "--synthetic-train", "2000",
+       "--model",           "mlp",   "--hidden",    "16",        "--epochs",          "1",
+       "--threads",         "1",     "--progress",  "off",       "--offload",         "amqp",
+       "--functions",       "1",     "--fn-broker", amqp.url,    "--fn-queue",        queue,
+       "--fn-timeout",      "600"});
+  ASSERT_TRUE(test::WaitForFile(
+      run.err_path(),
+      [&] { return test::ReadFile(run.err_path()).find("publishing tasks") != std::string::npos; },
+      2min))
+      << test::ReadFile(run.err_path());
+  // A hung worker: once it holds the task, the pool is waiting for its result.
+  auto url = broker::ParseAmqpUrl(amqp.url);
+  ASSERT_TRUE(url.ok()) << url.status().ToString();
+  auto worker = broker::QueueClient::Open(*url, 0, broker::DeadlineIn(30s));
+  ASSERT_TRUE(worker.ok()) << worker.status().ToString();
+  ASSERT_TRUE(worker->SetPrefetch(1).ok());
+  ASSERT_TRUE(worker->Consume(queue, /*exclusive=*/false).ok());
+  auto task = worker->Receive(60s);  // a deadline, not a pause: returns on arrival
+  ASSERT_TRUE(task.ok()) << task.status().ToString();
+  ASSERT_TRUE(task->has_value()) << "no task published within 60 s";
+
+  run.Kill(sig);
+  const test::ProcessResult result = run.Wait(2min);
+  EXPECT_EQ(result.exit_code, 128 + sig) << result.err;
+  const std::string why = sig == SIGTERM ? "stopped by SIGTERM" : "stopped by SIGINT";
+  EXPECT_NE(result.err.find(why + " while 1 offload task(s) were out on queue"), std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find("no safe point reached"), std::string::npos) << result.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, AmqpOffloadInterrupted, ::testing::Values(SIGTERM, SIGINT),
+                         [](const auto& info) {
+                           return info.param == SIGTERM ? "SIGTERM" : "SIGINT";
+                         });
 
 }  // namespace
 }  // namespace p2p
