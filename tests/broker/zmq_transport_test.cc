@@ -12,6 +12,7 @@
 #include "broker/chunking.h"
 #include "broker/zmq_links.h"
 #include "broker/zmq_util.h"
+#include "tests/support/hostile_dealer.h"
 
 namespace p2p::broker {
 namespace {
@@ -346,50 +347,7 @@ TEST(ZmqTransportTest, DropsAndCountsMalformedFrames) {
   EXPECT_EQ(t->Stats().rejected, 3u);  // garbage, bad id, stale incomplete message
 }
 
-// A hostile raw DEALER on rank 0's ROUTER. It uses its own ZeroMQ context and answers ZMTP
-// heartbeats (libzmq does that for every socket), so the connection stays up for the whole test.
-class HostileDealer {
- public:
-  HostileDealer(const std::string& endpoint, const std::string& routing_id) {
-    socket_.set(zmq::sockopt::routing_id, routing_id);
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::heartbeat_ivl, 100);
-    socket_.set(zmq::sockopt::heartbeat_timeout, 5000);
-    socket_.set(zmq::sockopt::rcvtimeo, 20000);  // a deadline, not a pause: recv returns on arrival
-    socket_.connect(endpoint);
-  }
-  void Send(const Bytes& frame) {
-    ASSERT_TRUE(socket_.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none));
-  }
-  // Sends a HELLO and blocks until the ROUTER answered it: then it has read (and judged) it.
-  void HelloAndWaitForAck(uint32_t rank, uint32_t size, const std::string& run_id) {
-    Send(Hello(rank, size, run_id));
-    zmq::message_t ack;
-    ASSERT_TRUE(socket_.recv(ack)) << "no HELLO_ACK within 20 s";
-    EXPECT_TRUE(IsControlFrame(ack));
-  }
-  static Bytes Hello(uint32_t rank, uint32_t size, const std::string& run_id) {
-    Bytes b(17 + run_id.size());
-    const char magic[] = "P2PZ";
-    for (int i = 0; i < 4; ++i) b[i] = static_cast<std::byte>(magic[i]);
-    b[4] = std::byte{1};  // version
-    b[5] = std::byte{1};  // HELLO
-    for (int i = 0; i < 4; ++i) {
-      b[8 + i] = static_cast<std::byte>(rank >> (8 * i));
-      b[12 + i] = static_cast<std::byte>(size >> (8 * i));
-    }
-    b[16] = static_cast<std::byte>(run_id.size());
-    std::memcpy(b.data() + 17, run_id.data(), run_id.size());
-    return b;
-  }
-
- private:
-  static bool IsControlFrame(const zmq::message_t& m) {
-    return m.size() >= 4 && std::memcmp(m.data(), "P2PZ", 4) == 0;
-  }
-  zmq::context_t ctx_;
-  zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
-};
+using test::HostileDealer;
 
 // Connects rank 0 first; `attack` runs while rank 0 is already in Connect (it can wait for rank
 // 0's answers), then the other ranks connect; each rank then runs ExchangeRank at once. (A HELLO

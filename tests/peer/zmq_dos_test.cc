@@ -8,13 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "broker/chunking.h"
+#include "tests/support/hostile_dealer.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -111,55 +111,15 @@ const std::string& CleanHash(bool insecure) {
   return hashes[insecure];
 }
 
-std::vector<std::byte> Hello(uint32_t rank, uint32_t size, const std::string& run_id) {
-  std::vector<std::byte> b(17 + run_id.size());
-  std::memcpy(b.data(), "P2PZ", 4);
-  b[4] = std::byte{1};  // version
-  b[5] = std::byte{1};  // HELLO
-  for (int i = 0; i < 4; ++i) {
-    b[8 + i] = static_cast<std::byte>(rank >> (8 * i));
-    b[12 + i] = static_cast<std::byte>(size >> (8 * i));
-  }
-  b[16] = static_cast<std::byte>(run_id.size());
-  std::memcpy(b.data() + 17, run_id.data(), run_id.size());
-  return b;
-}
-
-// A raw DEALER to one peer's ROUTER. It may connect before the peer binds (libzmq retries), and
-// it answers ZMTP heartbeats by itself, so it stays connected as long as it lives.
-class Hostile {
- public:
-  Hostile(zmq::context_t& ctx, const std::string& endpoint, const std::string& routing_id)
-      : socket_(ctx, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::routing_id, routing_id);
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::heartbeat_ivl, 200);
-    socket_.set(zmq::sockopt::heartbeat_timeout, 5000);
-    socket_.set(zmq::sockopt::rcvtimeo, 60000);  // a deadline: recv returns when the ACK arrives
-    socket_.connect(endpoint);
-  }
-  void Send(const std::vector<std::byte>& frame) {
-    ASSERT_TRUE(socket_.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::none));
-  }
-  // Sends `hello` and blocks until the peer answered it: the peer is in Connect and judged it.
-  void HelloAndWaitForAck(const std::vector<std::byte>& hello) {
-    ASSERT_TRUE(socket_.send(zmq::buffer(hello.data(), hello.size()), zmq::send_flags::none));
-    zmq::message_t ack;
-    ASSERT_TRUE(socket_.recv(ack)) << "the peer did not answer the HELLO within 60 s";
-  }
-
- private:
-  zmq::socket_t socket_;
-};
+using test::HostileDealer;
 
 // Before: rank 0 exited 2 with "zmq: rank 1 is in run 'evil' of size 3".
 TEST(ZmqDosTest, AForgedHelloOfAnotherRunDoesNotStopTheRun) {
   const std::string clean = CleanHash(false);
-  zmq::context_t ctx;
-  std::unique_ptr<Hostile> attacker;
+  std::unique_ptr<HostileDealer> attacker;
   const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
-    attacker = std::make_unique<Hostile>(ctx, IpcEndpoint(dir, 0), "r1");
-    attacker->HelloAndWaitForAck(Hello(1, 3, "evil"));
+    attacker = std::make_unique<HostileDealer>(IpcEndpoint(dir, 0), "r1");
+    attacker->HelloAndWaitForAck(1, 3, "evil");
   });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
   EXPECT_EQ(run.rejected_frames[0], 1u);  // the forged HELLO, in epoch 1's rejected_frames
@@ -171,12 +131,11 @@ TEST(ZmqDosTest, AForgedHelloOfAnotherRunDoesNotStopTheRun) {
 // with a routing id), so ranks 0 and 2 waited for rank 1's JOIN until --peer-timeout and failed.
 TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOut) {
   const std::string clean = CleanHash(false);
-  zmq::context_t ctx;
-  std::vector<std::unique_ptr<Hostile>> squatters;
+  std::vector<std::unique_ptr<HostileDealer>> squatters;
   const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
     for (int r : {0, 2}) {
-      squatters.push_back(std::make_unique<Hostile>(ctx, IpcEndpoint(dir, r), "r1"));
-      squatters.back()->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));  // a consistent HELLO
+      squatters.push_back(std::make_unique<HostileDealer>(IpcEndpoint(dir, r), "r1"));
+      squatters.back()->HelloAndWaitForAck(1, 3, "p2ptrain");  // a consistent HELLO
     }
   });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
@@ -186,12 +145,11 @@ TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOut) {
 // out (each connection is its own link; see broker/zmq_links.h).
 TEST(ZmqDosTest, ARoutingIdSquatterDoesNotLockRankOneOutOfAnInsecureRun) {
   const std::string clean = CleanHash(true);
-  zmq::context_t ctx;
-  std::vector<std::unique_ptr<Hostile>> squatters;
+  std::vector<std::unique_ptr<HostileDealer>> squatters;
   const Outcome run = RunWithAttack(true, [&](const test::TempDir& dir) {
     for (int r : {0, 2}) {
-      squatters.push_back(std::make_unique<Hostile>(ctx, IpcEndpoint(dir, r), "r1"));
-      squatters.back()->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));
+      squatters.push_back(std::make_unique<HostileDealer>(IpcEndpoint(dir, r), "r1"));
+      squatters.back()->HelloAndWaitForAck(1, 3, "p2ptrain");
     }
   });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
@@ -220,14 +178,13 @@ TEST(ZmqDosTest, ForgedHugeMessageStartsKeepMemoryBoundedAndChangeNothing) {
   const std::string clean = CleanHash(false);
   constexpr int kForged = 2000;
   ASSERT_TRUE(broker::DecodeChunk(ForgedStart(0), uint64_t{256} << 20).ok());
-  zmq::context_t ctx;
-  std::unique_ptr<Hostile> attacker;
+  std::unique_ptr<HostileDealer> attacker;
   const Outcome run = RunWithAttack(false, [&](const test::TempDir& dir) {
-    attacker = std::make_unique<Hostile>(ctx, IpcEndpoint(dir, 0), "r1-forged");
-    attacker->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));  // rank 0 is reading its ROUTER
+    attacker = std::make_unique<HostileDealer>(IpcEndpoint(dir, 0), "r1-forged");
+    attacker->HelloAndWaitForAck(1, 3, "p2ptrain");  // rank 0 is reading its ROUTER
     for (uint64_t seq = 0; seq < kForged; ++seq) attacker->Send(ForgedStart(seq));
     // Frames of one connection are read in order: once this ACK is back, all starts were judged.
-    attacker->HelloAndWaitForAck(Hello(1, 3, "p2ptrain"));
+    attacker->HelloAndWaitForAck(1, 3, "p2ptrain");
   });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(run.param_hash[r], clean) << "rank " << r;
   EXPECT_GE(run.rejected_frames[0], static_cast<uint64_t>(kForged - 16));
