@@ -385,6 +385,7 @@ size_t Reassembler::EvictStale(TimePoint now) {
 
 std::optional<Message> Reassembler::Complete(uint32_t rank, uint64_t incarnation, uint64_t seq,
                                              Bytes payload, TimePoint now) {
+  if (!limits_.drop_replays) return Message{static_cast<int>(rank), std::move(payload)};
   auto& histories = senders_[rank].histories;
   auto found = histories.find(incarnation);
   if (found == histories.end()) {

@@ -85,6 +85,10 @@ struct ReassemblyLimits {
   size_t max_partial_per_sender = 16;          // incomplete messages per rank
   size_t max_histories_per_sender = 4;         // incarnations per rank whose replays are filtered
   std::chrono::milliseconds timeout{120'000};  // an incomplete message idle this long is dropped
+  // Drop exact replays of completed messages (hashes every completed message). AMQP needs it
+  // (redeliveries, republishes); ZeroMQ over a stream does not redeliver and leaves replays to
+  // the mailbox's duplicate check (sync/), saving the hash of every message.
+  bool drop_replays = true;
 };
 
 // Why the Reassembler dropped a chunk or an incomplete message (each drop is one rejected()).

@@ -84,6 +84,7 @@ ReassemblyLimits ZmqReassemblyLimits(const ZmqTransportOptions& o) {
   // unless the budget is that small.
   limits.max_pending_bytes_per_sender = std::min(o.max_pending_bytes, 2 * o.max_message_bytes);
   limits.timeout = o.reassembly_timeout;
+  limits.drop_replays = false;  // a stream does not redeliver; the mailbox drops replays
   return limits;
 }
 

@@ -289,5 +289,75 @@ TEST(ChunkReassemblerHostile, ForgedIncarnationsDoNotEvictAnActiveSendersReplayF
   EXPECT_FALSE(r.Add(DecodeChunk(genuine[0], kMax).value(), t)->has_value());  // still a replay
 }
 
+// ---------------------------------------------------------------- sender keys (ZeroMQ's use)
+
+// ZeroMQ keys the reassembler by connection: two connections sending chunks with identical
+// headers build two messages, each delivered as its own key; Forget frees one connection's state.
+TEST(ChunkingKeyed, ConnectionsKeepApartAndForgetFreesTheirState) {
+  const Bytes payload = Pattern(1000);
+  const auto bodies = EncodeChunks(DataHeader(1, 1), payload, kChunkHeaderBytes + 300);
+  ReassemblyLimits limits;
+  limits.drop_replays = false;
+  Reassembler r(limits);
+  ASSERT_TRUE(r.Add(7, DecodeChunk(bodies[0], kMax).value()).ok());
+  ASSERT_TRUE(r.Add(8, DecodeChunk(bodies[0], kMax).value()).ok());
+  EXPECT_EQ(r.pending_messages(), 2u);
+  const uint64_t both = r.pending_bytes();
+  r.Forget(8);
+  EXPECT_EQ(r.pending_messages(), 1u);
+  EXPECT_LT(r.pending_bytes(), both);
+  EXPECT_GT(r.pending_bytes(), 0u);
+  std::optional<Message> done;
+  for (size_t i = 1; i < bodies.size(); ++i) {
+    auto m = r.Add(7, DecodeChunk(bodies[i], kMax).value());
+    ASSERT_TRUE(m.ok());
+    if (m->has_value()) done = std::move(**m);
+  }
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->from_rank, 7);  // the key, which the transport maps to the claimed rank
+  EXPECT_EQ(done->payload, payload);
+  EXPECT_EQ(r.pending_bytes(), 0u);
+  EXPECT_EQ(r.rejected(), 0u);  // forgetting a closed connection is not a drop
+}
+
+// Without the replay filter an identical message is delivered again (the mailbox judges it).
+TEST(ChunkingKeyed, WithoutTheReplayFilterAnIdenticalMessageIsDeliveredAgain) {
+  const auto body = EncodeChunks(DataHeader(1, 5), ToBytes("same"), 1024).at(0);
+  ReassemblyLimits limits;
+  limits.drop_replays = false;
+  Reassembler r(limits);
+  for (int i = 0; i < 2; ++i) {
+    auto m = r.Add(3, DecodeChunk(body, kMax).value());
+    ASSERT_TRUE(m.ok() && m->has_value()) << i;
+  }
+  EXPECT_EQ(r.rejected(), 0u);
+}
+
+// Every drop reaches the observer with its reason and the sender it was charged to.
+TEST(ChunkingKeyed, TheObserverSeesEveryDropWithItsReasonAndSender) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 1000;
+  limits.max_pending_bytes_per_sender = 4000;
+  limits.max_pending_bytes = 8000;
+  limits.timeout = std::chrono::seconds(10);
+  Reassembler r(limits);
+  std::vector<std::pair<DropReason, uint32_t>> seen;
+  r.set_drop_observer([&](DropReason why, uint32_t sender) { seen.emplace_back(why, sender); });
+  const auto t0 = Reassembler::TimePoint{} + std::chrono::hours(1);
+  const auto bodies = EncodeChunks(DataHeader(1, 1), Pattern(600), kChunkHeaderBytes + 200);
+  ASSERT_TRUE(r.Add(4, DecodeChunk(bodies[0], kMax).value(), t0).ok());
+  ASSERT_TRUE(r.Add(4, DecodeChunk(bodies[0], kMax).value(), t0).ok());  // a duplicate chunk
+  const auto big = EncodeChunks(DataHeader(1, 2), Pattern(2000), 4096).at(0);
+  EXPECT_FALSE(r.Add(5, DecodeChunk(big, kMax).value(), t0).ok());  // over max_message_bytes
+  // Nothing from sender 4 for the timeout: its incomplete message is dropped on the next Add.
+  const auto small = EncodeChunks(DataHeader(1, 3), ToBytes("x"), 1024).at(0);
+  ASSERT_TRUE(r.Add(6, DecodeChunk(small, kMax).value(), t0 + limits.timeout).ok());
+  const std::vector<std::pair<DropReason, uint32_t>> want = {
+      {DropReason::kDuplicateChunk, 4}, {DropReason::kOverLimit, 5}, {DropReason::kTimeout, 4}};
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(r.rejected(), want.size());
+  EXPECT_STREQ(DropReasonName(DropReason::kEvicted), "evicted");
+}
+
 }  // namespace
 }  // namespace p2p::broker
