@@ -10,6 +10,7 @@
 #include "peer/checkpoint.h"
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/peer_runs.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -25,38 +26,13 @@ std::vector<std::vector<float>> TwoPeers(const std::vector<std::string>& extra,
       fmt::format("ipc://{}/r0.sock,ipc://{}/r1.sock", dir.path(), dir.path());
   std::vector<std::unique_ptr<test::Child>> children;
   for (int r = 0; r < 2; ++r) {
-    std::vector<std::string> argv = {test::P2ptrainBin(),
-                                     "peer",
-                                     "--size",
-                                     "2",
-                                     "--rank",
-                                     std::to_string(r),
-                                     "--peers",
-                                     peers,
-                                     "--dataset",
-                                     "synthetic",
-                                     "--synthetic-train",
-                                     "2000",
-                                     "--model",
-                                     "mlp",
-                                     "--hidden",
-                                     "32",
-                                     "--epochs",
-                                     "2",
-                                     "--threads",
-                                     "1",
-                                     "--progress",
-                                     "off",
-                                     "--peer-timeout",
-                                     "60",
-                                     "--metrics",
-                                     dir.File(fmt::format("rank-{}.jsonl", r)),
-                                     "--checkpoint-dir",
-                                     dir.File(fmt::format("ckpt-{}", r))};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    const auto identity = test::IdentityFlags(2, r);  // peers authenticate by default
-    argv.insert(argv.end(), identity.begin(), identity.end());
-    children.push_back(std::make_unique<test::Child>(argv));
+    std::vector<std::string> common = {
+        "--peers",           peers,  "--dataset",        "synthetic",
+        "--synthetic-train", "2000", "--model",          "mlp",
+        "--hidden",          "32",   "--epochs",         "2",
+        "--peer-timeout",    "60",   "--checkpoint-dir", dir.File(fmt::format("ckpt-{}", r))};
+    common.insert(common.end(), extra.begin(), extra.end());
+    children.push_back(std::make_unique<test::Child>(test::PeerArgs(common, 2, r, dir)));
   }
   std::vector<std::vector<float>> params;
   for (int r = 0; r < 2; ++r) {

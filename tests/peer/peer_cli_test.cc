@@ -9,6 +9,7 @@
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/peer_files.h"
+#include "tests/support/peer_runs.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
@@ -23,33 +24,8 @@ using test::Child;
 using test::P2ptrainBin;
 using test::ProcessResult;
 
-// Rank r's `p2ptrain peer` command line: `common` flags plus the per-rank ones.
-std::vector<std::string> PeerArgs(const std::vector<std::string>& common, int size, int rank,
-                                  const test::TempDir& dir) {
-  std::vector<std::string> argv = {
-      P2ptrainBin(), "peer",
-      "--size",      std::to_string(size),
-      "--rank",      std::to_string(rank),
-      "--threads",   "1",
-      "--progress",  "off",
-      "--metrics",   dir.File("rank-" + std::to_string(rank) + ".jsonl")};
-  argv.insert(argv.end(), common.begin(), common.end());
-  const auto identity = test::IdentityFlags(size, rank);  // authenticated, as by default
-  argv.insert(argv.end(), identity.begin(), identity.end());
-  return argv;
-}
-
-// Starts `size` peers and waits for all of them.
-std::vector<ProcessResult> RunPeers(const std::vector<std::string>& common, int size,
-                                    const test::TempDir& dir) {
-  std::vector<std::unique_ptr<Child>> children;
-  for (int r = 0; r < size; ++r) {
-    children.push_back(std::make_unique<Child>(PeerArgs(common, size, r, dir)));
-  }
-  std::vector<ProcessResult> results;
-  for (auto& c : children) results.push_back(c->Wait(5min));
-  return results;
-}
+using test::PeerArgs;
+using test::RunPeers;
 
 // Every peer exited 0 and wrote `epochs` records; returns the common final parameter hash.
 std::string ExpectAgreement(const std::vector<ProcessResult>& results, const test::TempDir& dir,

@@ -15,6 +15,7 @@
 #include "crypto/rsa.h"
 #include "tests/broker/amqp_test_broker.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/peer_runs.h"
 #include "tests/support/raw_rendezvous_client.h"
 #include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
@@ -153,44 +154,29 @@ TEST(RendezvousAuthTest, RealPeersTrainThroughATrustedRendezvousAHijackerRegiste
   EXPECT_NE(ErrorOf(hijacker, grab).find("only registrations signed"), std::string::npos);
 
   test::TempDir dir;
-  std::vector<std::unique_ptr<Child>> peers;
-  for (int r = 0; r < 3; ++r) {
-    std::vector<std::string> argv = {P2ptrainBin(),
-                                     "peer",
-                                     "--size",
-                                     "3",
-                                     "--rank",
-                                     std::to_string(r),
-                                     "--threads",
-                                     "1",
-                                     "--progress",
-                                     "off",
-                                     "--dataset",
-                                     "synthetic",
-                                     "--synthetic-train",
-                                     "2000",
-                                     "--model",
-                                     "logreg",
-                                     "--epochs",
-                                     "1",
-                                     "--rendezvous",
-                                     fmt::format("127.0.0.1:{}", port),
-                                     "--bind",
-                                     "tcp://127.0.0.1:0",
-                                     "--advertise",
-                                     "127.0.0.1",
-                                     "--run-id",
-                                     "trusted-run",
-                                     "--peer-timeout",
-                                     "60",
-                                     "--metrics",
-                                     dir.File(fmt::format("rank-{}.jsonl", r))};
-    for (const std::string& f : test::IdentityFlags(3, r)) argv.push_back(f);
-    peers.push_back(std::make_unique<Child>(argv));
-  }
+  const std::vector<std::string> common = {"--dataset",
+                                           "synthetic",
+                                           "--synthetic-train",
+                                           "2000",
+                                           "--model",
+                                           "logreg",
+                                           "--epochs",
+                                           "1",
+                                           "--rendezvous",
+                                           fmt::format("127.0.0.1:{}", port),
+                                           "--bind",
+                                           "tcp://127.0.0.1:0",
+                                           "--advertise",
+                                           "127.0.0.1",
+                                           "--run-id",
+                                           "trusted-run",
+                                           "--peer-timeout",
+                                           "60"};
+  // RunPeers adds the per-rank flags: size, rank, metrics in `dir`, rank r's identity.
+  const std::vector<test::ProcessResult> results = test::RunPeers(common, 3, dir);
   std::string hash;
   for (int r = 0; r < 3; ++r) {
-    const auto result = peers[r]->Wait(5min);
+    const test::ProcessResult& result = results[r];
     EXPECT_EQ(result.exit_code, 0) << "rank " << r << ": " << result.err;
     const auto lines = test::ReadLines(dir.File(fmt::format("rank-{}.jsonl", r)));
     ASSERT_EQ(lines.size(), 1u) << "rank " << r;
