@@ -192,24 +192,7 @@ TEST(PeerCliTest, PeersFindEachOtherThroughTheRendezvous) {
   const int port = broker::amqp_test::FreePort();
   Child rendezvous({P2ptrainBin(), "broker", "--bind", fmt::format("tcp://127.0.0.1:{}", port)});
   test::TempDir dir;
-  const std::vector<std::string> flags = {"--dataset",
-                                          "synthetic",
-                                          "--synthetic-train",
-                                          "2000",
-                                          "--model",
-                                          "logreg",
-                                          "--epochs",
-                                          "1",
-                                          "--rendezvous",
-                                          fmt::format("127.0.0.1:{}", port),
-                                          "--bind",
-                                          "tcp://127.0.0.1:0",
-                                          "--advertise",
-                                          "127.0.0.1",
-                                          "--run-id",
-                                          "rendezvous-test",
-                                          "--peer-timeout",
-                                          "30"};
+  const auto flags = test::RendezvousRunFlags(port, "rendezvous-test", 30);
   ExpectAgreement(RunPeers(flags, 3, dir), dir, 1);
   rendezvous.Kill(SIGTERM);
   const auto stopped = rendezvous.Wait(30s);

@@ -154,24 +154,7 @@ TEST(RendezvousAuthTest, RealPeersTrainThroughATrustedRendezvousAHijackerRegiste
   EXPECT_NE(ErrorOf(hijacker, grab).find("only registrations signed"), std::string::npos);
 
   test::TempDir dir;
-  const std::vector<std::string> common = {"--dataset",
-                                           "synthetic",
-                                           "--synthetic-train",
-                                           "2000",
-                                           "--model",
-                                           "logreg",
-                                           "--epochs",
-                                           "1",
-                                           "--rendezvous",
-                                           fmt::format("127.0.0.1:{}", port),
-                                           "--bind",
-                                           "tcp://127.0.0.1:0",
-                                           "--advertise",
-                                           "127.0.0.1",
-                                           "--run-id",
-                                           "trusted-run",
-                                           "--peer-timeout",
-                                           "60"};
+  const auto common = test::RendezvousRunFlags(port, "trusted-run", 60);
   // RunPeers adds the per-rank flags: size, rank, metrics in `dir`, rank r's identity.
   const std::vector<test::ProcessResult> results = test::RunPeers(common, 3, dir);
   std::string hash;

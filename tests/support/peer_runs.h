@@ -30,6 +30,30 @@ inline std::vector<std::string> PeerArgs(const std::vector<std::string>& common,
   return argv;
 }
 
+// The common flags of a small logreg run on synthetic data whose peers find each other through
+// the rendezvous on 127.0.0.1:`port` and listen on ephemeral ports.
+inline std::vector<std::string> RendezvousRunFlags(int port, const std::string& run_id,
+                                                   int peer_timeout_s) {
+  return {"--dataset",
+          "synthetic",
+          "--synthetic-train",
+          "2000",
+          "--model",
+          "logreg",
+          "--epochs",
+          "1",
+          "--rendezvous",
+          "127.0.0.1:" + std::to_string(port),
+          "--bind",
+          "tcp://127.0.0.1:0",
+          "--advertise",
+          "127.0.0.1",
+          "--run-id",
+          run_id,
+          "--peer-timeout",
+          std::to_string(peer_timeout_s)};
+}
+
 // Starts `size` peers and waits for all of them (each at most `timeout`).
 inline std::vector<ProcessResult> RunPeers(
     const std::vector<std::string>& common, int size, const TempDir& dir,
