@@ -196,6 +196,15 @@ TEST_F(RedisModuleTest, BadAvgCallsAreErrorsAndStoreNothing) {
   EXPECT_TRUE(Has(Error({"P2P.LAVG", "d", "a"}), "'a' is not a list"));
   EXPECT_TRUE(Has(Error({"P2P.LAVG", "d", "list"}), "element 0 of 'list'"));
   EXPECT_TRUE(Has(Error({"P2P.LAVG", "d", "list", "extra"}), "usage"));
+  ASSERT_TRUE(db().Command({"RPUSH", "mixed", EncodeBlob(std::vector<float>{1, 2, 3}),
+                            EncodeBlob(std::vector<float>{1, 2})})
+                  .ok());
+  EXPECT_TRUE(Has(Error({"P2P.LAVG", "d", "mixed"}), "element 1 of 'mixed' holds 2 floats"));
+  ASSERT_TRUE(db().Command({"RPUSH", "nans", EncodeBlob(std::vector<float>{1, 2, 3}),
+                            EncodeBlob(std::vector<float>{1, 2, NAN})})
+                  .ok());
+  EXPECT_TRUE(Has(Error({"P2P.LAVG", "d", "nans"}), "not finite at index 2"));
+  EXPECT_EQ(db().Command({"EXISTS", "d"}).value().integer, 0);
 }
 
 TEST_F(RedisModuleTest, BadUpdateCallsAreErrorsAndApplyNothing) {
