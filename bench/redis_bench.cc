@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/malloc_tuning.h"
 #include "ml/optimizer_kernels.h"
 #include "store/blob.h"
 #include "store/client.h"
@@ -130,6 +131,8 @@ double ClientRound(RedisClient& db, int w, int step, size_t p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As p2ptrain's peers do: without it every client-side round page-faults its buffers in again.
+  p2p::KeepFreedMemoryForReuse();
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const double bw = MemcpyBandwidth();
   std::printf("memcpy bandwidth: %.1f GB/s (read + write)\n", bw / 1e9);
