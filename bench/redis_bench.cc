@@ -11,10 +11,11 @@
 // end with bitwise the same parameters; the program exits 1 otherwise. A memcpy of a large
 // buffer gives this machine's memory bandwidth for scale.
 //
-// Usage: redis_bench [--quick]   (--quick: P = 1M only)
+// Usage: redis_bench [--quick | --p N]   (--quick: P = 1M only; --p: that P only)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -133,9 +134,14 @@ double ClientRound(RedisClient& db, int w, int step, size_t p) {
 int main(int argc, char** argv) {
   // As p2ptrain's peers do: without it every client-side round page-faults its buffers in again.
   p2p::KeepFreedMemoryForReuse();
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const std::string mode = argc > 1 ? argv[1] : "";
   const double bw = MemcpyBandwidth();
   std::printf("memcpy bandwidth: %.1f GB/s (read + write)\n", bw / 1e9);
+  // redis-server's jemalloc returns freed pages to the kernel after a short decay; P2P.LAVG's
+  // per-element copies (RedisModule_ListGet) then fault tens of MB in again every call (3.1 s vs
+  // 0.19 s per 4 x 10M-float LAVG on the test VM). Keep them, as the peers' KeepFreedMemoryForReuse
+  // does for glibc; scripts/start-redis.sh does the same. MALLOC_CONF set by the caller wins.
+  setenv("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1", /*overwrite=*/0);
   p2p::test::RedisServer server;
   if (!server.ready()) {
     std::fprintf(stderr, "redis_bench: redis-server did not start:\n%s\n", server.log().c_str());
@@ -144,8 +150,9 @@ int main(int argc, char** argv) {
   RedisClient db = std::move(server.Connect().value());
   std::printf("%-9s %2s %10s %10s %10s %10s %12s %9s %8s\n", "P", "W", "lavg_ms", "avg_ms",
               "update_ms", "in_db_ms", "client_ms", "saving", "avg_bw");
-  std::vector<size_t> sizes = {1'000'000};
-  if (!quick) sizes.push_back(10'000'000);
+  std::vector<size_t> sizes = {1'000'000, 10'000'000};
+  if (mode == "--quick") sizes = {1'000'000};
+  if (mode == "--p" && argc > 2) sizes = {std::stoul(argv[2])};
   bool identical = true;
   for (size_t p : sizes) {
     const int reps = p >= 10'000'000 ? 3 : 5;
@@ -155,7 +162,8 @@ int main(int argc, char** argv) {
         Must(db.Command({"RPUSH", "grads", p2p::store::EncodeBlob(Random(p, 10 + k))}).status(),
              "RPUSH");
       }
-      for (int i = 1; i < w; ++i) Must(db.SetBlob("other" + std::to_string(i), Random(p, 100 + i)), "SET");
+      for (int i = 1; i < w; ++i)
+        Must(db.SetBlob("other" + std::to_string(i), Random(p, 100 + i)), "SET");
       const std::vector<float> init = Random(p, 7);
       Must(db.SetBlob("params_db", init), "SET");
       Must(db.SetBlob("params_cs", init), "SET");

@@ -35,6 +35,10 @@ dir=$(cd "$dir" && pwd)
 umask 077
 [ -s "$dir/password" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/password"
 : >"$dir/redis.log"
+# jemalloc (redis-server's allocator) would hand freed pages back to the kernel after a short decay;
+# the module's list averaging copies each element, and re-faulting tens of MB per call costs
+# seconds on some VMs (bench/README.md, redis_bench). Keep freed pages for reuse unless set.
+export MALLOC_CONF=${MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}
 # The password goes through a config read from stdin, never the command line (ps would show it).
 {
   echo "requirepass $(cat "$dir/password")"
