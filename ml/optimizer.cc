@@ -1,97 +1,23 @@
 // The torch.optim update rules over one flat parameter buffer.
 //
 // Each optimizer is a FlatOptimizer: the base owns the step count, the lazily sized state
-// buffers and save/load; a subclass only writes Update(). Updates are Eigen array expressions
-// over Maps of one block of the buffers at a time (see kBlock). Names map to factories in one
-// table, kRegistry.
+// buffers and save/load; a subclass only writes Update(), which calls the arithmetic in
+// ml/optimizer_kernels.h (shared with the Redis module's P2P.UPDATE). Names map to factories in
+// one table, kRegistry.
 #include "ml/optimizer.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <Eigen/Core>
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <optional>
 #include <string_view>
 
-namespace p2p::ml {
-namespace {
-
-// Correctly rounded sqrt on both of Eigen's paths, as torch's. Eigen's own .sqrt() under its
-// default EIGEN_FAST_MATH=1 computes packets with rsqrt + one Newton step (1-2 ulp off, denormals
-// flushed) but the unaligned head and the tail with std::sqrt, so an update would depend on where
-// the buffers happen to sit in memory and a resumed run would not reproduce an uninterrupted one.
-struct ExactSqrt {
-  float operator()(float x) const { return std::sqrt(x); }
-#if defined(EIGEN_VECTORIZE_SSE)
-  __m128 packetOp(__m128 x) const { return _mm_sqrt_ps(x); }
-#endif
-#if defined(EIGEN_VECTORIZE_AVX)
-  __m256 packetOp(__m256 x) const { return _mm256_sqrt_ps(x); }
-#endif
-#if defined(EIGEN_VECTORIZE_AVX512)
-  __m512 packetOp(__m512 x) const { return _mm512_sqrt_ps(x); }
-#endif
-};
-
-}  // namespace
-}  // namespace p2p::ml
-
-namespace Eigen::internal {
-// Vectorised where ExactSqrt has a packetOp (x86); elsewhere Eigen evaluates it scalar.
-template <>
-struct functor_traits<p2p::ml::ExactSqrt> {
-  enum {
-    Cost = 5 * NumTraits<float>::MulCost,
-#if defined(EIGEN_VECTORIZE_SSE)
-    PacketAccess = true
-#else
-    PacketAccess = false
-#endif
-  };
-};
-}  // namespace Eigen::internal
+#include "ml/optimizer_kernels.h"
 
 namespace p2p::ml {
 namespace {
-
-using Index = Eigen::Index;
-using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
-using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
-
-// Elements per block. An update is several Eigen statements over the same 3-5 arrays; running
-// them block by block keeps the block (5 x 8 KiB) in L1/L2 between statements instead of
-// streaming multi-megabyte buffers from memory once per statement. Elementwise math, so the
-// blocking never changes a result.
-constexpr Index kBlock = 2048;
-
-// Calls fn(begin, length) over [0, n) in blocks of at most kBlock elements.
-template <typename Fn>
-void ForEachBlock(size_t n, Fn&& fn) {
-  const auto total = static_cast<Index>(n);
-  for (Index b = 0; b < total; b += kBlock) fn(b, std::min(kBlock, total - b));
-}
-
-template <typename Derived>
-auto Sqrt(const Eigen::ArrayBase<Derived>& x) {
-  return x.unaryExpr(ExactSqrt{});
-}
-
-ArrayMap Slice(float* data, Index begin, Index n) { return ArrayMap(data + begin, n); }
-ConstArrayMap Slice(const float* data, Index begin, Index n) {
-  return ConstArrayMap(data + begin, n);
-}
-
-// torch's L2 weight decay, grad.add(param, alpha=wd): g, or g + wd*p written to `scratch`
-// (>= g.size() floats). Skipped entirely when wd == 0, as in torch, so 0 * inf never makes a NaN.
-ConstArrayMap WithL2(ConstArrayMap g, const ArrayMap& p, float wd, float* scratch) {
-  if (wd == 0.0f) return g;
-  ArrayMap out(scratch, g.size());
-  out = g + wd * p;
-  return ConstArrayMap(scratch, g.size());
-}
 
 // Shared bookkeeping: step count, state buffers sized lazily on the first Step, save and load.
 class FlatOptimizer : public Optimizer {
@@ -108,10 +34,8 @@ class FlatOptimizer : public Optimizer {
   virtual void Update(std::span<float> params, std::span<const float> grads) = 0;
 
   int64_t step() const { return step_; }
-  // Block [begin, begin + n) of state buffer i.
-  ArrayMap Buffer(size_t i, Index begin, Index n) { return Slice(buffers_[i].data(), begin, n); }
-  // Per-block scratch for a weight-decayed gradient (see WithL2).
-  float* scratch() { return scratch_.data(); }
+  // State buffer i (params.size() floats once a step has sized it).
+  float* Buffer(size_t i) { return buffers_[i].data(); }
 
  private:
   Status ValidateState(const State& state) const;
@@ -120,7 +44,6 @@ class FlatOptimizer : public Optimizer {
   int64_t step_ = 0;
   std::optional<size_t> size_;  // parameter count, fixed by the first Step or a LoadState
   std::vector<std::vector<float>> buffers_;
-  std::array<float, kBlock> scratch_;
 };
 
 void FlatOptimizer::Step(std::span<float> params, std::span<const float> grads) {
@@ -190,25 +113,9 @@ class Sgd final : public FlatOptimizer {
 
  private:
   void Update(std::span<float> params, std::span<const float> grads) override {
-    ForEachBlock(params.size(), [&](Index b, Index n) {
-      ArrayMap p = Slice(params.data(), b, n);
-      ConstArrayMap g = WithL2(Slice(grads.data(), b, n), p, weight_decay_, scratch());
-      if (momentum_ == 0.0f) {
-        p -= lr_ * g;
-        return;
-      }
-      ArrayMap buf = Buffer(0, b, n);
-      if (step() == 1) {
-        buf = g;  // torch starts the buffer as a clone of the first gradient
-      } else {
-        buf = momentum_ * buf + g;
-      }
-      if (nesterov_) {
-        p -= lr_ * (g + momentum_ * buf);
-      } else {
-        p -= lr_ * buf;
-      }
-    });
+    const kernels::SgdHyper h{lr_, momentum_, weight_decay_, nesterov_};
+    float* buf = momentum_ > 0.0f ? Buffer(0) : nullptr;
+    kernels::SgdUpdate(h, step(), params.data(), grads.data(), buf, params.size());
   }
 
   float momentum_, weight_decay_;
@@ -229,24 +136,9 @@ class Adam final : public FlatOptimizer {
 
  private:
   void Update(std::span<float> params, std::span<const float> grads) override {
-    // torch computes these scalars in double: step_size = lr / bc1, denom = sqrt(v)/sqrt(bc2)+eps.
-    const auto t = static_cast<double>(step());
-    const double bc1 = 1.0 - std::pow(static_cast<double>(beta1_), t);
-    const double bc2 = 1.0 - std::pow(static_cast<double>(beta2_), t);
-    const auto step_size = static_cast<float>(lr_ / bc1);
-    const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    const auto shrink = static_cast<float>(1.0 - static_cast<double>(lr_) * weight_decay_);
-    const float l2 = decoupled_ ? 0.0f : weight_decay_;
-    ForEachBlock(params.size(), [&](Index b, Index n) {
-      ArrayMap p = Slice(params.data(), b, n);
-      if (decoupled_ && weight_decay_ != 0.0f) p *= shrink;
-      ConstArrayMap g = WithL2(Slice(grads.data(), b, n), p, l2, scratch());
-      ArrayMap m = Buffer(0, b, n);
-      ArrayMap v = Buffer(1, b, n);
-      m = beta1_ * m + (1.0f - beta1_) * g;
-      v = beta2_ * v + (1.0f - beta2_) * g.square();
-      p -= step_size * (m / (Sqrt(v) / bc2_sqrt + eps_));
-    });
+    const kernels::AdamHyper h{lr_, beta1_, beta2_, eps_, weight_decay_, decoupled_};
+    kernels::AdamUpdate(h, step(), params.data(), grads.data(), Buffer(0), Buffer(1),
+                        params.size());
   }
 
   float beta1_, beta2_, eps_, weight_decay_;
@@ -266,19 +158,9 @@ class RmsProp final : public FlatOptimizer {
 
  private:
   void Update(std::span<float> params, std::span<const float> grads) override {
-    ForEachBlock(params.size(), [&](Index b, Index n) {
-      ArrayMap p = Slice(params.data(), b, n);
-      ConstArrayMap g = WithL2(Slice(grads.data(), b, n), p, weight_decay_, scratch());
-      ArrayMap v = Buffer(0, b, n);
-      v = alpha_ * v + (1.0f - alpha_) * g.square();
-      if (momentum_ == 0.0f) {
-        p -= lr_ * (g / (Sqrt(v) + eps_));
-        return;
-      }
-      ArrayMap buf = Buffer(1, b, n);
-      buf = momentum_ * buf + g / (Sqrt(v) + eps_);
-      p -= lr_ * buf;
-    });
+    const kernels::RmsPropHyper h{lr_, alpha_, eps_, momentum_, weight_decay_};
+    float* buf = momentum_ > 0.0f ? Buffer(1) : nullptr;
+    kernels::RmsPropUpdate(h, params.data(), grads.data(), Buffer(0), buf, params.size());
   }
 
   float alpha_, eps_, momentum_, weight_decay_;
@@ -292,16 +174,9 @@ class Adagrad final : public FlatOptimizer {
       : FlatOptimizer(o.lr, 1), weight_decay_(o.weight_decay) {}
 
  private:
-  static constexpr float kEps = 1e-10f;
-
   void Update(std::span<float> params, std::span<const float> grads) override {
-    ForEachBlock(params.size(), [&](Index b, Index n) {
-      ArrayMap p = Slice(params.data(), b, n);
-      ConstArrayMap g = WithL2(Slice(grads.data(), b, n), p, weight_decay_, scratch());
-      ArrayMap sum = Buffer(0, b, n);
-      sum += g.square();
-      p -= lr_ * (g / (Sqrt(sum) + kEps));
-    });
+    kernels::AdagradUpdate(lr_, weight_decay_, params.data(), grads.data(), Buffer(0),
+                           params.size());
   }
 
   float weight_decay_;

@@ -20,6 +20,7 @@ PACKAGES=(
   librabbitmq-dev                    # broker/: AMQP transport (rabbitmq-c)
   libmsgpack-cxx-dev                 # broker/: envelope wire format
   rabbitmq-server                    # integration tests: a real broker on loopback
+  redis-server libhiredis-dev        # store/, redis_module/: SPIRT's database per peer (docs/spirt.md)
   clang libclang-rt-14-dev           # scripts/fuzz.sh: libFuzzer, ASan, UBSan (clang 14)
 )
 
