@@ -10,15 +10,27 @@
 
 namespace p2p::ml {
 
-Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int padding)
-    : in_(input), out_c_(out_channels), kernel_(kernel), stride_(stride), padding_(padding) {
-  P2P_CHECK(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
-            "conv out_c={} k={} s={} p={}", out_channels, kernel, stride, padding);
+Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int padding,
+               ConvOptions options)
+    : in_(input),
+      out_c_(out_channels),
+      kernel_(kernel),
+      stride_(stride),
+      padding_(padding),
+      groups_(options.groups),
+      bias_(options.bias),
+      init_(options.init) {
+  P2P_CHECK(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0 && groups_ > 0,
+            "conv out_c={} k={} s={} p={} groups={}", out_channels, kernel, stride, padding,
+            groups_);
+  P2P_CHECK(in_.c % groups_ == 0 && out_c_ % groups_ == 0,
+            "conv {}->{} channels: both must be multiples of groups {}", in_.c, out_c_, groups_);
   out_ = {out_c_, ConvOutExtent(in_.h, kernel, stride, padding),
           ConvOutExtent(in_.w, kernel, stride, padding)};
   P2P_CHECK(out_.h > 0 && out_.w > 0, "input {} too small for conv kernel {} padding {}",
             in_.ToString(), kernel, padding);
   pitch_ = wide() ? padded_w() : out_.w;
+  if (pointwise()) return;  // works on the batch matrices in place: no scratch
   const int gemm_cols = (out_.h - 1) * pitch_ + out_.w;  // the last row needs no trailing gap
   cols_.resize(k_size(), gemm_cols);
   y_.resize(out_c_, gemm_cols);
@@ -28,7 +40,8 @@ Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int paddin
 }
 
 std::string Conv2d::Name() const {
-  return fmt::format("conv2d({}->{}, k{} s{} p{})", in_.c, out_c_, kernel_, stride_, padding_);
+  return fmt::format("conv2d({}->{}, k{} s{} p{}{}{})", in_.c, out_c_, kernel_, stride_, padding_,
+                     groups_ > 1 ? fmt::format(" g{}", groups_) : "", bias_ ? "" : " nobias");
 }
 
 Shape Conv2d::OutputShape(Shape input) const {
@@ -42,9 +55,22 @@ void Conv2d::Bind(float* params, float* grads) {
 }
 
 void Conv2d::Init(Rng& rng) {
-  const float stddev = std::sqrt(2.0f / static_cast<float>(k_size()));
-  FillNormal(rng, stddev, {params_, size_t(out_c_) * k_size()});
-  b().setZero();
+  const std::span<float> weights(params_, size_t(out_c_) * w_cols());
+  const float fan_in = static_cast<float>(w_cols());
+  switch (init_) {
+    case WeightInit::kFanIn:
+      FillNormal(rng, std::sqrt(2.0f / fan_in), weights);
+      b().setZero();
+      break;
+    case WeightInit::kFanOut:
+      FillNormal(rng, std::sqrt(2.0f / static_cast<float>(out_c_ * kernel_ * kernel_)), weights);
+      b().setZero();
+      break;
+    case WeightInit::kTorchDefault:
+      FillUniform(rng, 1.0f / std::sqrt(fan_in), weights);
+      FillUniform(rng, 1.0f / std::sqrt(fan_in), {b().data(), size_t(b().size())});
+      break;
+  }
 }
 
 // cols_(row, oh*pitch + ow) = xp[c, oh*s + ki, ow*s + kj] with row = (c*k + ki)*k + kj, where xp
@@ -120,7 +146,7 @@ void Conv2d::Crop(float* dx) {
 
 void Conv2d::Scatter(float* y) const {
   for (int o = 0; o < out_c_; ++o) {
-    const float bias = params_[size_t(out_c_) * k_size() + o];
+    const float bias = this->bias(o);
     for (int oh = 0; oh < out_.h; ++oh, y += out_.w) {
       Eigen::Map<Eigen::ArrayXf>(y, out_.w) =
           Eigen::Map<const Eigen::ArrayXf>(&y_(o, oh * pitch_), out_.w) + bias;
@@ -144,8 +170,47 @@ void Conv2d::AccumulateDwDirect(const float* xp) {
     const int c = r / (kernel_ * kernel_), ki = (r / kernel_) % kernel_, kj = r % kernel_;
     const Eigen::Map<const Eigen::RowVectorXf> row(xp + (c * padded_h() + ki) * padded_w() + kj,
                                                    dy_.cols());
-    for (int o = 0; o < out_c_; ++o) dw(o, r) += dy_.row(o).dot(row);
+    for (int o = 0; o < out_c_; ++o) dw(o, r) += dy_.row(o).dot(row);  // groups_ == 1
   }
+}
+
+void Conv2d::Multiply(const ConstMatrixMap& cols, MatrixMap dst) const {
+  const int ocg = out_c_ / groups_, kg = w_cols();
+  if (groups_ == 1) {
+    dst.noalias() = W() * cols;
+    return;
+  }
+  for (int g = 0; g < groups_; ++g) {
+    dst.middleRows(g * ocg, ocg).noalias() =
+        W().middleRows(g * ocg, ocg) * cols.middleRows(g * kg, kg);
+  }
+}
+
+void Conv2d::MultiplyBackward(const ConstMatrixMap& dy, const ConstMatrixMap& cols,
+                              MatrixMap* dcols) {
+  const int ocg = out_c_ / groups_, kg = w_cols();
+  for (int g = 0; g < groups_; ++g) {
+    const auto dy_g = dy.middleRows(g * ocg, ocg);
+    dW().middleRows(g * ocg, ocg).noalias() += dy_g * cols.middleRows(g * kg, kg).transpose();
+    if (dcols != nullptr) {
+      dcols->middleRows(g * kg, kg).noalias() = W().middleRows(g * ocg, ocg).transpose() * dy_g;
+    }
+  }
+}
+
+void Conv2d::ForwardPointwise(const float* x, float* y) const {
+  const int hw = in_.h * in_.w;
+  MatrixMap out(y, out_c_, hw);
+  Multiply(ConstMatrixMap(x, in_.c, hw), out);
+  if (bias_) out.colwise() += b();
+}
+
+void Conv2d::BackwardPointwise(const float* x, const float* dy, float* dx) {
+  const int hw = in_.h * in_.w;
+  const ConstMatrixMap dy_map(dy, out_c_, hw);
+  if (bias_) db() += dy_map.rowwise().sum();
+  MatrixMap dx_map(dx, in_.c, hw);
+  MultiplyBackward(dy_map, ConstMatrixMap(x, in_.c, hw), dx == nullptr ? nullptr : &dx_map);
 }
 
 void Conv2d::Forward(const Matrix& input, Matrix& output, bool /*training*/) {
@@ -153,8 +218,13 @@ void Conv2d::Forward(const Matrix& input, Matrix& output, bool /*training*/) {
             in_.size());
   output.resize(input.rows(), out_.size());
   for (Eigen::Index n = 0; n < input.rows(); ++n) {
+    if (pointwise()) {
+      ForwardPointwise(input.row(n).data(), output.row(n).data());
+      continue;
+    }
     Im2col(input.row(n).data());
-    y_.noalias() = W() * cols_;
+    Multiply(ConstMatrixMap(cols_.data(), cols_.rows(), cols_.cols()),
+             MatrixMap(y_.data(), y_.rows(), y_.cols()));
     Scatter(output.row(n).data());
   }
 }
@@ -162,16 +232,27 @@ void Conv2d::Forward(const Matrix& input, Matrix& output, bool /*training*/) {
 void Conv2d::Backward(const Matrix& input, const Matrix& doutput, Matrix* dinput) {
   if (dinput != nullptr) dinput->resize(input.rows(), in_.size());
   for (Eigen::Index n = 0; n < input.rows(); ++n) {
+    if (pointwise()) {
+      BackwardPointwise(input.row(n).data(), doutput.row(n).data(),
+                        dinput == nullptr ? nullptr : dinput->row(n).data());
+      continue;
+    }
     Gather(doutput.row(n).data());
+    if (bias_) {
+      db() += ConstMatrixMap(doutput.row(n).data(), out_c_, out_.h * out_.w).rowwise().sum();
+    }
+    const ConstMatrixMap dy(dy_.data(), dy_.rows(), dy_.cols());
+    MatrixMap dcols(dcols_.data(), dcols_.rows(), dcols_.cols());
     if (direct_dw()) {
       AccumulateDwDirect(Pad(input.row(n).data()));
+      if (dinput == nullptr) continue;
+      dcols.noalias() = W().transpose() * dy;
     } else {
       Im2col(input.row(n).data());  // recomputed: cheaper than keeping N copies out of cache
-      dW().noalias() += dy_ * cols_.transpose();
+      MultiplyBackward(dy, ConstMatrixMap(cols_.data(), cols_.rows(), cols_.cols()),
+                       dinput == nullptr ? nullptr : &dcols);
+      if (dinput == nullptr) continue;
     }
-    db() += ConstMatrixMap(doutput.row(n).data(), out_c_, out_.h * out_.w).rowwise().sum();
-    if (dinput == nullptr) continue;
-    dcols_.noalias() = W().transpose() * dy_;
     Col2im(dinput->row(n).data());
   }
 }
