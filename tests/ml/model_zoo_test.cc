@@ -122,5 +122,94 @@ TEST(ModelZoo, EveryModelFitsOneSmallBatch) {
   }
 }
 
+// The fixed case both sides run: the model at seed 1, BatchNorm buffers set to non-trivial values
+// (mean N(0, 0.1^2), variance U[0.5, 1.5)) so evaluation exercises them, input 4 x N(0, 1) seed 7.
+// Batch 4: with batch 2 the last stages' BatchNorms (1x1 maps) normalise two values per channel,
+// which magnifies float rounding near equal pairs (measured 1.6e-2 relative on mobilenet_v2).
+constexpr int kReferenceBatch = 4;
+
+struct ReferenceCase {
+  std::unique_ptr<Model> model;
+  Matrix x;
+};
+
+// Dropout 1e-9 keeps every value (a value is kept iff its 24-bit draw is below (1-p) 2^24) with
+// scale 1/(1-p) == 1.0f, so the training-mode pass is deterministic and comparable with PyTorch's
+// with its Dropout modules off.
+ReferenceCase MakeReferenceCase(const std::string& name) {
+  ModelOptions o = Options(name);
+  o.dropout = 1e-9f;
+  ReferenceCase c{MustCreate(o), Matrix(kReferenceBatch, 3 * 32 * 32)};
+  Rng rng(7);
+  FillNormal(rng, 1.0f, {c.x.data(), size_t(c.x.size())});
+  std::vector<float> noise(c.model->NumBuffers());
+  FillNormal(rng, 0.1f, noise);
+  // Buffers are, per BatchNorm, C running means then C running variances; a variance slot is
+  // recognised by its initial value 1 (means start at 0).
+  for (size_t i = 0; i < noise.size(); ++i) {
+    float& b = c.model->Buffers()[i];
+    b = b == 1.0f ? 0.5f + float(UniformDouble(rng)) : noise[i];
+  }
+  return c;
+}
+
+void WriteFloats(const std::filesystem::path& path, std::span<const float> values) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size_bytes()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// With P2P_ZOO_DUMP_DIR set, writes <name>.params/.buffers/.input (raw float32) for
+// tests/ml/make_zoo_reference.py; otherwise compares with the committed PyTorch outputs.
+TEST(ModelZoo, EvalForwardEqualsPyTorchOnTheSameWeights) {
+  const char* source = std::getenv("P2P_SOURCE_DIR");
+  const char* dump = std::getenv("P2P_ZOO_DUMP_DIR");
+  ASSERT_TRUE(source != nullptr || dump != nullptr) << "P2P_SOURCE_DIR is set by ctest";
+  for (const Count& count : kCounts) {
+    SCOPED_TRACE(count.name);
+    ReferenceCase c = MakeReferenceCase(count.name);
+    ASSERT_NE(c.model, nullptr);
+    // Evaluation with the set buffers, then one training pass (batch statistics) and the
+    // buffers it leaves: the first and last 32 values.
+    std::vector<float> got;
+    const Matrix& y_eval = c.model->Forward(c.x, /*training=*/false);
+    got.insert(got.end(), y_eval.data(), y_eval.data() + y_eval.size());
+    if (dump != nullptr) {
+      const std::filesystem::path base = std::filesystem::path(dump) / count.name;
+      WriteFloats(base.string() + ".params", c.model->Params());
+      WriteFloats(base.string() + ".buffers", c.model->Buffers());
+      WriteFloats(base.string() + ".input", {c.x.data(), size_t(c.x.size())});
+      continue;
+    }
+    const Matrix& y_train = c.model->Forward(c.x, /*training=*/true);
+    got.insert(got.end(), y_train.data(), y_train.data() + y_train.size());
+    const auto buffers = c.model->Buffers();
+    got.insert(got.end(), buffers.begin(), buffers.begin() + 32);
+    got.insert(got.end(), buffers.end() - 32, buffers.end());
+    const auto path =
+        std::filesystem::path(source) / "tests/ml/data" / (count.name + std::string(".ref"));
+    std::ifstream in(path);
+    ASSERT_TRUE(in.good()) << "missing " << path << ": run tests/ml/make_zoo_reference.py";
+    std::vector<float> want;
+    for (float v; in >> v;) want.push_back(v);
+    ASSERT_EQ(want.size(), got.size());
+    // Each part relative to its own largest magnitude: evaluation logits are ~1e-2.
+    const size_t parts[] = {0, 40, 80, 112, 144};
+    for (int part = 0; part < 4; ++part) {
+      float scale = 0;
+      for (size_t i = parts[part]; i < parts[part + 1]; ++i)
+        scale = std::max(scale, std::abs(want[i]));
+      double worst = 0;
+      for (size_t i = parts[part]; i < parts[part + 1]; ++i) {
+        worst = std::max(worst, double(std::abs(got[i] - want[i])) / scale);
+      }
+      const char* what[] = {"eval logits", "train logits", "buffers head", "buffers tail"};
+      std::printf("    %s %s: max |ours - pytorch| / max |pytorch| = %.3g\n", count.name,
+                  what[part], worst);
+      EXPECT_LT(worst, 1e-3) << what[part];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace p2p::ml
