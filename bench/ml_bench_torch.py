@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""PyTorch's side of ml_bench for the studies' CNNs: training samples/s (forward, backward, SGD
+step) at batch 32 on 3x32x32 random input, for 1 and 2 threads, with the same architectures as
+p2ptrain's --model names (tests/ml/make_zoo_reference.py builds them). Needs Debian's
+python3-torch and python3-torchvision; run with /usr/bin/python3 from the repository root:
+  /usr/bin/python3 bench/ml_bench_torch.py [seconds per case, default 5]
+"""
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ml"))
+from make_zoo_reference import build  # noqa: E402
+
+BATCH = 32
+
+
+def samples_per_s(name, threads, seconds):
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    model = build(name)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(BATCH, 3, 32, 32)
+    y = torch.randint(0, 10, (BATCH,))
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up: oneDNN primitive creation
+        step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    return BATCH * steps / (time.perf_counter() - start)
+
+
+def main():
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    print(f"torch {torch.__version__}, batch {BATCH}, 3x32x32")
+    for name in ["mobilenet_v3_small", "resnet18", "mobilenet", "mobilenet_v2"]:
+        for threads in (1, 2):
+            print(f"{name:20s} threads {threads}: {samples_per_s(name, threads, seconds):8.1f} samples/s",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
