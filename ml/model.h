@@ -14,11 +14,11 @@
 namespace p2p::ml {
 
 struct ModelOptions {
-  std::string name = "mlp";              // logreg | mlp | lenet5 | cnn-cifar
+  std::string name = "mlp";              // Model::Names(): logreg, mlp, ..., resnet18
   std::vector<int> hidden = {256, 128};  // mlp hidden widths
   Shape input{1, 28, 28};
   int num_classes = 10;
-  float dropout = 0.0f;                     // dropout before the last linear layer (0 = none)
+  float dropout = 0.0f;  // dropout before the last linear layer (0 = none; the MobileNets: 0.2)
   LossKind loss = LossKind::kCrossEntropy;  // kNll appends LogSoftmax to the model
   uint64_t seed = 1;
 };

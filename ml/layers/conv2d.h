@@ -16,6 +16,7 @@ struct ConvOptions {
   int groups = 1;  // in_c and out_c must both be multiples of it
   bool bias = true;
   WeightInit init = WeightInit::kFanIn;
+  int chunk = 0;  // samples per GEMM; 0 = chosen from the weights' size (tests force it)
 };
 
 // Cross-correlation (as PyTorch's Conv2d) with square kernel, stride, zero padding and groups.
@@ -51,7 +52,7 @@ class Conv2d final : public Layer {
  private:
   int k_size() const { return in_.c * kernel_ * kernel_; }  // im2col rows
   int w_cols() const { return k_size() / groups_; }         // GEMM inner dimension per group
-  bool pointwise() const { return kernel_ == 1 && stride_ == 1 && padding_ == 0; }
+  bool pointwise() const { return kernel_ == 1 && stride_ == 1 && padding_ == 0 && chunk_ == 1; }
   int padded_h() const { return in_.h + 2 * padding_; }
   int padded_w() const { return in_.w + 2 * padding_; }
   bool wide() const { return stride_ == 1; }
@@ -59,9 +60,14 @@ class Conv2d final : public Layer {
   // input instead of a GEMM over im2col: measured 1.5x faster for 6 x 25 at batch 64, while
   // 32 x 27 (the CIFAR CNN's first conv) was 1.4x slower than the GEMM.
   bool direct_dw() const {
-    return wide() && groups_ == 1 && out_c_ * k_size() <= kDirectDwMaxWeights;
+    return wide() && groups_ == 1 && chunk_ == 1 && out_c_ * k_size() <= kDirectDwMaxWeights;
   }
   static constexpr int kDirectDwMaxWeights = 256;
+  // Weights from which samples would be chunked (off: see chunk_), and the GEMM width a chunk
+  // aims for.
+  static constexpr int kChunkMinWeights = 1 << 30;
+  static constexpr int kChunkTargetCols = 1024;
+  static constexpr int kMaxChunk = 32;
   MatrixMap W() const { return {params_, out_c_, w_cols()}; }
   VectorMap b() const { return {params_ + size_t(out_c_) * w_cols(), bias_ ? out_c_ : 0}; }
   MatrixMap dW() const { return {grads_, out_c_, w_cols()}; }
@@ -69,32 +75,42 @@ class Conv2d final : public Layer {
   float bias(int o) const { return bias_ ? params_[size_t(out_c_) * w_cols() + o] : 0.0f; }
 
   // dst (out_c, cols) = W cols, group by group.
-  void Multiply(const ConstMatrixMap& cols, MatrixMap dst) const;
+  using ConstBlock = Eigen::Ref<const Matrix, 0, Eigen::OuterStride<>>;
+  using Block = Eigen::Ref<Matrix, 0, Eigen::OuterStride<>>;
+  void Multiply(const ConstBlock& cols, Block dst) const;
   // dW += dy cols^T and, if dcols, *dcols = W^T dy, group by group.
-  void MultiplyBackward(const ConstMatrixMap& dy, const ConstMatrixMap& cols, MatrixMap* dcols);
+  void MultiplyBackward(const ConstBlock& dy, const ConstBlock& cols, Block* dcols);
   void ForwardPointwise(const float* x, float* y) const;
   void BackwardPointwise(const float* x, const float* dy, float* dx);
 
-  void Im2col(const float* x);       // one sample's input row -> cols_
-  const float* Pad(const float* x);  // x, or a zero-bordered copy of it in padded_
-  void Col2im(float* dx);            // dcols_ -> one sample's input gradient, overwriting dx
-  void Crop(float* dx);              // dx = interior of padded_, then clear padded_
-  void Scatter(float* y) const;      // y_ + b -> one sample's output row
-  void Gather(const float* dy);      // one sample's output gradient -> dy_ (gaps stay 0)
+  // `slot` is the sample's place in a chunk: its GEMM columns start at slot * gemm_cols_.
+  void Im2col(const float* x, int slot);   // one sample's input row -> cols_
+  const float* Pad(const float* x);        // x, or a zero-bordered copy of it in padded_
+  void Col2im(float* dx, int slot);        // dcols_ -> one sample's input gradient, overwriting dx
+  void Crop(float* dx);                    // dx = interior of padded_, then clear padded_
+  void Scatter(float* y, int slot) const;  // y_ + b -> one sample's output row
+  void Gather(const float* dy, int slot);  // one sample's output gradient -> dy_ (gaps stay 0)
   void AccumulateDwDirect(const float* xp);  // dW += dy_ im2col(xp)^T, xp = Pad(x)
 
   Shape in_, out_;
   int out_c_, kernel_, stride_, padding_, groups_;
   bool bias_;
   WeightInit init_;
-  int pitch_;  // GEMM columns per output row
+  int pitch_;      // GEMM columns per output row
+  int gemm_cols_;  // GEMM columns per sample
+  // Samples per GEMM. 1 keeps a sample's im2col buffer in L2; but a large weight matrix (ResNet's
+  // 512 x 4608 on 4x4 maps, MobileNet's 1024 x 1024 1x1 on 2x2) then streams from memory once
+  // per sample for a GEMM of a few columns, which several samples side by side would avoid.
+  // Automatic chunking is off (kChunkMinWeights): an A/B on resnet18 and mobilenet showed no
+  // difference beyond the noise of a machine at load 12-15; ConvOptions::chunk forces it.
+  int chunk_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
   // Per-sample scratch reused across samples and calls: steady-state training allocates nothing.
-  Matrix cols_;             // (k_size, gemm cols)
-  Matrix y_;                // (out_c, gemm cols): W cols_
+  Matrix cols_;             // (k_size, chunk * gemm cols)
+  Matrix y_;                // (out_c, chunk * gemm cols): W cols_
   Matrix dy_;               // (out_c, gemm cols): doutput in GEMM columns, 0 in the gaps
-  Matrix dcols_;            // (k_size, gemm cols): W^T dy_
+  Matrix dcols_;            // (k_size, chunk * gemm cols): W^T dy_
   Eigen::VectorXf padded_;  // (in_c, h + 2p, w + 2p): zero-bordered sample or its gradient
 };
 

@@ -71,10 +71,12 @@ struct ConvCase {
   int out_c, kernel, stride, padding, groups;
   bool bias;
   bool depthwise;  // DepthwiseConv2d instead of Conv2d (groups == in.c == out_c)
+  int chunk = 0;   // Conv2d's samples per GEMM (0: its own choice)
 };
 
 std::unique_ptr<Layer> MakeConv(const ConvCase& c) {
-  const ConvOptions o{.groups = c.groups, .bias = c.bias, .init = WeightInit::kFanOut};
+  const ConvOptions o{
+      .groups = c.groups, .bias = c.bias, .init = WeightInit::kFanOut, .chunk = c.chunk};
   if (c.depthwise) return std::make_unique<DepthwiseConv2d>(c.in, c.kernel, c.stride, c.padding, o);
   return std::make_unique<Conv2d>(c.in, c.out_c, c.kernel, c.stride, c.padding, o);
 }
@@ -88,10 +90,10 @@ TEST_P(ConvVariantTest, ForwardMatchesNaiveConvolution) {
   layer->Bind(params.data(), grads.data());
   Rng rng(5);
   FillNormal(rng, 0.5f, params);
-  const Matrix x = RandomMatrix(2, c.in.size(), 6);
+  const Matrix x = RandomMatrix(3, c.in.size(), 6);
   Matrix y;
   layer->Forward(x, y, true);
-  for (int n = 0; n < 2; ++n) {
+  for (int n = 0; n < 3; ++n) {
     const auto want = NaiveConv(x.row(n).data(), c.in, params, c.out_c, c.kernel, c.stride,
                                 c.padding, c.groups, c.bias);
     ASSERT_EQ(size_t(y.cols()), want.size());
@@ -103,7 +105,7 @@ TEST_P(ConvVariantTest, GradientMatchesFiniteDifferences) {
   const ConvCase c = GetParam();
   auto layer = MakeConv(c);
   ExpectGradientsMatch(
-      CheckLayer(*layer, RandomMatrix(2, c.in.size(), 7), 8, gradcheck::kLinearEps), true);
+      CheckLayer(*layer, RandomMatrix(3, c.in.size(), 7), 8, gradcheck::kLinearEps), true);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -121,7 +123,13 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{{3, 6, 6}, 3, 3, 2, 1, 3, false, true},
         ConvCase{{2, 7, 7}, 2, 5, 2, 2, 2, true, true},
         // the same grouped-by-channel convolution through the im2col path, for comparison
-        ConvCase{{3, 6, 6}, 3, 3, 2, 1, 3, false, false}));
+        ConvCase{{3, 6, 6}, 3, 3, 2, 1, 3, false, false},
+        // samples side by side in one GEMM (large layers), batch 3 in chunks of 2 (one partial):
+        // stride 1 wide layout, stride 2, grouped, and 1x1 (which then leaves the fast path)
+        ConvCase{{3, 4, 5}, 4, 3, 1, 1, 1, true, false, 2},
+        ConvCase{{3, 5, 5}, 4, 3, 2, 1, 1, false, false, 2},
+        ConvCase{{4, 4, 4}, 6, 3, 1, 1, 2, false, false, 2},
+        ConvCase{{5, 3, 3}, 7, 1, 1, 0, 1, true, false, 2}));
 
 TEST(Conv2d, GroupsMustDivideChannels) {
   EXPECT_THROW(Conv2d({4, 5, 5}, 6, 3, 1, 1, {.groups = 3}), InvariantError);
