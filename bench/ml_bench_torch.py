@@ -3,7 +3,7 @@
 step) at batch 32 on 3x32x32 random input, for 1 and 2 threads, with the same architectures as
 p2ptrain's --model names (tests/ml/make_zoo_reference.py builds them). Needs Debian's
 python3-torch and python3-torchvision; run with /usr/bin/python3 from the repository root:
-  /usr/bin/python3 bench/ml_bench_torch.py [seconds per case, default 5]
+  /usr/bin/python3 bench/ml_bench_torch.py [seconds per case, default 5] [models,...] [threads,...]
 """
 import sys
 import time
@@ -34,19 +34,25 @@ def samples_per_s(name, threads, seconds):
 
     for _ in range(2):  # warm-up: oneDNN primitive creation
         step()
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         step()
         steps += 1
-    return BATCH * steps / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return BATCH * steps / wall, BATCH * steps / cpu
 
 
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    names = sys.argv[2].split(",") if len(sys.argv) > 2 else [
+        "mobilenet_v3_small", "resnet18", "mobilenet", "mobilenet_v2"]
+    threads_list = [int(t) for t in sys.argv[3].split(",")] if len(sys.argv) > 3 else [1, 2]
     print(f"torch {torch.__version__}, batch {BATCH}, 3x32x32")
-    for name in ["mobilenet_v3_small", "resnet18", "mobilenet", "mobilenet_v2"]:
-        for threads in (1, 2):
-            print(f"{name:20s} threads {threads}: {samples_per_s(name, threads, seconds):8.1f} samples/s",
+    for name in names:
+        for threads in threads_list:
+            wall, cpu = samples_per_s(name, threads, seconds)
+            # samples per CPU second: less sensitive than wall time to other load on the machine
+            print(f"{name:20s} threads {threads}: {wall:8.1f} samples/s, {cpu:8.1f} per cpu-s",
                   flush=True)
 
 
