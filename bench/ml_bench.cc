@@ -34,6 +34,10 @@ void TrainStep(benchmark::State& state, const char* name, Shape input, int batch
   for (auto& y : labels) y = static_cast<int32_t>(rng() % 10);
   Model& m = **model;
   constexpr float kLr = 1e-3f;
+  // One untimed step first: it touches every activation buffer (hundreds of MB for the CNNs), and
+  // those first-touch page faults were a quarter of a short timed run in `perf` (as in
+  // ml_bench_torch.py's warm-up).
+  m.ComputeGradient(x, labels);
   for (auto _ : state) {
     benchmark::DoNotOptimize(m.ComputeGradient(x, labels));
     VectorMap(m.Params().data(), Eigen::Index(m.NumParams())) -=
