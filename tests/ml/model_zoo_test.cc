@@ -162,9 +162,8 @@ void WriteFloats(const std::filesystem::path& path, std::span<const float> value
 // With P2P_ZOO_DUMP_DIR set, writes <name>.params/.buffers/.input (raw float32) for
 // tests/ml/make_zoo_reference.py; otherwise compares with the committed PyTorch outputs.
 TEST(ModelZoo, EvalForwardEqualsPyTorchOnTheSameWeights) {
-  const char* source = std::getenv("P2P_SOURCE_DIR");
+  const char* source = P2P_ZOO_SOURCE_DIR;  // tests/ml/CMakeLists.txt
   const char* dump = std::getenv("P2P_ZOO_DUMP_DIR");
-  ASSERT_TRUE(source != nullptr || dump != nullptr) << "P2P_SOURCE_DIR is set by ctest";
   for (const Count& count : kCounts) {
     SCOPED_TRACE(count.name);
     ReferenceCase c = MakeReferenceCase(count.name);
