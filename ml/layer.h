@@ -27,6 +27,11 @@ class Layer {
   virtual Shape OutputShape(Shape input) const = 0;
   virtual size_t NumParams() const { return 0; }
   virtual void Bind(float* /*params*/, float* /*grads*/) {}
+  // Buffers: state that is not trained by gradients but is part of the model (BatchNorm's running
+  // mean and variance). The model owns them in one flat buffer beside the parameters, so they can
+  // be hashed, checkpointed and averaged across peers; Init sets them.
+  virtual size_t NumBuffers() const { return 0; }
+  virtual void BindBuffers(float* /*buffers*/) {}
   virtual void Init(Rng& /*rng*/) {}
   // input: (N, in.size()), output: (N, out.size()).
   virtual void Forward(const Matrix& input, Matrix& output, bool training) = 0;

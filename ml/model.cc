@@ -115,15 +115,22 @@ Model::Model(ModelOptions options, std::vector<std::unique_ptr<Layer>> layers)
     : options_(std::move(options)), layers_(std::move(layers)), loss_(MakeLoss(options_.loss)) {
   P2P_CHECK(!layers_.empty(), "a model needs at least one layer");
   shapes_.push_back(options_.input);
-  size_t total = 0;
+  size_t total = 0, total_buffers = 0;
   for (const auto& layer : layers_) {
     shapes_.push_back(layer->OutputShape(shapes_.back()));
     total += layer->NumParams();
+    total_buffers += layer->NumBuffers();
   }
   P2P_CHECK(shapes_.back().size() == options_.num_classes, "model outputs {}, want {} classes",
             shapes_.back().ToString(), options_.num_classes);
   params_.assign(total, 0.0f);
   own_grads_.assign(total, 0.0f);
+  buffers_.assign(total_buffers, 0.0f);
+  float* buffers = buffers_.data();
+  for (const auto& layer : layers_) {
+    layer->BindBuffers(buffers);
+    buffers += layer->NumBuffers();
+  }
   BindGradients({});
   activations_.resize(layers_.size());
   deltas_.resize(layers_.size());
@@ -196,7 +203,7 @@ std::string Model::Summary() const {
     out += fmt::format("  {:<28} -> {:<10} {:>9} params\n", layers_[i]->Name(),
                        shapes_[i + 1].ToString(), layers_[i]->NumParams());
   }
-  out += fmt::format("  total {} params", params_.size());
+  out += fmt::format("  total {} params, {} buffers", params_.size(), buffers_.size());
   return out;
 }
 

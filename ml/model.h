@@ -14,11 +14,11 @@
 namespace p2p::ml {
 
 struct ModelOptions {
-  std::string name = "mlp";              // logreg | mlp | lenet5 | cnn-cifar
+  std::string name = "mlp";              // Model::Names(): logreg, mlp, ..., resnet18
   std::vector<int> hidden = {256, 128};  // mlp hidden widths
   Shape input{1, 28, 28};
   int num_classes = 10;
-  float dropout = 0.0f;                     // dropout before the last linear layer (0 = none)
+  float dropout = 0.0f;  // dropout before the last linear layer (0 = none; the MobileNets: 0.2)
   LossKind loss = LossKind::kCrossEntropy;  // kNll appends LogSoftmax to the model
   uint64_t seed = 1;
 };
@@ -44,14 +44,21 @@ class Model {
   // The gradient of the last ComputeGradient, no copy.
   std::span<const float> Grads() const { return grads_; }
   std::span<float> MutableGrads() { return grads_; }
+  // Buffers: non-trained state, in layer order (BatchNorm's running mean then running variance,
+  // per BatchNorm layer); empty for models without BatchNorm. Training-mode forward passes
+  // update them; evaluation reads them. They are part of the model's state as the parameters
+  // are: what a hash of the model, a checkpoint or a cross-peer agreement must cover.
+  size_t NumBuffers() const { return buffers_.size(); }
+  std::span<float> Buffers() { return buffers_; }
+  std::span<const float> Buffers() const { return buffers_; }
   // Makes `external` (NumParams() floats, 64-byte aligned like the model's own buffer, so the
   // summation order and thus the bits stay the same) the gradient buffer: ComputeGradient then
   // writes straight into it, e.g. a function's shared-memory result slot. An empty span goes
   // back to the model's own buffer. The caller keeps `external` alive while it is bound.
   void BindGradients(std::span<float> external);
 
-  // Re-initialises all parameters deterministically from `seed` (Kaiming-normal conv weights,
-  // N(0, 0.01) linear weights, zero biases). Same seed, same model options -> same bits.
+  // Re-initialises all parameters and buffers deterministically from `seed` with each layer's
+  // rule (see the layers and docs/models.md). Same seed, same model options -> same bits.
   void Init(uint64_t seed);
 
   // x: (N, input.size()). Returns the model's final output (logits, or log-probs for NLL).
@@ -78,6 +85,7 @@ class Model {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Shape> shapes_;  // shapes_[i] is the input shape of layer i; back() the output
   AlignedFloats params_;
+  AlignedFloats buffers_;
   AlignedFloats own_grads_;
   std::span<float> grads_;  // own_grads_, or a buffer given to BindGradients
   // activations_[i] = output of layer i (the input x is not copied);

@@ -7,6 +7,7 @@
 #include "ml/layers/dropout.h"
 #include "ml/layers/linear.h"
 #include "ml/layers/pool.h"
+#include "ml/models/zoo.h"
 
 namespace p2p::ml {
 namespace {
@@ -93,7 +94,7 @@ Result<Layers> BuildCnnCifar(const ModelOptions& o) {
   return stack.Head(o).Finish();
 }
 
-constexpr std::array<ModelEntry, 4> kModels = {{
+constexpr std::array<ModelEntry, 8> kModels = {{
     {"logreg", "linear(in -> classes): multinomial logistic regression", BuildLogreg},
     {"mlp", "in -> hidden... -> classes, ReLU between (default 784-256-128-10)", BuildMlp},
     {"lenet5",
@@ -104,6 +105,16 @@ constexpr std::array<ModelEntry, 4> kModels = {{
      "conv 32@3x3 p1, relu, maxpool 2, conv 64@3x3 p1, relu, maxpool 2, fc 128, relu, "
      "fc classes (for 3x32x32: 545k params)",
      BuildCnnCifar},
+    {"mobilenet_v3_small",
+     "torchvision mobilenet_v3_small: 11 inverted residuals with SE and hardswish (3x32x32 and up)",
+     BuildMobilenetV3Small},
+    {"resnet18", "torchvision resnet18 with the CIFAR stem: conv 3x3, no max-pool (3x32x32)",
+     BuildResnet18},
+    {"mobilenet",
+     "the replications' CIFAR MobileNet v1: 13 depthwise-separable blocks, avgpool 2 (3x32x32)",
+     BuildMobilenetV1Cifar},
+    {"mobilenet_v2", "torchvision mobilenet_v2: 17 inverted residuals with ReLU6 (3x32x32 and up)",
+     BuildMobilenetV2},
 }};
 
 }  // namespace

@@ -19,4 +19,8 @@ void FillNormal(std::mt19937_64& rng, float stddev, std::span<float> out) {
   }
 }
 
+void FillUniform(std::mt19937_64& rng, float bound, std::span<float> out) {
+  for (float& v : out) v = static_cast<float>((2.0 * UniformDouble(rng) - 1.0) * bound);
+}
+
 }  // namespace p2p::ml

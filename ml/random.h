@@ -20,4 +20,7 @@ double UniformDouble(std::mt19937_64& rng);
 // result with probability ~1e-9 per value.
 void FillNormal(std::mt19937_64& rng, float stddev, std::span<float> out);
 
+// Fills `out` with U(-bound, bound) samples, one draw each (PyTorch's default Linear/Conv init).
+void FillUniform(std::mt19937_64& rng, float bound, std::span<float> out);
+
 }  // namespace p2p::ml

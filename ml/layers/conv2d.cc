@@ -10,25 +10,43 @@
 
 namespace p2p::ml {
 
-Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int padding)
-    : in_(input), out_c_(out_channels), kernel_(kernel), stride_(stride), padding_(padding) {
-  P2P_CHECK(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
-            "conv out_c={} k={} s={} p={}", out_channels, kernel, stride, padding);
+Conv2d::Conv2d(Shape input, int out_channels, int kernel, int stride, int padding,
+               ConvOptions options)
+    : in_(input),
+      out_c_(out_channels),
+      kernel_(kernel),
+      stride_(stride),
+      padding_(padding),
+      groups_(options.groups),
+      bias_(options.bias),
+      init_(options.init) {
+  P2P_CHECK(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0 && groups_ > 0,
+            "conv out_c={} k={} s={} p={} groups={}", out_channels, kernel, stride, padding,
+            groups_);
+  P2P_CHECK(in_.c % groups_ == 0 && out_c_ % groups_ == 0,
+            "conv {}->{} channels: both must be multiples of groups {}", in_.c, out_c_, groups_);
   out_ = {out_c_, ConvOutExtent(in_.h, kernel, stride, padding),
           ConvOutExtent(in_.w, kernel, stride, padding)};
   P2P_CHECK(out_.h > 0 && out_.w > 0, "input {} too small for conv kernel {} padding {}",
             in_.ToString(), kernel, padding);
   pitch_ = wide() ? padded_w() : out_.w;
-  const int gemm_cols = (out_.h - 1) * pitch_ + out_.w;  // the last row needs no trailing gap
-  cols_.resize(k_size(), gemm_cols);
-  y_.resize(out_c_, gemm_cols);
-  dy_.setZero(out_c_, gemm_cols);
-  dcols_.resize(k_size(), gemm_cols);
+  gemm_cols_ = (out_.h - 1) * pitch_ + out_.w;  // the last row needs no trailing gap
+  chunk_ = options.chunk > 0 ? options.chunk
+           : out_c_ * w_cols() < kChunkMinWeights
+               ? 1
+               : std::clamp(kChunkTargetCols / gemm_cols_, 1, kMaxChunk);
+  if (pointwise()) return;  // works on the batch matrices in place: no scratch
+  const int cols = chunk_ * gemm_cols_;
+  cols_.resize(k_size(), cols);
+  y_.resize(out_c_, cols);
+  dy_.setZero(out_c_, cols);
+  dcols_.resize(k_size(), cols);
   padded_.setZero(in_.c * padded_h() * padded_w());
 }
 
 std::string Conv2d::Name() const {
-  return fmt::format("conv2d({}->{}, k{} s{} p{})", in_.c, out_c_, kernel_, stride_, padding_);
+  return fmt::format("conv2d({}->{}, k{} s{} p{}{}{})", in_.c, out_c_, kernel_, stride_, padding_,
+                     groups_ > 1 ? fmt::format(" g{}", groups_) : "", bias_ ? "" : " nobias");
 }
 
 Shape Conv2d::OutputShape(Shape input) const {
@@ -42,23 +60,36 @@ void Conv2d::Bind(float* params, float* grads) {
 }
 
 void Conv2d::Init(Rng& rng) {
-  const float stddev = std::sqrt(2.0f / static_cast<float>(k_size()));
-  FillNormal(rng, stddev, {params_, size_t(out_c_) * k_size()});
-  b().setZero();
+  const std::span<float> weights(params_, size_t(out_c_) * w_cols());
+  const float fan_in = static_cast<float>(w_cols());
+  switch (init_) {
+    case WeightInit::kFanIn:
+      FillNormal(rng, std::sqrt(2.0f / fan_in), weights);
+      b().setZero();
+      break;
+    case WeightInit::kFanOut:
+      FillNormal(rng, std::sqrt(2.0f / static_cast<float>(out_c_ * kernel_ * kernel_)), weights);
+      b().setZero();
+      break;
+    case WeightInit::kTorchDefault:
+      FillUniform(rng, 1.0f / std::sqrt(fan_in), weights);
+      FillUniform(rng, 1.0f / std::sqrt(fan_in), {b().data(), size_t(b().size())});
+      break;
+  }
 }
 
 // cols_(row, oh*pitch + ow) = xp[c, oh*s + ki, ow*s + kj] with row = (c*k + ki)*k + kj, where xp
 // is x zero-padded by p. Wide (stride 1): row r is xp from offset (c*hp + ki)*wp + kj onwards.
-void Conv2d::Im2col(const float* x) {
+void Conv2d::Im2col(const float* x, int slot) {
   const float* src = Pad(x);
   const int hp = padded_h(), wp = padded_w(), ow_n = out_.w;
-  float* cols = cols_.data();
+  float* cols = cols_.data() + slot * gemm_cols_;
   for (int c = 0; c < in_.c; ++c) {
     for (int ki = 0; ki < kernel_; ++ki) {
       for (int kj = 0; kj < kernel_; ++kj, cols += cols_.cols()) {
         const float* plane = src + (c * hp + ki) * wp + kj;
         if (wide()) {
-          std::copy(plane, plane + cols_.cols(), cols);  // ends inside xp: see gemm_cols
+          std::copy(plane, plane + gemm_cols_, cols);  // ends inside xp: see gemm_cols_
           continue;
         }
         for (int oh = 0; oh < out_.h; ++oh) {
@@ -83,18 +114,18 @@ const float* Conv2d::Pad(const float* x) {
 }
 
 // The adjoint of Im2col: accumulates dcols_ into a zeroed padded gradient, then crops it to dx.
-void Conv2d::Col2im(float* dx) {
+void Conv2d::Col2im(float* dx, int slot) {
   float* dst = padding_ == 0 ? dx : padded_.data();
   const int hp = padded_h(), wp = padded_w(), ow_n = out_.w;
   std::fill(dst, dst + in_.c * hp * wp, 0.0f);
-  const float* dcols = dcols_.data();
+  const float* dcols = dcols_.data() + slot * gemm_cols_;
   for (int c = 0; c < in_.c; ++c) {
     for (int ki = 0; ki < kernel_; ++ki) {
       for (int kj = 0; kj < kernel_; ++kj, dcols += dcols_.cols()) {
         float* plane = dst + (c * hp + ki) * wp + kj;
         if (wide()) {  // gap columns of dcols_ are 0, since dy_'s are
-          Eigen::Map<Eigen::ArrayXf>(plane, dcols_.cols()) +=
-              Eigen::Map<const Eigen::ArrayXf>(dcols, dcols_.cols());
+          Eigen::Map<Eigen::ArrayXf>(plane, gemm_cols_) +=
+              Eigen::Map<const Eigen::ArrayXf>(dcols, gemm_cols_);
           continue;
         }
         for (int oh = 0; oh < out_.h; ++oh) {
@@ -118,20 +149,20 @@ void Conv2d::Crop(float* dx) {
   padded_.setZero();  // Pad relies on a zero border
 }
 
-void Conv2d::Scatter(float* y) const {
+void Conv2d::Scatter(float* y, int slot) const {
   for (int o = 0; o < out_c_; ++o) {
-    const float bias = params_[size_t(out_c_) * k_size() + o];
+    const float bias = this->bias(o);
     for (int oh = 0; oh < out_.h; ++oh, y += out_.w) {
       Eigen::Map<Eigen::ArrayXf>(y, out_.w) =
-          Eigen::Map<const Eigen::ArrayXf>(&y_(o, oh * pitch_), out_.w) + bias;
+          Eigen::Map<const Eigen::ArrayXf>(&y_(o, slot * gemm_cols_ + oh * pitch_), out_.w) + bias;
     }
   }
 }
 
-void Conv2d::Gather(const float* dy) {
+void Conv2d::Gather(const float* dy, int slot) {
   for (int o = 0; o < out_c_; ++o) {
     for (int oh = 0; oh < out_.h; ++oh, dy += out_.w) {
-      std::copy_n(dy, out_.w, &dy_(o, oh * pitch_));
+      std::copy_n(dy, out_.w, &dy_(o, slot * gemm_cols_ + oh * pitch_));
     }
   }
 }
@@ -144,35 +175,100 @@ void Conv2d::AccumulateDwDirect(const float* xp) {
     const int c = r / (kernel_ * kernel_), ki = (r / kernel_) % kernel_, kj = r % kernel_;
     const Eigen::Map<const Eigen::RowVectorXf> row(xp + (c * padded_h() + ki) * padded_w() + kj,
                                                    dy_.cols());
-    for (int o = 0; o < out_c_; ++o) dw(o, r) += dy_.row(o).dot(row);
+    for (int o = 0; o < out_c_; ++o) dw(o, r) += dy_.row(o).dot(row);  // groups_ == 1
   }
+}
+
+void Conv2d::Multiply(const ConstBlock& cols, Block dst) const {
+  const int ocg = out_c_ / groups_, kg = w_cols();
+  if (groups_ == 1) {
+    dst.noalias() = W() * cols;
+    return;
+  }
+  for (int g = 0; g < groups_; ++g) {
+    dst.middleRows(g * ocg, ocg).noalias() =
+        W().middleRows(g * ocg, ocg) * cols.middleRows(g * kg, kg);
+  }
+}
+
+void Conv2d::MultiplyBackward(const ConstBlock& dy, const ConstBlock& cols, Block* dcols) {
+  const int ocg = out_c_ / groups_, kg = w_cols();
+  for (int g = 0; g < groups_; ++g) {
+    const auto dy_g = dy.middleRows(g * ocg, ocg);
+    dW().middleRows(g * ocg, ocg).noalias() += dy_g * cols.middleRows(g * kg, kg).transpose();
+    if (dcols != nullptr) {
+      dcols->middleRows(g * kg, kg).noalias() = W().middleRows(g * ocg, ocg).transpose() * dy_g;
+    }
+  }
+}
+
+void Conv2d::ForwardPointwise(const float* x, float* y) const {
+  const int hw = in_.h * in_.w;
+  MatrixMap out(y, out_c_, hw);
+  Multiply(ConstMatrixMap(x, in_.c, hw), out);
+  if (bias_) out.colwise() += b();
+}
+
+void Conv2d::BackwardPointwise(const float* x, const float* dy, float* dx) {
+  const int hw = in_.h * in_.w;
+  const ConstMatrixMap dy_map(dy, out_c_, hw);
+  if (bias_) db() += dy_map.rowwise().sum();
+  MatrixMap dx_map(dx, in_.c, hw);
+  Block dx_block(dx_map);
+  MultiplyBackward(dy_map, ConstMatrixMap(x, in_.c, hw), dx == nullptr ? nullptr : &dx_block);
 }
 
 void Conv2d::Forward(const Matrix& input, Matrix& output, bool /*training*/) {
   P2P_CHECK(input.cols() == in_.size(), "conv input has {} columns, want {}", input.cols(),
             in_.size());
   output.resize(input.rows(), out_.size());
-  for (Eigen::Index n = 0; n < input.rows(); ++n) {
-    Im2col(input.row(n).data());
-    y_.noalias() = W() * cols_;
-    Scatter(output.row(n).data());
+  if (pointwise()) {
+    for (Eigen::Index n = 0; n < input.rows(); ++n) {
+      ForwardPointwise(input.row(n).data(), output.row(n).data());
+    }
+    return;
+  }
+  for (Eigen::Index start = 0; start < input.rows(); start += chunk_) {
+    const int count = int(std::min<Eigen::Index>(chunk_, input.rows() - start));
+    for (int s = 0; s < count; ++s) Im2col(input.row(start + s).data(), s);
+    const int cols = count * gemm_cols_;
+    Multiply(cols_.leftCols(cols), y_.leftCols(cols));
+    for (int s = 0; s < count; ++s) Scatter(output.row(start + s).data(), s);
   }
 }
 
 void Conv2d::Backward(const Matrix& input, const Matrix& doutput, Matrix* dinput) {
   if (dinput != nullptr) dinput->resize(input.rows(), in_.size());
-  for (Eigen::Index n = 0; n < input.rows(); ++n) {
-    Gather(doutput.row(n).data());
-    if (direct_dw()) {
-      AccumulateDwDirect(Pad(input.row(n).data()));
-    } else {
-      Im2col(input.row(n).data());  // recomputed: cheaper than keeping N copies out of cache
-      dW().noalias() += dy_ * cols_.transpose();
+  if (pointwise()) {
+    for (Eigen::Index n = 0; n < input.rows(); ++n) {
+      BackwardPointwise(input.row(n).data(), doutput.row(n).data(),
+                        dinput == nullptr ? nullptr : dinput->row(n).data());
     }
-    db() += ConstMatrixMap(doutput.row(n).data(), out_c_, out_.h * out_.w).rowwise().sum();
-    if (dinput == nullptr) continue;
-    dcols_.noalias() = W().transpose() * dy_;
-    Col2im(dinput->row(n).data());
+    return;
+  }
+  for (Eigen::Index start = 0; start < input.rows(); start += chunk_) {
+    const int count = int(std::min<Eigen::Index>(chunk_, input.rows() - start));
+    const int cols = count * gemm_cols_;
+    for (int s = 0; s < count; ++s) {
+      const Eigen::Index n = start + s;
+      Gather(doutput.row(n).data(), s);
+      if (bias_) {
+        db() += ConstMatrixMap(doutput.row(n).data(), out_c_, out_.h * out_.w).rowwise().sum();
+      }
+    }
+    Block dcols(dcols_.leftCols(cols));
+    if (direct_dw()) {  // implies chunk_ == 1
+      AccumulateDwDirect(Pad(input.row(start).data()));
+      if (dinput == nullptr) continue;
+      dcols.noalias() = W().transpose() * dy_;
+    } else {
+      // im2col is recomputed: cheaper than keeping N copies out of cache.
+      for (int s = 0; s < count; ++s) Im2col(input.row(start + s).data(), s);
+      MultiplyBackward(dy_.leftCols(cols), cols_.leftCols(cols),
+                       dinput == nullptr ? nullptr : &dcols);
+      if (dinput == nullptr) continue;
+    }
+    for (int s = 0; s < count; ++s) Col2im(dinput->row(start + s).data(), s);
   }
 }
 

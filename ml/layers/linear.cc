@@ -2,12 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "common/status.h"
 #include "ml/random.h"
 
 namespace p2p::ml {
 
-Linear::Linear(int in, int out) : in_(in), out_(out) {
+Linear::Linear(int in, int out, bool torch_default_init)
+    : in_(in), out_(out), torch_default_init_(torch_default_init) {
   P2P_CHECK(in > 0 && out > 0, "linear {}->{}", in, out);
 }
 
@@ -24,6 +27,11 @@ void Linear::Bind(float* params, float* grads) {
 }
 
 void Linear::Init(Rng& rng) {
+  if (torch_default_init_) {
+    const float bound = 1.0f / std::sqrt(float(in_));
+    FillUniform(rng, bound, {params_, NumParams()});
+    return;
+  }
   FillNormal(rng, kInitStd, {params_, size_t(out_) * in_});
   b().setZero();
 }

@@ -5,10 +5,12 @@
 
 namespace p2p::ml {
 
-// Parameters: W (out, in) row-major, then b (out). Init: W ~ N(0, 0.01^2), b = 0.
+// Parameters: W (out, in) row-major, then b (out). Init: W ~ N(0, 0.01^2), b = 0 (torchvision's
+// MobileNets, VGG), or with torch_default_init W, b ~ U(+-1/sqrt(in)) (nn.Linear's own, which
+// torchvision's ResNet keeps).
 class Linear final : public Layer {
  public:
-  Linear(int in, int out);
+  Linear(int in, int out, bool torch_default_init = false);
   std::string Name() const override;
   Shape OutputShape(Shape input) const override;
   size_t NumParams() const override { return size_t(out_) * in_ + out_; }
@@ -27,6 +29,7 @@ class Linear final : public Layer {
   VectorMap db() const { return {grads_ + size_t(out_) * in_, out_}; }
 
   int in_, out_;
+  bool torch_default_init_;
   float* params_ = nullptr;
   float* grads_ = nullptr;
 };
