@@ -54,9 +54,9 @@ Made MakeBulyan(RuleParams& p) {
 }
 
 Made MakeCenteredClip(RuleParams& p) {
-  P2P_ASSIGN_OR_RETURN(const double tau, p.Get("tau", 1.0, 1e-30, 1e30));
+  P2P_ASSIGN_OR_RETURN(const double tau, p.Get("tau", 0.1, 1e-30, 1e30));
   P2P_ASSIGN_OR_RETURN(const double iters, p.Get("iters", 3, 1, 1000, true));
-  return Make<CenteredClipRule>(p, "tau (default 1), iters (default 3)", tau,
+  return Make<CenteredClipRule>(p, "tau (default 0.1), iters (default 3)", tau,
                                 static_cast<int>(iters));
 }
 

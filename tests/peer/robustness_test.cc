@@ -79,7 +79,7 @@ TEST(RobustnessTest, RobustRulesResistASignFlipperThatBreaksTheMean) {
         << attacked.process.err;
   }
 
-  for (const std::string rule : {"median", "trimmed-mean:beta=0.2", "krum:f=1"}) {
+  for (const std::string rule : {"median", "trimmed-mean:beta=0.2", "krum:f=1", "centered-clip"}) {
     const RunOutcome robust = Launch(rule, kSignFlip);
     ASSERT_EQ(robust.process.exit_code, 0) << rule << ": " << robust.process.err;
     ExpectAllHashesEqual(robust, rule);

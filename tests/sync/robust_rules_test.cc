@@ -301,7 +301,7 @@ TEST(RulesTest, SpecsAreCanonicalAndReadBack) {
   EXPECT_EQ(Rule_("krum")->spec(), "krum:f=1");
   EXPECT_EQ(Rule_("trimmed-mean")->spec(), "trimmed-mean:beta=0.1");
   EXPECT_EQ(Rule_("multi-krum:m=2")->spec(), "multi-krum:f=1,m=2");
-  EXPECT_EQ(Rule_("centered-clip")->spec(), "centered-clip:iters=3,tau=1");
+  EXPECT_EQ(Rule_("centered-clip")->spec(), "centered-clip:iters=3,tau=0.1");
   EXPECT_EQ(Rule_("geomedian:tol=0.001")->spec(), "geomedian:iters=100,tol=0.001");
   for (const char* spec : kAllSpecs) {
     const std::string canonical = Rule_(spec)->spec();
