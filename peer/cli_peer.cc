@@ -73,6 +73,18 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "topk: share of the coordinates sent each round (same as the spec's ratio=)")
       ->transform(RealIn(0, 1, /*lo_inclusive=*/false))
       ->default_str("0.01");
+  cmd.add_option("--aggregation", o.aggregation,
+                 "How the peers' gradients are combined: mean (sample-weighted), median, "
+                 "trimmed-mean:beta=B, krum:f=F, multi-krum:f=F,m=M, bulyan:f=F, "
+                 "centered-clip:tau=T,iters=I or geomedian:tol=T,iters=I (docs/robustness.md). "
+                 "Every peer must use the same")
+      ->option_text("RULE[:PARAMS]=mean");
+  cmd.add_option("--attack", o.attack,
+                 "EXPERIMENTS ONLY: ranks in --attack-ranks send corrupted gradients: "
+                 "signflip:scale=10, gaussian:std=100, noise:std=S, labelflip, zero, nan "
+                 "(docs/robustness.md)");
+  cmd.add_option("--attack-ranks", o.attack_ranks,
+                 "EXPERIMENTS ONLY: the attacking ranks, e.g. 1,3 (the others are honest)");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,
                  "Seconds to wait for any other peer before failing the run with an error")
       ->transform(PositiveReal());

@@ -30,6 +30,11 @@ struct PeerOptions {
   int64_t qsgd_bucket = -1;          // --qsgd-bucket (-1: not given)
   double topk_ratio = 0;             // --topk-ratio (0: not given)
   double peer_timeout_s = 60;        // longest wait for any peer's message before failing
+  // How the W gradients of a round become one (sync/rules/rule.h); canonical after Finish.
+  std::string aggregation = "mean";
+  // Experiments only (peer/attack.h): the attack, and the ranks that carry it out.
+  std::string attack;
+  std::string attack_ranks;
   // Identity and trust (peer/peer_security.h, docs/security.md).
   std::string key;           // this peer's private key (PEM), from `p2ptrain keygen`
   std::string key_pass_env;  // NAME of the environment variable holding the key's passphrase

@@ -11,6 +11,7 @@
 #include "common/hash.h"
 #include "common/stop_signal.h"
 #include "ml/threads.h"
+#include "peer/attack.h"
 #include "peer/cli.h"
 #include "peer/final_summary.h"
 #include "peer/offload.h"
@@ -21,6 +22,7 @@
 #include "sync/agreement.h"
 #include "sync/codecs/codec.h"
 #include "sync/epoch_summary.h"
+#include "sync/rules/rule.h"
 #include "sync/strategy.h"
 
 namespace p2p::peer {
@@ -105,7 +107,7 @@ Result<int64_t> ParseSyncEvery(const std::string& text) {
 }
 
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
-             broker::Transport& transport, PeerSecurity* security) {
+             broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
       transport,
       {.run_id = options.run_id, .authenticator = security ? security->authenticator() : nullptr});
@@ -119,11 +121,13 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                        sync::MakeStrategy(options.strategy, mailbox,
                                           {.peer_timeout = Millis(options.peer_timeout_s),
                                            .codec = std::move(codec),
-                                           .seed = config.seed}));
+                                           .seed = config.seed,
+                                           .rule = options.aggregation}));
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
-      fmt::format("{} epochs={} first_epoch={} compression={} strategy={}", config.Fingerprint(),
-                  config.epochs, trainer.first_epoch(), options.compression, options.strategy);
+      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
+                  config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
+                  options.strategy, options.aggregation);
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),
@@ -141,6 +145,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
       [&strategy](Trainer::SyncState state) { return strategy->LoadState(std::move(state)); }));
   trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
     const sync::Round round{static_cast<uint64_t>(info.epoch), static_cast<uint64_t>(info.round)};
+    if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
     return strategy->Average(round, static_cast<uint32_t>(info.samples), grad);
   });
   trainer.set_epoch_hook([&](int epoch, sync::EpochTotals& totals) -> Status {
@@ -155,6 +160,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     extra["transport"] = options.transport;
     extra["compression"] = options.compression;
     extra["strategy"] = options.strategy;
+    extra["aggregation"] = options.aggregation;
     extra["authenticated"] = security != nullptr;
     extra["size"] = config.size;
     return extra;
@@ -187,10 +193,28 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
                                                          .qsgd_bucket = options.qsgd_bucket,
                                                          .topk_ratio = options.topk_ratio}));
   options.compression = sync::codecs::FormatCodecSpec(codec);
-  if (options.strategy == "auto") {
-    options.strategy =
-        codec.id == "none" && config.size >= 3 ? "reduce-scatter-average" : "allgather-average";
+  auto rule = sync::rules::MakeRule(options.aggregation);
+  if (!rule.ok()) return rule.status().Annotate("--aggregation");
+  options.aggregation = (*rule)->spec();
+  if (Status s = (*rule)->CheckCount(static_cast<size_t>(config.size)); !s.ok()) {
+    return s.Annotate(fmt::format("--aggregation with --size {}", config.size));
   }
+  if (options.strategy == "auto") {
+    // Rules that compare whole gradients need every peer's whole vector: allgather.
+    options.strategy = codec.id == "none" && config.size >= 3 && (*rule)->coordinatewise()
+                           ? "reduce-scatter-average"
+                           : "allgather-average";
+  }
+  if (options.strategy == "reduce-scatter-average" && !(*rule)->coordinatewise()) {
+    return InvalidArgument(
+        "--aggregation {} compares whole gradients, but --strategy reduce-scatter-average "
+        "combines them slice by slice; use --strategy allgather-average (or auto)",
+        options.aggregation);
+  }
+  // Checked here so a bad --attack fails before any data is loaded; RunPeer builds it again.
+  P2P_RETURN_IF_ERROR(
+      Attack::Make(options.attack, options.attack_ranks, config.rank, config.size, config.seed)
+          .status());
   // topk's momentum correction moves SGD's momentum in front of the compression (docs/codecs.md):
   // the optimizer must not apply it a second time.
   config.ResolveDefaults();
@@ -249,6 +273,13 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
   config.evaluation_slice = true;  // the epoch hook sums every peer's slice
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
   P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
+  P2P_ASSIGN_OR_RETURN(const auto attack, Attack::Make(options.attack, options.attack_ranks,
+                                                       config.rank, config.size, config.seed));
+  if (attack) {
+    spdlog::warn("rank {} is a Byzantine attacker for this experiment: --attack {}", config.rank,
+                 attack->spec());
+    attack->Poison(trainer->mutable_train_data());
+  }
   const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
   std::optional<broker::RegistrationSigner> signer;
   if (security) signer = MakeRegistrationSigner(security->key());
@@ -259,7 +290,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
     return s.Annotate(fmt::format("connecting peer {} to the other {} peers over {}", config.rank,
                                   config.size - 1, options.transport));
   }
-  Status trained = Train(*trainer, config, options, *transport, security.get());
+  Status trained = Train(*trainer, config, options, *transport, security.get(), attack.get());
   Status closed = transport->Close();
   if (!trained.ok()) return trained.Annotate(fmt::format("peer {}", config.rank));
   return closed;

@@ -93,6 +93,8 @@ class Trainer {
 
   ml::Model& model() { return *model_; }
   const ml::Splits& data() const { return data_; }
+  // For experiments that poison this peer's training data (peer/attack.h: labelflip).
+  ml::Dataset& mutable_train_data() { return data_.train; }
   int first_epoch() const { return first_epoch_; }
 
  private:

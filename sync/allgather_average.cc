@@ -136,6 +136,9 @@ Status AllgatherAverage::LoadState(std::vector<std::vector<float>> state) {
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options) {
   P2P_ASSIGN_OR_RETURN(const auto rule, rules::MakeRule(options.rule));
+  if (Status s = rule->CheckCount(static_cast<size_t>(mailbox.size())); !s.ok()) {
+    return s.Annotate(fmt::format("--aggregation with {} peers", mailbox.size()));
+  }
   if (name == "allgather-average") {
     P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
     StrategyOptions canonical = options;

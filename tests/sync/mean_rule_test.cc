@@ -129,18 +129,22 @@ TEST(MeanRuleTest, RefusesMismatchedSizesAndNoSamples) {
   EXPECT_NE(s.message().find("no input of the mean has samples"), std::string::npos);
 }
 
-TEST(RuleRegistryTest, KnowsMeanAndNamesTheValidRulesForAnUnknownOne) {
-  EXPECT_EQ(RuleNames(), std::vector<std::string>{"mean"});
+TEST(RuleRegistryTest, KnowsEveryRuleAndNamesTheValidOnesForAnUnknownOne) {
+  EXPECT_EQ(RuleNames(),
+            (std::vector<std::string>{"mean", "median", "trimmed-mean", "krum", "multi-krum",
+                                      "bulyan", "centered-clip", "geomedian"}));
   auto mean = MakeRule("mean");
   ASSERT_TRUE(mean.ok());
   EXPECT_EQ((*mean)->name(), "mean");
+  EXPECT_EQ((*mean)->spec(), "mean");
   EXPECT_TRUE((*mean)->coordinatewise());
-  auto krum = MakeRule("krum");
-  ASSERT_FALSE(krum.ok());
-  EXPECT_EQ(krum.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(krum.status().message().find("unknown aggregation rule 'krum'; valid: mean"),
-            std::string::npos)
-      << krum.status().message();
+  auto unknown = MakeRule("krumm:f=1");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(
+      unknown.status().message().find("unknown aggregation rule 'krumm'; valid: mean, median"),
+      std::string::npos)
+      << unknown.status().message();
 }
 
 }  // namespace
