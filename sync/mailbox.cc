@@ -36,37 +36,62 @@ Status Mailbox::Send(broker::Envelope env, int to) {
   env.run_id = options_.run_id;
   env.sender = transport_.rank();
   env.view = view_.id;
-  // Once the view lost a member, "everyone" is the members: one signed copy each.
   Authenticator* auth = options_.authenticator;
+  const bool watched = WatchingLiveness();
+  // With failure detection, or once the view lost a member, "everyone" is sent member by member:
+  // a dead member must cost one failed send, not block or fail the broadcast to the others.
   const bool one_by_one =
-      to == broker::kAllRanks &&
-      (view_.members.size() < static_cast<size_t>(size()) ||
-       (auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers()));
-  std::vector<int> receivers;
-  if (one_by_one) {
-    for (int r : view_.members) {
-      if (r != rank()) receivers.push_back(r);
-    }
-  } else {
-    receivers.push_back(to);
-  }
-  for (int r : receivers) {
-    env.receiver = r;
+      to == broker::kAllRanks && (watched || view_.members.size() < static_cast<size_t>(size()));
+  // One signature covers every receiver unless the authenticator cannot (then one per receiver).
+  const bool sign_each =
+      to == broker::kAllRanks && auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers();
+  if (!one_by_one && !sign_each) return SignAndSend(env, to, to);
+  if (!sign_each) {
+    env.receiver = broker::kAllRanks;
     env.seq = next_seq_++;
     if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
     P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
-    Status s = r == broker::kAllRanks ? transport_.Broadcast(bytes) : transport_.Send(r, bytes);
-    if (s.code() == StatusCode::kUnavailable && r != broker::kAllRanks) {
-      std::lock_guard live(liveness_mu_);
-      if (detector_) {
-        spdlog::warn("rank {} cannot be reached ({}); suspecting it", r, s.message());
-        detector_->Gone(r);
-        continue;
-      }
+    for (int r : view_.members) {
+      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes));
     }
-    P2P_RETURN_IF_ERROR(s);
+    return Status::Ok();
+  }
+  for (int r : view_.members) {
+    if (r != rank()) P2P_RETURN_IF_ERROR(SignAndSend(env, r, r));
   }
   return Status::Ok();
+}
+
+// Signs `env` addressed to `receiver` and sends it to rank `to` (or broadcasts: kAllRanks).
+Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
+  env.receiver = receiver;
+  env.seq = next_seq_++;
+  if (options_.authenticator != nullptr) P2P_RETURN_IF_ERROR(options_.authenticator->Sign(env));
+  P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
+  if (to == broker::kAllRanks) return transport_.Broadcast(bytes);
+  return SendBytes(to, bytes);
+}
+
+// Sends to one rank. With failure detection a rank the transport cannot reach is reported gone
+// (and skipped from then on) instead of failing the caller: the failure detector and the view
+// change deal with it.
+Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes) {
+  {
+    std::lock_guard live(liveness_mu_);
+    if (detector_ && detector_->IsGone(to)) return Status::Ok();
+  }
+  Status s = transport_.Send(to, bytes);
+  if (s.code() != StatusCode::kUnavailable) return s;
+  std::lock_guard live(liveness_mu_);
+  if (!detector_) return s;
+  spdlog::warn("rank {} cannot be reached ({}); suspecting it", to, s.message());
+  detector_->Gone(to);
+  return Status::Ok();
+}
+
+bool Mailbox::WatchingLiveness() {
+  std::lock_guard live(liveness_mu_);
+  return detector_.has_value();
 }
 
 void Mailbox::InstallView(membership::View view) {
@@ -247,6 +272,7 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     }
     return out;
   };
+  bool drain = false, drained = false;
   for (auto still = missing(); !still.empty(); still = missing()) {
     if (ViewChangePending()) {
       return Unavailable("{}: another member started a view change (sync/membership/)", what);
@@ -256,16 +282,31 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
       std::lock_guard live(liveness_mu_);
       if (detector_) {
         const auto now = broker::Clock::now();
-        const auto suspected = membership::Intersect(detector_->Suspects(now), still);
+        auto suspected = membership::Intersect(detector_->Suspects(now), still);
+        if (!suspected.empty() && !drained) {
+          // What arrived while this thread was busy elsewhere (computing, or blocked in a send)
+          // proves life too: read it all before judging anyone silent.
+          drain = true;
+          suspected.clear();
+        }
         if (!suspected.empty()) {
-          return Unavailable(
-              "{}: rank(s) {} suspected dead (silent for {} ms or unreachable)", what,
-              membership::RankList(suspected), suspect_after_.count());
+          return Unavailable("{}: rank(s) {} suspected dead (silent for {} ms or unreachable)",
+                             what, membership::RankList(suspected), suspect_after_.count());
         }
         if (auto next = detector_->NextSuspicion(now)) wait_until = std::min(wait_until, *next);
       }
     }
+    if (drain) {
+      // Bounded, so a flood cannot keep this loop from judging.
+      Status d = Status::Ok();
+      for (int i = 0; i < 100000 && d.ok(); ++i) d = ReceiveOne(broker::Clock::now());
+      if (!d.ok() && d.code() != StatusCode::kTimeout) return d;
+      drained = true;
+      drain = false;
+      continue;
+    }
     Status s = ReceiveOne(wait_until);
+    drained = false;
     if (s.code() == StatusCode::kTimeout && broker::Clock::now() < deadline) continue;
     if (s.code() == StatusCode::kTimeout) {
       return Timeout(

@@ -175,6 +175,9 @@ class Mailbox {
   // Whether an envelope that passed the envelope-level checks may be parked (authentication).
   bool Admit(const broker::Envelope& env);
   void Park(broker::Envelope env);
+  Status SignAndSend(broker::Envelope& env, int receiver, int to);
+  Status SendBytes(int to, std::span<const std::byte> bytes);
+  bool WatchingLiveness();
   // Whether `env` is no longer acceptable under the current view (and was rejected).
   bool RejectedByView(const broker::Envelope& env);
   void Heard(int rank);
