@@ -59,8 +59,13 @@ void PackBin(Packer& pk, std::span<const std::byte> b) {
 constexpr size_t kMaxStringBytes = 256;
 
 // Canonical order of the wire keys; the body is the last signed field, "sig" comes after it.
+// "view" is optional: encoded only when non-zero, so the envelopes of a run whose membership never
+// changed are byte-identical to those of protocol versions without it.
 constexpr size_t kSignedFieldCount = 11;
 constexpr size_t kFieldCount = 12;
+constexpr size_t kOptionalFieldCount = 1;
+
+uint32_t ViewFields(const Envelope& env) { return env.view != 0 ? 1 : 0; }
 
 // Packs every field before the body's bin header, ending with the "body" key.
 void PackPrefix(Packer& pk, const Envelope& env, uint32_t map_size) {
@@ -73,6 +78,7 @@ void PackPrefix(Packer& pk, const Envelope& env, uint32_t map_size) {
   PackStr(pk, "epoch").pack_uint64(env.epoch);
   PackStr(pk, "step").pack_uint64(env.step);
   PackStr(pk, "seq").pack_uint64(env.seq);
+  if (env.view != 0) PackStr(pk, "view").pack_uint64(env.view);
   PackStr(PackStr(pk, "codec"), env.codec.id);
   PackStr(pk, "cparams").pack_map(static_cast<uint32_t>(env.codec.params.size()));
   for (const auto& [key, value] : env.codec.params) PackStr(pk, key).pack_double(value);
@@ -258,6 +264,12 @@ Status DecodeSeq(const msgpack::object& o, DecodeState& s) {
   return Status::Ok();
 }
 
+Status DecodeView(const msgpack::object& o, DecodeState& s) {
+  P2P_ASSIGN_OR_RETURN(s.env.view, GetUint(o, "view"));
+  if (s.env.view == 0) return InvalidArgument("envelope field 'view': 0 is sent by omitting it");
+  return Status::Ok();
+}
+
 Status DecodeCodec(const msgpack::object& o, DecodeState& s) {
   P2P_ASSIGN_OR_RETURN(std::string_view id, GetStr(o, "codec", kMaxCodecIdBytes));
   s.env.codec.id = std::string(id);
@@ -298,7 +310,7 @@ struct FieldEntry {
   FieldDecoder decode;
 };
 // Same order as PackPrefix; "v" first so the version is checked before anything else.
-constexpr std::array<FieldEntry, kFieldCount> kDecoders = {{
+constexpr std::array<FieldEntry, kFieldCount + kOptionalFieldCount> kDecoders = {{
     {"v", DecodeVersion},
     {"run", DecodeRun},
     {"type", DecodeType},
@@ -311,6 +323,7 @@ constexpr std::array<FieldEntry, kFieldCount> kDecoders = {{
     {"cparams", DecodeCodecParams},
     {"body", DecodeBody},
     {"sig", DecodeSignature},
+    {"view", DecodeView},  // optional: last, so the required fields keep their bits
 }};
 
 Result<size_t> FieldIndex(const msgpack::object& key) {
@@ -334,7 +347,7 @@ const msgpack::object* FindKey(const msgpack::object& map, std::string_view key)
 }
 
 Status MissingFields(uint32_t seen) {
-  for (size_t i = 0; i < kDecoders.size(); ++i) {
+  for (size_t i = 0; i < kFieldCount; ++i) {
     if (!(seen & (1u << i)))
       return InvalidArgument("envelope: missing field '{}'", kDecoders[i].key);
   }
@@ -428,7 +441,7 @@ Status ValidateEnvelope(const Envelope& env) {
 
 Result<Bytes> EncodeEnvelope(const Envelope& env) {
   P2P_RETURN_IF_ERROR(ValidateEnvelope(env));
-  Bytes out = EncodePrefix(env, kFieldCount,
+  Bytes out = EncodePrefix(env, kFieldCount + ViewFields(env),
                            PrefixBound(env) + env.body.size() + env.signature.size() + 16);
   ByteSink sink(&out);
   Packer pk(sink);
@@ -465,7 +478,7 @@ void VisitSigningBytes(const Envelope& env,
                        const std::function<void(std::span<const std::byte>)>& sink) {
   P2P_CHECK(env.body.size() <= std::numeric_limits<uint32_t>::max(), "body of {} bytes",
             env.body.size());
-  Bytes prefix = EncodePrefix(env, kSignedFieldCount, PrefixBound(env) + 8);
+  Bytes prefix = EncodePrefix(env, kSignedFieldCount + ViewFields(env), PrefixBound(env) + 8);
   ByteSink bin_sink(&prefix);
   Packer pk(bin_sink);
   pk.pack_bin(static_cast<uint32_t>(env.body.size()));

@@ -79,6 +79,9 @@ struct Envelope {
   uint64_t epoch = 0;
   uint64_t step = 0;
   uint64_t seq = 0;  // per-sender sequence number (replay guard)
+  // The membership view the sender was in (sync/membership/); 0, the run's first view, is not
+  // written on the wire.
+  uint64_t view = 0;
   CodecInfo codec;
   Bytes body;
   Bytes signature;  // <= kMaxSignatureBytes; empty until crypto/ signs

@@ -216,7 +216,14 @@ LaunchOptions::Display DisplayFor(const std::string& progress) {
 }
 
 void PrintResults(const LaunchArgs& a, const LaunchResult& result) {
-  fmt::print("launch: {} ranks finished in {:.2f} s; metrics in {}\n", a.size, result.wall_s,
+  std::vector<size_t> lost;
+  for (size_t r = 0; r < result.ranks.size(); ++r) {
+    if (result.ranks[r].signal != 0 || result.ranks[r].exit_code != 0) lost.push_back(r);
+  }
+  fmt::print("launch: {} of {} ranks finished in {:.2f} s{}; metrics in {}\n",
+             a.size - static_cast<int>(lost.size()), a.size, result.wall_s,
+             lost.empty() ? "" : fmt::format(" (the others went on without rank(s) {})",
+                                             fmt::join(lost, ", ")),
              (std::filesystem::path(a.metrics_dir) / "rank-<r>.jsonl").string());
   for (size_t r = 0; r < result.ranks.size(); ++r) {
     const RankOutcome& o = result.ranks[r];
@@ -226,6 +233,24 @@ void PrintResults(const LaunchArgs& a, const LaunchResult& result) {
     for (const std::string& line : o.stdout_lines) fmt::print("[rank {}] {}\n", r, line);
   }
   std::fflush(stdout);
+}
+
+// The value the peer flags give `name` ("--x v" or "--x=v"), or `fallback`.
+std::string PeerFlagValue(const std::vector<std::string>& args, const std::string& name,
+                          const std::string& fallback) {
+  std::string value = fallback;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name && i + 1 < args.size()) value = args[i + 1];
+    if (args[i].rfind(name + "=", 0) == 0) value = args[i].substr(name.size() + 1);
+  }
+  return value;
+}
+
+// Whether the peers keep training when one dies (--on-failure continue with heartbeats on).
+bool SurvivesFailures(const std::vector<std::string>& peer_args) {
+  const std::string heartbeat = PeerFlagValue(peer_args, "--heartbeat", "1");
+  const bool no_heartbeat = heartbeat.find_first_not_of("0.") == std::string::npos;
+  return PeerFlagValue(peer_args, "--on-failure", "continue") == "continue" && !no_heartbeat;
 }
 
 Status RunLaunch(LaunchArgs& a) {
@@ -271,6 +296,8 @@ Status RunLaunch(LaunchArgs& a) {
   options.display = DisplayFor(a.progress);
   options.grace = std::chrono::milliseconds(static_cast<int64_t>(a.grace_s * 1000));
   options.forward_stdout = false;  // results are printed at the end, in rank order
+  // Peers that survive failures (the default) go on while a strict majority lives.
+  options.tolerated_failures = SurvivesFailures(a.peer_args) ? (a.size - 1) / 2 : 0;
   P2P_ASSIGN_OR_RETURN(LaunchResult result, RunGroup(spec, options));
   PrintResults(a, result);
   return Status::Ok();
@@ -288,8 +315,11 @@ constexpr const char* kDescription =
     "generates a fresh RSA key per rank, a trust directory and a manifest in a private temp "
     "directory (deleted at exit), so the run is authenticated with no extra flags.\n"
     "Output: each line prefixed \"[rank r]\"; one combined progress line; at the end a summary "
-    "and each rank's result lines. If a peer fails, the others are stopped (SIGTERM, SIGKILL "
-    "after --grace) and launch exits non-zero with that peer's error and last output lines. "
+    "and each rank's result lines. If a peer dies, the others agree on a new view and train on "
+    "without it as long as a strict majority lives (--on-failure continue, the default; "
+    "docs/membership.md); otherwise (or with --on-failure stop) the others are stopped (SIGTERM, "
+    "SIGKILL after --grace) and launch exits non-zero with that peer's error and last output "
+    "lines. "
     "Ctrl-C stops all peers.\n"
     "Example:\n"
     "  p2ptrain launch --size 4 -- --dataset fashion-mnist --model mlp --epochs 3\n"

@@ -86,8 +86,26 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
   cmd.add_option("--attack-ranks", o.attack_ranks,
                  "EXPERIMENTS ONLY: the attacking ranks, e.g. 1,3 (the others are honest)");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,
-                 "Seconds to wait for any other peer before failing the run with an error")
-      ->transform(PositiveReal());
+                 "Seconds a peer may stay silent (no gradient, no heartbeat) before the others "
+                 "suspect it has died (docs/membership.md)")
+      ->transform(PositiveReal())
+      ->default_str("10");
+  cmd.add_option("--heartbeat", o.heartbeat_s,
+                 "Seconds between heartbeats to the other peers, sent by a thread also while "
+                 "computing; 0 = none (then no failure detection: a round waits --peer-timeout "
+                 "for a silent peer and fails)")
+      ->check(CLI::NonNegativeNumber)
+      ->default_str("1");
+  cmd.add_option("--on-failure", o.on_failure,
+                 "When a peer dies: continue = the survivors agree on a new view (a strict "
+                 "majority is needed) and train on; stop = the run fails")
+      ->check(CLI::IsMember({"continue", "stop"}))
+      ->default_str("continue");
+  cmd.add_option("--connect-timeout", o.connect_timeout_s,
+                 "Seconds to wait for every peer to connect, authenticate and agree on the "
+                 "configuration at start")
+      ->transform(PositiveReal())
+      ->default_str("120");
 }
 
 void AddBrokerFlags(CLI::App& cmd, broker::RendezvousOptions& o, std::string& trust) {

@@ -210,7 +210,8 @@ class Group {
   std::vector<Rank> ranks_;
   StopSignals signals_;
   Clock::time_point start_;
-  std::optional<size_t> failed_;  // the first rank seen failing
+  std::optional<size_t> failed_;  // the first rank seen failing (beyond the tolerated ones)
+  size_t tolerated_ = 0;
   int interrupted_by_ = 0;
   bool stopping_ = false, killed_ = false;
   size_t stopped_others_ = 0;  // ranks still running when the stop began
@@ -411,10 +412,16 @@ void Group::Reap(size_t r) {
   if (got > 0 && WIFEXITED(status)) rank.outcome.exit_code = WEXITSTATUS(status);
   if (got > 0 && WIFSIGNALED(status)) rank.outcome.signal = WTERMSIG(status);
   const bool ok = rank.outcome.signal == 0 && rank.outcome.exit_code == 0;
-  if (!ok && !stopping_) {
-    failed_ = r;
-    BeginStop();
+  if (ok || stopping_) return;
+  const bool usage = rank.outcome.signal == 0 && rank.outcome.exit_code == options_.usage_exit_code;
+  if (!usage && tolerated_ < options_.tolerated_failures) {
+    ++tolerated_;
+    Emit(kErr, fmt::format("launch: {}; the other ranks go on without it",
+                           FailureStatus(r).message()));
+    return;
   }
+  failed_ = r;
+  BeginStop();
 }
 
 // Everything the child wrote before it exited is in its pipes; a grandchild that still holds them

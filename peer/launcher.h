@@ -38,6 +38,10 @@ struct LaunchOptions {
   std::chrono::milliseconds lines_interval{10'000};
   // After the first failure (or a signal) the others get SIGTERM, then SIGKILL after `grace`.
   std::chrono::milliseconds grace{5'000};
+  // Ranks that may fail while the others run on (peers that survive failures, --on-failure
+  // continue): only the failure after these stops the group. A usage error is never tolerated.
+  // Tolerated failures are in the result (RankOutcome), not an error.
+  size_t tolerated_failures = 0;
   // false: ordinary stdout lines are not printed but kept in RankOutcome::stdout_lines (a
   // launcher prints them at the end, in rank order). Progress events are never printed.
   bool forward_stdout = true;

@@ -29,7 +29,14 @@ struct PeerOptions {
   int qsgd_bits = 0;                 // --qsgd-bits (0: not given)
   int64_t qsgd_bucket = -1;          // --qsgd-bucket (-1: not given)
   double topk_ratio = 0;             // --topk-ratio (0: not given)
-  double peer_timeout_s = 60;        // longest wait for any peer's message before failing
+  // Membership (docs/membership.md): a member silent for peer_timeout_s is suspected; heartbeats
+  // every heartbeat_s keep a live one audible (0: no heartbeats and no failure detection; rounds
+  // then wait peer_timeout_s at most). Connecting, joining and the start agreement wait up to
+  // connect_timeout_s.
+  double peer_timeout_s = 10;
+  double heartbeat_s = 1;
+  double connect_timeout_s = 120;
+  std::string on_failure = "continue";  // continue: survivors go on in a new view; stop: fail
   // How the W gradients of a round become one (sync/rules/rule.h); canonical after Finish.
   std::string aggregation = "mean";
   // Experiments only (peer/attack.h): the attack, and the ranks that carry it out.

@@ -13,6 +13,7 @@
 #include "ml/threads.h"
 #include "peer/attack.h"
 #include "peer/cli.h"
+#include "peer/elastic_sync.h"
 #include "peer/final_summary.h"
 #include "peer/offload.h"
 #include "peer/peer_security.h"
@@ -22,6 +23,8 @@
 #include "sync/agreement.h"
 #include "sync/codecs/codec.h"
 #include "sync/epoch_summary.h"
+#include "sync/membership/elastic.h"
+#include "sync/membership/heartbeat.h"
 #include "sync/rules/rule.h"
 #include "sync/strategy.h"
 
@@ -106,20 +109,43 @@ Result<int64_t> ParseSyncEvery(const std::string& text) {
   return n;
 }
 
+// With heartbeats a round waits as long as its members are alive (the failure detector ends the
+// wait when one dies); without them, --peer-timeout bounds every wait.
+std::chrono::milliseconds RoundTimeout(const PeerOptions& options) {
+  if (options.heartbeat_s > 0) return std::chrono::hours(24);
+  return Millis(options.peer_timeout_s);
+}
+
+nlohmann::json ViewChangesJson(std::vector<sync::membership::ViewChangeRecord> changes,
+                               const sync::Mailbox& mailbox) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& c : changes) {
+    list.push_back({{"view", c.view},
+                    {"members", c.members},
+                    {"evicted", c.evicted},
+                    {"resume_after_epoch", c.resume_after.epoch},
+                    {"resume_after_step", c.resume_after.step},
+                    {"recovery_s", c.recovery_seconds}});
+  }
+  return {{"view", mailbox.view().id},
+          {"members", mailbox.view().members},
+          {"view_changes", std::move(list)}};
+}
+
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
       transport,
       {.run_id = options.run_id, .authenticator = security ? security->authenticator() : nullptr});
   if (security != nullptr) {
-    P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.peer_timeout_s))));
+    P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.connect_timeout_s))));
   }
   // options.compression is the canonical codec spec (FinishPeerFlags); stochastic codecs draw
   // from the run's seed per (rank, round).
   P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
   P2P_ASSIGN_OR_RETURN(auto strategy,
                        sync::MakeStrategy(options.strategy, mailbox,
-                                          {.peer_timeout = Millis(options.peer_timeout_s),
+                                          {.peer_timeout = RoundTimeout(options),
                                            .codec = std::move(codec),
                                            .seed = config.seed,
                                            .rule = options.aggregation}));
@@ -131,7 +157,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),
-                                     DeadlineIn(Millis(options.peer_timeout_s))));
+                                     DeadlineIn(Millis(options.connect_timeout_s))));
   const int64_t agreed = static_cast<int64_t>(*std::max_element(steps.begin(), steps.end()));
   trainer.set_steps_per_epoch(agreed);
   spdlog::info(
@@ -143,17 +169,26 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   P2P_RETURN_IF_ERROR(trainer.set_sync_state(
       [&strategy] { return strategy->SaveState(); },
       [&strategy](Trainer::SyncState state) { return strategy->LoadState(std::move(state)); }));
-  trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
-    const sync::Round round{static_cast<uint64_t>(info.epoch), static_cast<uint64_t>(info.round)};
-    if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
-    return strategy->Average(round, static_cast<uint32_t>(info.samples), grad);
-  });
-  trainer.set_epoch_hook([&](int epoch, sync::EpochTotals& totals) -> Status {
-    P2P_ASSIGN_OR_RETURN(totals,
-                         sync::ExchangeEpochTotals(mailbox, static_cast<uint64_t>(epoch), totals,
-                                                   DeadlineIn(Millis(options.peer_timeout_s))));
-    return Status::Ok();
-  });
+  // Failure detection from here on: every peer is up and agreed (docs/membership.md).
+  std::optional<sync::membership::Heartbeat> heartbeat;
+  std::optional<sync::membership::Membership> membership;
+  if (options.heartbeat_s > 0) {
+    mailbox.StartFailureDetection(Millis(options.peer_timeout_s));
+    heartbeat.emplace(mailbox, Millis(options.heartbeat_s));
+    if (options.on_failure == "continue") {
+      membership.emplace(mailbox, sync::membership::MembershipOptions{});
+      trainer.keep_rollback(true);
+    }
+  }
+  ElasticSync elastic(mailbox, *strategy, membership ? &*membership : nullptr,
+                      RoundTimeout(options));
+  trainer.set_gradient_hook(
+      [&](const StepInfo& info, std::span<float> grad) {
+        if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
+        return elastic.Round(info, grad);
+      });
+  trainer.set_epoch_hook(
+      [&](int epoch, sync::EpochTotals& totals) { return elastic.EpochEnd(epoch, totals); });
   EpochCounters counters(transport, *strategy, mailbox);
   trainer.add_metrics_extra([&](int) {
     nlohmann::json extra = counters.Next();
@@ -163,19 +198,26 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     extra["aggregation"] = options.aggregation;
     extra["authenticated"] = security != nullptr;
     extra["size"] = config.size;
+    if (membership) extra.update(ViewChangesJson(membership->TakeChanges(), mailbox));
     return extra;
   });
 
   P2P_ASSIGN_OR_RETURN(EpochResult last, trainer.Run());
-  P2P_RETURN_IF_ERROR(sync::AgreeOnEnd(mailbox, static_cast<uint64_t>(last.epoch), last.param_hash,
-                                       DeadlineIn(Millis(options.peer_timeout_s))));
+  P2P_RETURN_IF_ERROR(elastic.End(static_cast<uint64_t>(last.epoch), last.param_hash));
+  heartbeat.reset();  // before the transport closes
   if (mailbox.rejects().total() > 0) {
     spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
                  mailbox.rejects().total());
     mailbox.LogRejectSummary();  // each reason per claimed sender, with its count
   }
-  fmt::print("{}\n",
-             FinalSummary(last, config.evaluation, fmt::format("all {} peers agree", config.size)));
+  const size_t members = mailbox.view().members.size();
+  fmt::print("{}\n", FinalSummary(last, config.evaluation,
+                                  members == static_cast<size_t>(config.size)
+                                      ? fmt::format("all {} peers agree", config.size)
+                                      : fmt::format("all {} live peers agree (view {}: ranks {})",
+                                                    members, mailbox.view().id,
+                                                    sync::membership::RankList(
+                                                        mailbox.view().members))));
   return Status::Ok();
 }
 
@@ -233,6 +275,13 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   if (!(options.peer_timeout_s > 0)) {
     return InvalidArgument("--peer-timeout must be positive seconds");
   }
+  if (options.heartbeat_s > 0 && !(options.heartbeat_s * 2 <= options.peer_timeout_s)) {
+    return InvalidArgument(
+        "--heartbeat {} s is too slow for --peer-timeout {} s: a live peer would be suspected "
+        "after missing one heartbeat; use a timeout of at least twice the heartbeat (default 1 "
+        "and 10)",
+        options.heartbeat_s, options.peer_timeout_s);
+  }
   static const std::regex kRunId("[A-Za-z0-9._-]{1,128}");
   if (options.run_id.empty()) {
     if (options.transport == "amqp") {
@@ -280,7 +329,7 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
                  attack->spec());
     attack->Poison(trainer->mutable_train_data());
   }
-  const auto connect_deadline = DeadlineIn(Millis(options.peer_timeout_s));
+  const auto connect_deadline = DeadlineIn(Millis(options.connect_timeout_s));
   std::optional<broker::RegistrationSigner> signer;
   if (security) signer = MakeRegistrationSigner(security->key());
   P2P_ASSIGN_OR_RETURN(auto transport,

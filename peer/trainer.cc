@@ -165,8 +165,17 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
   r.epoch = epoch;
   const auto start = Clock::now();
   sync::EpochTotals totals;
-  P2P_RETURN_IF_ERROR(TrainOneEpoch(epoch, r, totals));
-  P2P_RETURN_IF_ERROR(Evaluate(epoch, r, totals));
+  rollback_.valid = false;
+  for (int64_t first_round = 0;;) {
+    P2P_RETURN_IF_ERROR(TrainOneEpoch(epoch, r, totals, first_round));
+    P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, Evaluate(epoch, r, totals));
+    if (outcome == RoundOutcome::kApply) break;
+    // The epoch's last round must be redone by the survivors of a view change.
+    P2P_CHECK(rollback_.valid, "a redo of epoch {}'s last round without its rollback state",
+              epoch);
+    first_round = rollback_.round;
+    RestoreRollback(r, totals);
+  }
   r.wall_seconds = Since(start);
   P2P_RETURN_IF_ERROR(SaveCheckpointAfter(epoch));
   P2P_RETURN_IF_ERROR(WriteMetrics(r));
@@ -177,7 +186,8 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
 // One epoch of minibatches in rounds of `sync_every` batches. A round's gradient is the mean over
 // its samples; with sync_every 1 it is the model's own gradient buffer (no copy), otherwise the
 // sample-weighted sum of the round's batches is accumulated and divided once at the end.
-Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& totals) {
+Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& totals,
+                              int64_t first_round) {
   const ml::Dataset& train = data_.train;
   // Each epoch's order depends only on (seed, rank, epoch), so a resumed run sees the same batches.
   // (SeededPermutation mixes its seed, so neighbouring values give unrelated orders.)
@@ -189,8 +199,8 @@ Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& tota
       config_.sync_every > 0 ? config_.sync_every : std::max<int64_t>(steps, 1);
   const bool accumulate = per_round > 1;
   if (accumulate) accumulated_.assign(model_->NumParams(), 0.0f);
-  progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
-  for (int64_t first = 0; first < steps; first += per_round) {
+  if (first_round == 0) progress_.Begin(fmt::format("epoch {}/{}", epoch, config_.epochs), steps);
+  for (int64_t first = first_round * per_round; first < steps; first += per_round) {
     // The safe point for SIGINT/SIGTERM: between rounds, so no peer sees half a round of ours.
     if (StopSignal() != 0) {
       return StoppedBySignal(fmt::format("in epoch {} before round {} of {}", epoch,
@@ -203,8 +213,19 @@ Status Trainer::TrainOneEpoch(int epoch, EpochResult& r, sync::EpochTotals& tota
       batches.push_back(std::span(order).subspan(begin, std::min(batch, train.size() - begin)));
     }
     std::span<float> grad = accumulate ? std::span<float>(accumulated_) : model_->MutableGrads();
+    const sync::EpochTotals before = totals;
     P2P_ASSIGN_OR_RETURN(const int64_t samples, RoundGradient(batches, grad, r, totals));
-    P2P_RETURN_IF_ERROR(FinishRound({epoch, first / per_round, samples}, grad, r));
+    P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome,
+                         FinishRound({epoch, first / per_round, samples}, grad, r));
+    if (outcome == RoundOutcome::kRedoPreviousRound) {
+      // Undo the previous round and continue from it (the loop's increment moves to it).
+      P2P_CHECK(rollback_.valid && rollback_.round == first / per_round - 1,
+                "a redo of round {} without its rollback state", first / per_round - 1);
+      RestoreRollback(r, totals);
+      first -= 2 * per_round;
+      continue;
+    }
+    if (keep_rollback_) rollback_.totals = before;
     const int64_t done = std::min(first + per_round, steps);
     progress_.Update(
         done, fmt::format("loss {:.4f}", totals.train_samples > 0
@@ -263,22 +284,41 @@ Result<int64_t> Trainer::RoundGradient(const std::vector<std::span<const size_t>
 }
 
 // Combines the round's gradient with the other peers' (if any) and applies it.
-Status Trainer::FinishRound(const StepInfo& info, std::span<float> grad, EpochResult& r) {
+Result<RoundOutcome> Trainer::FinishRound(const StepInfo& info, std::span<float> grad,
+                                          EpochResult& r) {
   ++r.rounds;
   if (hook_) {
     const auto t = Clock::now();
-    P2P_RETURN_IF_ERROR(hook_(info, grad));
+    P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, hook_(info, grad));
     r.hook_seconds += Since(t);
+    if (outcome != RoundOutcome::kApply) return outcome;
   } else if (info.samples == 0) {
-    return Status::Ok();  // alone and out of data: nothing to apply
+    return RoundOutcome::kApply;  // alone and out of data: nothing to apply
   }
   const auto t = Clock::now();
+  if (keep_rollback_) {
+    rollback_.valid = true;
+    rollback_.round = info.round;
+    rollback_.params.assign(model_->Params().begin(), model_->Params().end());
+    rollback_.optimizer = optimizer_->SaveState();
+    rollback_.rounds = r.rounds - 1;
+  }
   optimizer_->Step(model_->Params(), grad);
   r.update_seconds += Since(t);
-  return Status::Ok();
+  return RoundOutcome::kApply;
 }
 
-Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
+void Trainer::RestoreRollback(EpochResult& r, sync::EpochTotals& totals) {
+  std::copy(rollback_.params.begin(), rollback_.params.end(), model_->Params().begin());
+  Status s = optimizer_->LoadState(rollback_.optimizer);
+  P2P_CHECK(s.ok(), "restoring the optimizer's own state: {}", s.ToString());
+  totals = rollback_.totals;
+  r.rounds = rollback_.rounds;
+  rollback_.valid = false;
+  spdlog::info("rolled back round {} of this epoch to redo it with the new view", rollback_.round);
+}
+
+Result<RoundOutcome> Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   const auto t = Clock::now();
   if (config_.evaluation) {
     const auto val = EvaluateAll(*model_, data_.validation);
@@ -289,7 +329,10 @@ Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
     totals.test_samples = static_cast<uint64_t>(test.count);
   }
   totals.param_hash = HashFloats(model_->Params());
-  if (epoch_hook_) P2P_RETURN_IF_ERROR(epoch_hook_(epoch, totals));
+  if (epoch_hook_) {
+    P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, epoch_hook_(epoch, totals));
+    if (outcome != RoundOutcome::kApply) return outcome;
+  }
   r.eval_seconds = Since(t);
   r.param_hash = totals.param_hash;
   r.train_loss =
@@ -297,10 +340,10 @@ Status Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTotals& totals) {
   r.val_loss = MeanOf(totals.val_loss_sum, totals.val_samples);
   r.test_accuracy = MeanOf(double(totals.test_correct), totals.test_samples);
   r.lr = optimizer_->lr();
-  if (!r.val_loss) return Status::Ok();  // no validation signal for the schedules
+  if (!r.val_loss) return RoundOutcome::kApply;  // no validation signal for the schedules
   if (config_.lr_plateau) plateau_.Step(*r.val_loss, *optimizer_);
   if (config_.early_stopping) r.early_stop = early_stopping_.ShouldStop(*r.val_loss);
-  return Status::Ok();
+  return RoundOutcome::kApply;
 }
 
 Status Trainer::SaveCheckpointAfter(int epoch) {

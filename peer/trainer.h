@@ -26,13 +26,20 @@ struct StepInfo {
   int64_t samples = 0;
 };
 
+// What a hook decided about its round.
+enum class RoundOutcome {
+  kApply,              // go on: apply the gradient (gradient hook) / finish the epoch (epoch hook)
+  kRedoPreviousRound,  // the peers changed membership and this peer is one round ahead of the
+                       // survivors: undo the last applied round and run it again (needs
+                       // keep_rollback)
+};
 // Called with the local mean gradient of a round before the optimizer applies it. A peer replaces
 // `grad` by the average over all peers here. Returning an error stops training.
-using GradientHook = std::function<Status(const StepInfo&, std::span<float> grad)>;
+using GradientHook = std::function<Result<RoundOutcome>(const StepInfo&, std::span<float> grad)>;
 // Called at the end of an epoch with this process's totals (training loss, its slice of the
 // validation and test sets, parameter hash); a peer replaces them with the run-wide totals so that
 // every peer's LR schedule and early stopping see the same numbers.
-using EpochHook = std::function<Status(int epoch, sync::EpochTotals& totals)>;
+using EpochHook = std::function<Result<RoundOutcome>(int epoch, sync::EpochTotals& totals)>;
 // A part of a round's samples whose gradient is computed elsewhere (a function process).
 struct GradientPart {
   ml::Matrix x;
@@ -88,6 +95,10 @@ class Trainer {
   // among peers, agreed at start; 0 = local_steps()). Extra steps contribute no samples.
   int64_t local_steps() const;
   void set_steps_per_epoch(int64_t steps) { steps_per_epoch_ = steps; }
+  // Keeps what the last applied round changed (parameters, optimizer state, the epoch's running
+  // totals) so that a hook may ask for it to be redone (RoundOutcome::kRedoPreviousRound). Costs
+  // a copy of the parameters and the optimizer state per round.
+  void keep_rollback(bool keep) { keep_rollback_ = keep; }
   // Trains for the remaining epochs; returns the last epoch's result.
   Result<EpochResult> Run();
 
@@ -102,12 +113,25 @@ class Trainer {
           std::unique_ptr<ml::Optimizer> optimizer, MetricsWriter metrics);
   Status MaybeResume();
   Result<EpochResult> RunEpoch(int epoch);
-  Status TrainOneEpoch(int epoch, EpochResult& result, sync::EpochTotals& totals);
+  // Trains rounds first_round.. of the epoch (0: all of them).
+  Status TrainOneEpoch(int epoch, EpochResult& result, sync::EpochTotals& totals,
+                       int64_t first_round);
   // The mean gradient of one round's minibatches into `grad`; returns its sample count.
   Result<int64_t> RoundGradient(const std::vector<std::span<const size_t>>& batches,
                                 std::span<float> grad, EpochResult& r, sync::EpochTotals& totals);
-  Status FinishRound(const StepInfo& info, std::span<float> grad, EpochResult& result);
-  Status Evaluate(int epoch, EpochResult& result, sync::EpochTotals& totals);
+  Result<RoundOutcome> FinishRound(const StepInfo& info, std::span<float> grad,
+                                   EpochResult& result);
+  Result<RoundOutcome> Evaluate(int epoch, EpochResult& result, sync::EpochTotals& totals);
+  // The state before the last applied round (keep_rollback).
+  struct Rollback {
+    bool valid = false;
+    int64_t round = 0;  // its index in the epoch
+    std::vector<float> params;
+    ml::Optimizer::State optimizer;
+    sync::EpochTotals totals;  // the epoch's totals before its gradient was computed
+    int64_t rounds = 0;
+  };
+  void RestoreRollback(EpochResult& result, sync::EpochTotals& totals);
   Status SaveCheckpointAfter(int epoch);
   Status WriteMetrics(const EpochResult& r);
 
@@ -126,6 +150,8 @@ class Trainer {
   int parts_per_batch_ = 1;
   ml::AlignedFloats accumulated_;  // sum of sample-weighted gradients of the current round
   int64_t steps_per_epoch_ = 0;
+  bool keep_rollback_ = false;
+  Rollback rollback_;
   int first_epoch_ = 1;
   std::function<SyncState()> save_sync_state_;
   SyncState resumed_sync_state_;  // from the checkpoint, until set_sync_state takes it

@@ -37,8 +37,10 @@ Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int r
   z.rank = rank;
   z.size = size;
   z.run_id = o.run_id;
-  // A peer that stops draining (dead, hung) must fail the run within --peer-timeout.
-  z.send_timeout = PeerTimeout(o);
+  // A peer that stops draining (dead, hung) must fail the run within --peer-timeout. With
+  // heartbeats, well within it: a send blocked on a dead rank holds up this peer's heartbeats to
+  // the living, who must not suspect us meanwhile.
+  z.send_timeout = o.heartbeat_s > 0 ? PeerTimeout(o) / 4 : PeerTimeout(o);
   z.heartbeat_timeout = std::min(z.heartbeat_timeout, PeerTimeout(o));
   if (!o.peers.empty() && !o.rendezvous.empty()) {
     return InvalidArgument("--peers and --rendezvous exclude each other; give one");

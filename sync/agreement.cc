@@ -33,10 +33,12 @@ Result<std::vector<std::string>> Agree(Mailbox& mailbox, broker::MessageType typ
   env.step = round.step;
   env.body = ToBytes(value);
   P2P_RETURN_IF_ERROR(mailbox.Send(std::move(env)));
+  // The members of the current view (all ranks unless one was evicted, sync/membership/).
   std::vector<int> others;
-  for (int r = 0; r < mailbox.size(); ++r) {
+  for (int r : mailbox.view().members) {
     if (r != mailbox.rank()) others.push_back(r);
   }
+  round.view = mailbox.view().id;
   P2P_ASSIGN_OR_RETURN(auto got, mailbox.Collect(type, round, others, deadline, what));
   std::vector<std::string> per_rank(mailbox.size());
   per_rank[mailbox.rank()] = PerRank(value);

@@ -27,14 +27,18 @@ AllgatherAverage::AllgatherAverage(Mailbox& mailbox, StrategyOptions options)
     : mailbox_(mailbox),
       options_(std::move(options)),
       encoder_(CodecOrDie(options_.codec)),
-      rule_(rules::MakeCheckedRule(options_.rule)) {
-  for (int r = 0; r < mailbox_.size(); ++r) {
-    if (r != mailbox_.rank()) others_.push_back(r);
-  }
-}
+      rule_(rules::MakeCheckedRule(options_.rule)) {}
 
 Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float> grad) {
   ++timings_.rounds;
+  // The members of the current view take part (sync/membership/); its id tells this round from
+  // the same round redone after a view change.
+  const std::vector<int>& members = mailbox_.view().members;
+  round.view = mailbox_.view().id;
+  others_.clear();
+  for (int r : members) {
+    if (r != mailbox_.rank()) others_.push_back(r);
+  }
   const codecs::Codec& codec = encoder_.codec();
   auto t = broker::Clock::now();
   // A peer without samples this round carries no weight: it sends a payload but keeps its
@@ -102,13 +106,13 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   if (total == 0)
     return InvalidArgument("no peer had samples in epoch {} step {}", round.epoch, round.step);
   // Rank order, the same inputs everywhere: identical bits on every peer.
-  std::vector<rules::Input> inputs(counts.size());
+  std::vector<rules::Input> inputs;
   size_t other = 0;
-  for (int r = 0; r < mailbox_.size(); ++r) {
+  for (int r : members) {
     const std::span<const float> g =
         r == mailbox_.rank() ? std::span<const float>(mine_)
                              : std::span<const float>(theirs_).subspan((other++) * p, p);
-    inputs[static_cast<size_t>(r)] = {g, counts[static_cast<size_t>(r)]};
+    inputs.push_back({g, counts[static_cast<size_t>(r)]});
   }
   if (Status s = rule_->Aggregate(inputs, grad); !s.ok()) {
     return s.Annotate(

@@ -82,16 +82,18 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
   env.epoch = epoch;
   env.body = EncodeEpochTotals(mine);
   P2P_RETURN_IF_ERROR(mailbox.Send(std::move(env)));
+  // The members of the current view, in rank order (sync/membership/).
+  const std::vector<int>& members = mailbox.view().members;
   std::vector<int> others;
-  for (int r = 0; r < mailbox.size(); ++r) {
+  for (int r : members) {
     if (r != mailbox.rank()) others.push_back(r);
   }
-  P2P_ASSIGN_OR_RETURN(auto got,
-                       mailbox.Collect(broker::MessageType::kEpochEnd, {epoch, 0}, others, deadline,
-                                       fmt::format("end-of-epoch {} totals", epoch)));
+  P2P_ASSIGN_OR_RETURN(auto got, mailbox.Collect(broker::MessageType::kEpochEnd,
+                                                 {epoch, 0, mailbox.view().id}, others, deadline,
+                                                 fmt::format("end-of-epoch {} totals", epoch)));
   EpochTotals sum;
   sum.param_hash = mine.param_hash;
-  for (int r = 0; r < mailbox.size(); ++r) {
+  for (int r : members) {
     EpochTotals t = mine;
     if (r != mailbox.rank()) {
       auto decoded = DecodeEpochTotals(got.at(r).body);

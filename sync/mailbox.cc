@@ -13,24 +13,127 @@ uint64_t RejectCounts::total() const {
   return t;
 }
 
+bool ViewScoped(broker::MessageType type) {
+  using broker::MessageType;
+  return type == MessageType::kGradient || type == MessageType::kAggregate ||
+         type == MessageType::kEpochEnd || type == MessageType::kBarrier ||
+         type == MessageType::kParamsHash;
+}
+
 Mailbox::Mailbox(broker::Transport& transport, Options options)
-    : transport_(transport), options_(std::move(options)) {}
+    : transport_(transport),
+      options_(std::move(options)),
+      view_(membership::InitialView(transport.size())) {}
+
+void Mailbox::StartFailureDetection(std::chrono::milliseconds suspect_after) {
+  std::lock_guard live(liveness_mu_);
+  suspect_after_ = suspect_after;
+  detector_.emplace(rank(), view_.members, suspect_after, broker::Clock::now());
+}
 
 Status Mailbox::Send(broker::Envelope env, int to) {
+  std::lock_guard lock(send_mu_);
+  env.run_id = options_.run_id;
+  env.sender = transport_.rank();
+  env.view = view_.id;
   Authenticator* auth = options_.authenticator;
-  if (to == broker::kAllRanks && auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers()) {
-    for (int r = 0; r < size(); ++r) {
-      if (r != rank()) P2P_RETURN_IF_ERROR(Send(env, r));
+  const bool watched = WatchingLiveness();
+  // With failure detection, or once the view lost a member, "everyone" is sent member by member:
+  // a dead member must cost one failed send, not block or fail the broadcast to the others.
+  const bool one_by_one =
+      to == broker::kAllRanks && (watched || view_.members.size() < static_cast<size_t>(size()));
+  // One signature covers every receiver unless the authenticator cannot (then one per receiver).
+  const bool sign_each =
+      to == broker::kAllRanks && auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers();
+  if (!one_by_one && !sign_each) return SignAndSend(env, to, to);
+  if (!sign_each) {
+    env.receiver = broker::kAllRanks;
+    env.seq = next_seq_++;
+    if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
+    P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
+    for (int r : view_.members) {
+      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes));
     }
     return Status::Ok();
   }
-  env.run_id = options_.run_id;
-  env.sender = transport_.rank();
-  env.receiver = to;
+  for (int r : view_.members) {
+    if (r != rank()) P2P_RETURN_IF_ERROR(SignAndSend(env, r, r));
+  }
+  return Status::Ok();
+}
+
+// Signs `env` addressed to `receiver` and sends it to rank `to` (or broadcasts: kAllRanks).
+Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
+  env.receiver = receiver;
   env.seq = next_seq_++;
-  if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
+  if (options_.authenticator != nullptr) P2P_RETURN_IF_ERROR(options_.authenticator->Sign(env));
   P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
-  return to == broker::kAllRanks ? transport_.Broadcast(bytes) : transport_.Send(to, bytes);
+  if (to == broker::kAllRanks) return transport_.Broadcast(bytes);
+  return SendBytes(to, bytes);
+}
+
+// Sends to one rank. With failure detection a rank the transport cannot reach is reported gone
+// (and skipped from then on) instead of failing the caller: the failure detector and the view
+// change deal with it.
+Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes) {
+  {
+    std::lock_guard live(liveness_mu_);
+    if (detector_ && detector_->IsGone(to)) return Status::Ok();
+  }
+  Status s = transport_.Send(to, bytes);
+  if (s.code() != StatusCode::kUnavailable) return s;
+  std::lock_guard live(liveness_mu_);
+  if (!detector_) return s;
+  spdlog::warn("rank {} cannot be reached ({}); suspecting it", to, s.message());
+  detector_->Gone(to);
+  return Status::Ok();
+}
+
+bool Mailbox::WatchingLiveness() {
+  std::lock_guard live(liveness_mu_);
+  return detector_.has_value();
+}
+
+void Mailbox::InstallView(membership::View view) {
+  {
+    std::lock_guard lock(send_mu_);
+    P2P_CHECK(view.id > view_.id && view.Contains(rank()), "installing view {} after {}", view.id,
+              view_.id);
+    view_ = std::move(view);
+  }
+  std::lock_guard live(liveness_mu_);
+  if (detector_) detector_->Watch(view_.members, broker::Clock::now());
+  // Parked messages of earlier views can never be collected now.
+  std::erase_if(parked_, [&](const auto& entry) {
+    const auto& [type, round, sender] = entry.first;
+    return (ViewScoped(type) && round.view < view_.id) || !view_.Contains(sender);
+  });
+}
+
+std::vector<int> Mailbox::Suspects() {
+  std::lock_guard live(liveness_mu_);
+  if (!detector_) return {};
+  return detector_->Suspects(broker::Clock::now());
+}
+
+void Mailbox::Suspect(const std::vector<int>& ranks) {
+  std::lock_guard live(liveness_mu_);
+  if (!detector_) return;
+  for (int r : ranks) detector_->Gone(r);
+}
+
+bool Mailbox::ViewChangePending() const {
+  return std::any_of(parked_.begin(), parked_.end(), [&](const auto& entry) {
+    const broker::MessageType type = std::get<0>(entry.first);
+    return (type == broker::MessageType::kViewPropose ||
+            type == broker::MessageType::kViewInstall) &&
+           entry.second.epoch > view_.id;
+  });
+}
+
+void Mailbox::Heard(int sender) {
+  std::lock_guard live(liveness_mu_);
+  if (detector_) detector_->Heard(sender, broker::Clock::now());
 }
 
 Status Mailbox::Pump(broker::Deadline deadline) { return ReceiveOne(deadline); }
@@ -76,8 +179,27 @@ bool Mailbox::Admit(const broker::Envelope& env) {
   return verdict.action == Authenticator::Action::kAccept;
 }
 
+bool Mailbox::RejectedByView(const broker::Envelope& env) {
+  if (!view_.Contains(env.sender)) {
+    Reject("evicted_sender",
+           fmt::format("rank {} is not a member of view {} ({}): it was evicted, and nothing it "
+                       "sends is applied",
+                       env.sender, view_.id, membership::RankList(view_.members)),
+           env.sender);
+    return true;
+  }
+  if (ViewScoped(env.type) && env.view < view_.id) {
+    Reject("stale_view",
+           fmt::format("{} of view {} from rank {} arrived after view {} was installed",
+                       broker::MessageTypeName(env.type), env.view, env.sender, view_.id),
+           env.sender);
+    return true;
+  }
+  return false;
+}
+
 void Mailbox::Park(broker::Envelope env) {
-  const Round round{env.epoch, env.step};
+  const Round round{env.epoch, env.step, ViewScoped(env.type) ? env.view : 0};
   const auto done = completed_.find(env.type);
   if (done != completed_.end() && round <= done->second) {
     return Reject("stale",
@@ -86,7 +208,8 @@ void Mailbox::Park(broker::Envelope env) {
                               broker::MessageTypeName(env.type), env.epoch, env.step, env.sender),
                   env.sender);
   }
-  if (done != completed_.end() && round.epoch == done->second.epoch &&
+  if (done != completed_.end() && round.view == done->second.view &&
+      round.epoch == done->second.epoch &&
       round.step > done->second.step + options_.max_rounds_ahead) {
     return Reject(
         "out_of_window",
@@ -131,8 +254,9 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
            msg->from_rank);
   } else if (env->receiver != broker::kAllRanks && env->receiver != rank()) {
     Reject("misaddressed", fmt::format("addressed to rank {}", env->receiver), env->sender);
-  } else if (Admit(*env)) {
-    Park(std::move(*env));
+  } else if (!RejectedByView(*env) && Admit(*env)) {
+    Heard(env->sender);
+    if (env->type != broker::MessageType::kHeartbeat) Park(std::move(*env));
   }
   return Status::Ok();
 }
@@ -148,8 +272,42 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     }
     return out;
   };
+  bool drain = false, drained = false;
   for (auto still = missing(); !still.empty(); still = missing()) {
-    Status s = ReceiveOne(deadline);
+    if (ViewChangePending()) {
+      return Unavailable("{}: another member started a view change (sync/membership/)", what);
+    }
+    broker::Deadline wait_until = deadline;
+    {
+      std::lock_guard live(liveness_mu_);
+      if (detector_) {
+        const auto now = broker::Clock::now();
+        auto suspected = membership::Intersect(detector_->Suspects(now), still);
+        if (!suspected.empty() && !drained) {
+          // What arrived while this thread was busy elsewhere (computing, or blocked in a send)
+          // proves life too: read it all before judging anyone silent.
+          drain = true;
+          suspected.clear();
+        }
+        if (!suspected.empty()) {
+          return Unavailable("{}: rank(s) {} suspected dead (silent for {} ms or unreachable)",
+                             what, membership::RankList(suspected), suspect_after_.count());
+        }
+        if (auto next = detector_->NextSuspicion(now)) wait_until = std::min(wait_until, *next);
+      }
+    }
+    if (drain) {
+      // Bounded, so a flood cannot keep this loop from judging.
+      Status d = Status::Ok();
+      for (int i = 0; i < 100000 && d.ok(); ++i) d = ReceiveOne(broker::Clock::now());
+      if (!d.ok() && d.code() != StatusCode::kTimeout) return d;
+      drained = true;
+      drain = false;
+      continue;
+    }
+    Status s = ReceiveOne(wait_until);
+    drained = false;
+    if (s.code() == StatusCode::kTimeout && broker::Clock::now() < deadline) continue;
     if (s.code() == StatusCode::kTimeout) {
       return Timeout(
           "{}: nothing from rank(s) {} before the deadline; a peer may have died or "

@@ -13,7 +13,14 @@
 // Each reason is logged once per claimed sender; further drops are only counted. Without one
 // (--insecure) envelopes are neither signed nor checked.
 //
-// Thread-safety: one thread uses a Mailbox.
+// Membership: the Mailbox knows the current view (sync/membership/view.h). A message from a rank
+// outside it is dropped ("evicted_sender"), a view-scoped message (a gradient, an epoch's totals)
+// of an earlier view is stale, and Send(kAllRanks) reaches the view's members only. Every admitted
+// message is a sign of life for the FailureDetector; HEARTBEATs are nothing else.
+//
+// Thread-safety: one thread receives and collects. Send may also be called from one other thread
+// (the heartbeat sender, sync/membership/heartbeat.h): sends are serialised under a lock, which
+// every Transport allows once connected (broker/transport.h).
 #pragma once
 
 #include <chrono>
@@ -21,6 +28,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -31,13 +39,22 @@
 #include "broker/envelope.h"
 #include "broker/transport.h"
 #include "common/status.h"
+#include "sync/membership/failure_detector.h"
+#include "sync/membership/view.h"
 
 namespace p2p::sync {
 
+// One round of a message type. `view` is the membership view it belongs to (sync/membership/):
+// a round redone after a view change is a new round, and every round of a later view comes after
+// every round of an earlier one.
 struct Round {
   uint64_t epoch = 0;
   uint64_t step = 0;
-  auto operator<=>(const Round&) const = default;
+  uint64_t view = 0;
+  auto operator<=>(const Round& o) const {
+    return std::tie(view, epoch, step) <=> std::tie(o.view, o.epoch, o.step);
+  }
+  bool operator==(const Round&) const = default;
 };
 
 // Why messages were dropped; machine-readable names for metrics.
@@ -89,9 +106,32 @@ class Mailbox {
   int rank() const { return transport_.rank(); }
   int size() const { return transport_.size(); }
 
-  // Fills run id, sender and sequence number, signs (with an authenticator), then sends to `to`
-  // (or everyone when kAllRanks).
+  // Fills run id, sender, view and sequence number, signs (with an authenticator), then sends to
+  // `to` (or every other member of the view when kAllRanks). A member the transport cannot
+  // reach (Unavailable) is reported gone to the failure detector and skipped: a broadcast still
+  // reaches the others, and the caller learns of the failure from Suspects().
   Status Send(broker::Envelope env, int to = broker::kAllRanks);
+
+  // The current view: its members (ascending, this rank among them) and id. Starts as view 0
+  // with every rank of the run.
+  const membership::View& view() const { return view_; }
+  // Installs `view` (an id above the current one): later messages from non-members are
+  // rejected, view-scoped ones of earlier views are stale, and the failure detector watches
+  // exactly the new members.
+  void InstallView(membership::View view);
+  // From now on a member silent for `suspect_after` (or unreachable) is suspected, and Collect
+  // stops waiting for it. Called once the peers are known to be up (after the start agreement),
+  // with heartbeats flowing (sync/membership/heartbeat.h). Without it Collect waits for its
+  // deadline only.
+  void StartFailureDetection(std::chrono::milliseconds suspect_after);
+  // Members of the current view this peer suspects (silent for suspect_after, or unreachable);
+  // ascending. Empty without failure detection.
+  std::vector<int> Suspects();
+  // Marks `ranks` suspected now (e.g. a round that waited far too long for them).
+  void Suspect(const std::vector<int>& ranks);
+  // Whether another member proposed or installed a view after the current one (the proposal is
+  // parked for sync/membership/view_change.h to take). Collect stops waiting when one arrives.
+  bool ViewChangePending() const;
 
   // Receives one message if one arrives before the deadline and files it (to the authenticator,
   // parked, or rejected). Timeout when nothing arrived. For protocols that react to every message
@@ -99,8 +139,10 @@ class Mailbox {
   Status Pump(broker::Deadline deadline);
 
   // Blocks until an envelope of `type` for `round` arrived from every rank in `from`, or the
-  // deadline passes (Timeout naming the missing ranks, with `what` describing the wait). Marks the
-  // round complete for `type`, so late copies are dropped as stale. Returns envelopes by sender.
+  // deadline passes (Timeout naming the missing ranks, with `what` describing the wait), or —
+  // with failure detection — a rank it waits for is suspected (Unavailable naming it; Suspects()
+  // then says who). Marks the round complete for `type`, so late copies are dropped as stale.
+  // Returns envelopes by sender.
   Result<std::map<int, broker::Envelope>> Collect(broker::MessageType type, Round round,
                                                   const std::vector<int>& from,
                                                   broker::Deadline deadline,
@@ -133,6 +175,12 @@ class Mailbox {
   // Whether an envelope that passed the envelope-level checks may be parked (authentication).
   bool Admit(const broker::Envelope& env);
   void Park(broker::Envelope env);
+  Status SignAndSend(broker::Envelope& env, int receiver, int to);
+  Status SendBytes(int to, std::span<const std::byte> bytes);
+  bool WatchingLiveness();
+  // Whether `env` is no longer acceptable under the current view (and was rejected).
+  bool RejectedByView(const broker::Envelope& env);
+  void Heard(int rank);
   // Counts a drop; logs it once per (reason, claimed sender).
   void Reject(const std::string& reason, const std::string& detail, int sender);
 
@@ -143,6 +191,16 @@ class Mailbox {
   std::map<broker::MessageType, Round> completed_;  // highest completed round per type
   RejectCounts rejects_;
   std::map<std::pair<std::string, int>, uint64_t> by_source_;  // (reason, claimed sender)
+  membership::View view_;
+  std::mutex send_mu_;  // next_seq_, signing, transport sends, and view_ while sending
+  std::mutex liveness_mu_;
+  std::optional<membership::FailureDetector> detector_;  // under liveness_mu_
+  std::chrono::milliseconds suspect_after_{0};
 };
+
+// Whether messages of `type` belong to one view (gradients, aggregates, an epoch's totals): those
+// of an earlier view are stale once a later one is installed. Handshake, heartbeat and view-change
+// messages are not.
+bool ViewScoped(broker::MessageType type);
 
 }  // namespace p2p::sync

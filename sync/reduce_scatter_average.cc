@@ -26,22 +26,26 @@ broker::Envelope SliceEnvelope(broker::MessageType type, Round round, broker::By
 ReduceScatterAverage::ReduceScatterAverage(Mailbox& mailbox, StrategyOptions options)
     : mailbox_(mailbox),
       options_(std::move(options)),
-      rule_(rules::MakeCheckedRule(options_.rule)) {
-  for (int r = 0; r < mailbox_.size(); ++r) {
-    if (r != mailbox_.rank()) others_.push_back(r);
-  }
-}
-
-size_t ReduceScatterAverage::SliceBegin(int rank, size_t p) const {
-  return p * static_cast<size_t>(rank) / static_cast<size_t>(mailbox_.size());
-}
+      rule_(rules::MakeCheckedRule(options_.rule)) {}
 
 Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<float> grad) {
   ++timings_.rounds;
-  const size_t p = grad.size();
-  const int me = mailbox_.rank(), w = mailbox_.size();
+  // The members of the current view share the slices: member i (in rank order) owns slice i of
+  // W = members.size(), so after a view change the survivors cover the whole vector again.
+  const std::vector<int>& members = mailbox_.view().members;
+  round.view = mailbox_.view().id;
+  others_.clear();
+  std::vector<size_t> position(static_cast<size_t>(mailbox_.size()), 0);
+  for (size_t i = 0; i < members.size(); ++i) {
+    position[static_cast<size_t>(members[i])] = i;
+    if (members[i] != mailbox_.rank()) others_.push_back(members[i]);
+  }
+  const size_t p = grad.size(), w = members.size();
+  const int me = mailbox_.rank();
   const auto slice = [&](int r) {
-    return std::pair{SliceBegin(r, p), SliceBegin(r + 1, p) - SliceBegin(r, p)};
+    const size_t i = position[static_cast<size_t>(r)];
+    const size_t begin = p * i / w;
+    return std::pair{begin, p * (i + 1) / w - begin};
   };
   const std::string what = fmt::format("epoch {} step {}", round.epoch, round.step);
 
@@ -67,7 +71,7 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
   t = broker::Clock::now();
   const auto [mine_begin, mine_len] = slice(me);
   theirs_.resize(mine_len * others_.size());
-  std::vector<uint32_t> counts(static_cast<size_t>(w), 0);
+  std::vector<uint32_t> counts(static_cast<size_t>(mailbox_.size()), 0);
   counts[static_cast<size_t>(me)] = samples;
   for (size_t i = 0; i < others_.size(); ++i) {
     const int r = others_[i];
@@ -88,13 +92,13 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
   if (total == 0) return InvalidArgument("no peer had samples in {}", what);
   // Exactly allgather-average's arithmetic for these coordinates: the same rule, rank order.
   averaged_.resize(mine_len);
-  std::vector<rules::Input> inputs(counts.size());
+  std::vector<rules::Input> inputs;
   size_t other = 0;
-  for (int r = 0; r < w; ++r) {
+  for (int r : members) {
     const std::span<const float> g =
         r == me ? std::span<const float>(grad).subspan(mine_begin, mine_len)
                 : std::span<const float>(theirs_).subspan((other++) * mine_len, mine_len);
-    inputs[static_cast<size_t>(r)] = {g, counts[static_cast<size_t>(r)]};
+    inputs.push_back({g, counts[static_cast<size_t>(r)]});
   }
   if (Status s = rule_->Aggregate(inputs, averaged_); !s.ok()) {
     return s.Annotate("combining the gradient slices of " + what);

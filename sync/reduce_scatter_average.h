@@ -29,8 +29,6 @@ class ReduceScatterAverage final : public Strategy {
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
 
  private:
-  size_t SliceBegin(int rank, size_t p) const;
-
   Mailbox& mailbox_;
   StrategyOptions options_;
   std::unique_ptr<const rules::Rule> rule_;  // coordinatewise (MakeStrategy checks)

@@ -19,6 +19,11 @@ void FailureDetector::Gone(int rank) {
   if (it != watched_.end()) it->second.gone = true;
 }
 
+bool FailureDetector::IsGone(int rank) const {
+  const auto it = watched_.find(rank);
+  return it != watched_.end() && it->second.gone;
+}
+
 std::vector<int> FailureDetector::Suspects(Clock::time_point now) const {
   std::vector<int> out;
   for (const auto& [rank, e] : watched_) {

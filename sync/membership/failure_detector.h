@@ -28,6 +28,8 @@ class FailureDetector {
   void Heard(int rank, Clock::time_point now);
   // The transport reports `rank` unreachable: suspected from now on.
   void Gone(int rank);
+  // Whether the transport reported `rank` unreachable (Gone) since it was last watched.
+  bool IsGone(int rank) const;
   // Watched ranks silent for longer than the timeout, or gone; ascending.
   std::vector<int> Suspects(Clock::time_point now) const;
   // The earliest moment a rank not yet suspected becomes suspect (a receive deadline); nullopt

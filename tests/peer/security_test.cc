@@ -552,7 +552,7 @@ TEST(SecurityRunTest, APeerWithAnUntrustedKeyIsRefusedWithTheReason) {
                                            "1",
                                            "--progress",
                                            "off",
-                                           "--peer-timeout",
+                                           "--connect-timeout",
                                            "3",
                                            "--peers",
                                            peers,
