@@ -98,6 +98,7 @@ class AmqpTransport final : public Transport {
   // Flush). Blocks only while max_pending_bytes are unconfirmed, at most send_timeout.
   Status Send(int to_rank, std::span<const std::byte> msg) override;
   Status Broadcast(std::span<const std::byte> msg) override;
+  bool FansOutElsewhere() const override { return true; }
   Result<std::optional<Message>> Receive(Deadline deadline) override;
   TransportStats Stats() const override;
   // Flushes (up to close_timeout), deletes this peer's queue, closes the connection, stops the

@@ -51,6 +51,10 @@ class Transport {
   virtual Status Send(int to_rank, std::span<const std::byte> msg) = 0;
   // Sends to every other member.
   virtual Status Broadcast(std::span<const std::byte> msg) = 0;
+  // True when Broadcast is one hand-off that something else fans out (AMQP: one publish, the
+  // broker routes a copy to every queue), so a dead receiver cannot block or fail it. False when
+  // Broadcast sends to each member itself (ZeroMQ, in-process).
+  virtual bool FansOutElsewhere() const { return false; }
   // Next whole message addressed to this rank. std::nullopt when the deadline passes (a value,
   // not an error); an error Status when the transport itself failed.
   virtual Result<std::optional<Message>> Receive(Deadline deadline) = 0;

@@ -142,7 +142,7 @@ Status JoinRun(Mailbox& mailbox, SessionAuthenticator& auth, broker::Deadline de
     if (s.code() == StatusCode::kTimeout) {
       return Timeout(
           "join handshake: rank(s) {} did not prove their identity before the deadline "
-          "(--peer-timeout): {}",
+          "(--connect-timeout): {}",
           fmt::join(auth.handshake().missing(), ", "), auth.handshake().MissingReport());
     }
     P2P_RETURN_IF_ERROR(s);
