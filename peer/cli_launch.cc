@@ -221,12 +221,13 @@ void PrintResults(const LaunchArgs& a, const LaunchResult& result) {
     if (result.ranks[r].signal != 0 || result.ranks[r].exit_code != 0) lost.push_back(r);
   }
   const std::string finished =
-      lost.empty() ? fmt::format("{} ranks finished", a.size)
-                   : fmt::format("{} of {} ranks finished", a.size - static_cast<int>(lost.size()),
-                                 a.size);
+      lost.empty()
+          ? fmt::format("{} ranks finished", a.size)
+          : fmt::format("{} of {} ranks finished", a.size - static_cast<int>(lost.size()), a.size);
   fmt::print("launch: {} in {:.2f} s{}; metrics in {}\n", finished, result.wall_s,
-             lost.empty() ? "" : fmt::format(" (the others went on without rank(s) {})",
-                                             fmt::join(lost, ", ")),
+             lost.empty()
+                 ? ""
+                 : fmt::format(" (the others went on without rank(s) {})", fmt::join(lost, ", ")),
              (std::filesystem::path(a.metrics_dir) / "rank-<r>.jsonl").string());
   for (size_t r = 0; r < result.ranks.size(); ++r) {
     const RankOutcome& o = result.ranks[r];

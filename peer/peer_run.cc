@@ -143,12 +143,11 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   // options.compression is the canonical codec spec (FinishPeerFlags); stochastic codecs draw
   // from the run's seed per (rank, round).
   P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
-  P2P_ASSIGN_OR_RETURN(auto strategy,
-                       sync::MakeStrategy(options.strategy, mailbox,
-                                          {.peer_timeout = RoundTimeout(options),
-                                           .codec = std::move(codec),
-                                           .seed = config.seed,
-                                           .rule = options.aggregation}));
+  P2P_ASSIGN_OR_RETURN(auto strategy, sync::MakeStrategy(options.strategy, mailbox,
+                                                         {.peer_timeout = RoundTimeout(options),
+                                                          .codec = std::move(codec),
+                                                          .seed = config.seed,
+                                                          .rule = options.aggregation}));
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
       fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
@@ -182,11 +181,10 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   }
   ElasticSync elastic(mailbox, *strategy, membership ? &*membership : nullptr,
                       RoundTimeout(options));
-  trainer.set_gradient_hook(
-      [&](const StepInfo& info, std::span<float> grad) {
-        if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
-        return elastic.Round(info, grad);
-      });
+  trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
+    if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
+    return elastic.Round(info, grad);
+  });
   trainer.set_epoch_hook(
       [&](int epoch, sync::EpochTotals& totals) { return elastic.EpochEnd(epoch, totals); });
   EpochCounters counters(transport, *strategy, mailbox);
@@ -211,13 +209,13 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     mailbox.LogRejectSummary();  // each reason per claimed sender, with its count
   }
   const size_t members = mailbox.view().members.size();
-  fmt::print("{}\n", FinalSummary(last, config.evaluation,
-                                  members == static_cast<size_t>(config.size)
-                                      ? fmt::format("all {} peers agree", config.size)
-                                      : fmt::format("all {} live peers agree (view {}: ranks {})",
-                                                    members, mailbox.view().id,
-                                                    sync::membership::RankList(
-                                                        mailbox.view().members))));
+  fmt::print("{}\n",
+             FinalSummary(last, config.evaluation,
+                          members == static_cast<size_t>(config.size)
+                              ? fmt::format("all {} peers agree", config.size)
+                              : fmt::format("all {} live peers agree (view {}: ranks {})", members,
+                                            mailbox.view().id,
+                                            sync::membership::RankList(mailbox.view().members))));
   return Status::Ok();
 }
 

@@ -42,9 +42,8 @@ Status Mailbox::Send(broker::Envelope env, int to) {
   // a dead member must cost one failed send, not block or fail the broadcast to the others. Not
   // when the broker fans the broadcast out: one publish reaches every queue, and a dead or
   // evicted member's copy is dropped with its queue (or rejected by it as from another view).
-  const bool one_by_one =
-      to == broker::kAllRanks && !transport_.FansOutElsewhere() &&
-      (watched || view_.members.size() < static_cast<size_t>(size()));
+  const bool one_by_one = to == broker::kAllRanks && !transport_.FansOutElsewhere() &&
+                          (watched || view_.members.size() < static_cast<size_t>(size()));
   // One signature covers every receiver unless the authenticator cannot (then one per receiver).
   const bool sign_each =
       to == broker::kAllRanks && auth != nullptr && size() - 1 > auth->MaxBroadcastReceivers();

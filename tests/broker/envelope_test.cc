@@ -131,6 +131,28 @@ TEST(EnvelopeTest, RoundTripsEveryField) {
   EXPECT_EQ(*back, e);
 }
 
+TEST(EnvelopeTest, RoundTripsTheViewAndOmitsViewZero) {
+  Envelope e = FullEnvelope();
+  e.view = 7;
+  Result<Envelope> back = DecodeEnvelope(*EncodeEnvelope(e));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->view, 7u);
+  // View 0 (every run until a member fails) is encoded without the key: the bytes are exactly
+  // those of an envelope from before membership existed.
+  e.view = 0;
+  const Bytes wire = *EncodeEnvelope(e);
+  const std::string text(reinterpret_cast<const char*>(wire.data()), wire.size());
+  EXPECT_EQ(text.find("view"), std::string::npos);
+  e.view = 7;
+  EXPECT_EQ(EncodeEnvelope(e)->size(), wire.size() + 6) << "\"view\" (5 bytes) and 7 (1 byte)";
+}
+
+TEST(EnvelopeTest, RejectsAnExplicitViewZero) {
+  auto fields = CanonicalFields();
+  fields.emplace_back("view", [](Packer& pk) { pk.pack_uint64(0); });
+  ExpectRejected(PackFields(fields), StatusCode::kInvalidArgument, "view");
+}
+
 TEST(EnvelopeTest, RoundTripsEveryTypeAndRankBound) {
 #define P2P_TEST_TYPE(en, v, n) MessageType::en,
   const MessageType types[] = {P2P_ENVELOPE_TYPES(P2P_TEST_TYPE)};

@@ -7,6 +7,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "broker/inproc_transport.h"
@@ -21,7 +22,7 @@ constexpr char kRun[] = "mailbox-test";
 // Encodes an envelope as rank `sender` would and puts it on the wire to rank 0 directly, so the
 // test controls every field (a Mailbox would fill receiver and sequence itself).
 void SendRaw(broker::Transport& from, broker::MessageType type, uint64_t epoch, uint64_t step,
-             int receiver = broker::kAllRanks, size_t body_bytes = 16) {
+             int receiver = broker::kAllRanks, size_t body_bytes = 16, uint64_t view = 0) {
   static uint64_t seq = 1;
   broker::Envelope env;
   env.run_id = kRun;
@@ -30,6 +31,7 @@ void SendRaw(broker::Transport& from, broker::MessageType type, uint64_t epoch, 
   env.receiver = receiver;
   env.epoch = epoch;
   env.step = step;
+  env.view = view;
   env.seq = seq++;
   env.body.assign(body_bytes, std::byte{0x5a});
   auto bytes = broker::EncodeEnvelope(env);
@@ -143,6 +145,53 @@ TEST(MailboxTest, LogsEachReasonOncePerSenderAndSummarisesWithCounts) {
                         "rank 2"),
             1u)
       << log.text();
+}
+
+// ------------------------------------------------------------------ membership views
+
+TEST(MailboxTest, RejectsSendersOutsideTheViewAndRoundsOfEarlierViews) {
+  auto group = broker::MakeInProcGroup(3);
+  Mailbox box(*group[0], {.run_id = kRun});
+  box.InstallView({.id = 1, .members = {0, 1}});
+  SendRaw(*group[2], broker::MessageType::kGradient, 1, 0, 0, 16, /*view=*/1);  // evicted rank
+  SendRaw(*group[1], broker::MessageType::kGradient, 1, 0, 0, 16, /*view=*/0);  // older view
+  SendRaw(*group[1], broker::MessageType::kGradient, 1, 0, 0, 16, /*view=*/1);  // current
+  Drain(box, 3);
+  EXPECT_EQ(Count(box, "evicted_sender"), 1u);
+  EXPECT_EQ(Count(box, "stale_view"), 1u);
+  EXPECT_EQ(box.rejects().total(), 2u);
+  auto got = box.Collect(broker::MessageType::kGradient, {.epoch = 1, .step = 0, .view = 1}, {1},
+                         broker::DeadlineIn(10s), "view 1 round");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->at(1).view, 1u);
+}
+
+TEST(MailboxTest, HeartbeatsAreConsumedNotParkedOrRejected) {
+  auto group = broker::MakeInProcGroup(2);
+  Mailbox box(*group[0], {.run_id = kRun});
+  box.StartFailureDetection(10s);
+  for (int i = 0; i < 3; ++i) SendRaw(*group[1], broker::MessageType::kHeartbeat, 0, 0, 0, 0);
+  Drain(box, 3);
+  EXPECT_EQ(box.parked(), 0u);
+  EXPECT_EQ(box.rejects().total(), 0u);
+  EXPECT_TRUE(box.Suspects().empty());
+}
+
+TEST(MailboxTest, CollectStopsWaitingWhenAMemberFallsSilent) {
+  auto group = broker::MakeInProcGroup(3);
+  Mailbox box(*group[0], {.run_id = kRun});
+  box.StartFailureDetection(300ms);
+  SendRaw(*group[1], broker::MessageType::kGradient, 1, 0);  // rank 1 answers, rank 2 never does
+  const auto start = broker::Clock::now();
+  auto got = box.Collect(broker::MessageType::kGradient, {1, 0}, {1, 2}, broker::DeadlineIn(60s),
+                         "round 0");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), StatusCode::kUnavailable) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("2"), std::string::npos) << got.status().ToString();
+  EXPECT_LT(broker::Clock::now() - start, 30s) << "waited for the deadline, not the detector";
+  // Rank 2 for sure; rank 1 too by now if the detector ran past 300 ms after its gradient.
+  const auto suspects = box.Suspects();
+  EXPECT_NE(std::find(suspects.begin(), suspects.end(), 2), suspects.end());
 }
 
 }  // namespace
