@@ -33,7 +33,9 @@ class NoneCodec final : public Codec {
     P2P_RETURN_IF_ERROR(CheckSize("none", payload, MaxPayloadBytes(out.size())));
     if (!out.empty()) std::memcpy(out.data(), payload.data() + 4, out.size_bytes());
     if (MaxAbsBits(out.data(), out.size()) > std::bit_cast<uint32_t>(kMaxScale)) {
-      return DataLoss("none payload holds a NaN, infinite or larger than {} value", kMaxScale);
+      return DataLoss(
+          "uncompressed (codec none) payload holds a NaN, infinite or larger than {} value",
+          kMaxScale);
     }
     return Status::Ok();
   }

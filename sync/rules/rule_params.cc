@@ -74,8 +74,9 @@ Result<std::vector<size_t>> Participants(std::string_view rule, std::span<const 
     }
     for (size_t i = 0; i < g.size(); ++i) {
       if (!std::isfinite(g[i])) {
-        return InvalidArgument("input {} of {} holds a non-finite value ({}) at index {}", r, rule,
-                               g[i], i);
+        // Corrupt data, not a usage mistake: exit 1 like the decoders' refusal, never 2.
+        return DataLoss("input {} of {} holds a non-finite value ({}) at index {}", r, rule, g[i],
+                        i);
       }
     }
     if (inputs[r].samples > 0) with_samples.push_back(r);
