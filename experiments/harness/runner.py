@@ -59,14 +59,19 @@ def _stop(procs, grace=5.0):
 
 
 def _last_error(log_path):
-    """The most telling line of a failed process's output: its last 'error' line, else its last line."""
+    """What a failed process said: its last 'error' line and the indented lines quoted under it
+    (launch quotes the failed peer's last output there), else its last line."""
     try:
         with open(log_path, errors="replace") as f:
-            lines = [l.strip() for l in f if l.strip()]
+            lines = [l.rstrip() for l in f if l.strip()]
     except OSError:
         return "no output"
-    errors = [l for l in lines if "error" in l.lower() or "fail" in l.lower()]
-    return (errors or lines or ["no output"])[-1][:400]
+    idx = [i for i, l in enumerate(lines) if "error" in l.lower() or "fail" in l.lower()]
+    if not idx:
+        return (lines or ["no output"])[-1].strip()[:400]
+    i = idx[-1]
+    quoted = [l.strip() for l in lines[i + 1:i + 4] if l.startswith(" ")]
+    return " / ".join([lines[i].strip()] + quoted)[:600]
 
 
 def _supervise(procs, logs, deadline):
