@@ -22,7 +22,7 @@ METRICS = ["event", "time", "rank", "size", "epoch", "loss", "val_loss", "test_a
            "fn_redeliveries", "fn_latency_p50_ms", "fn_latency_p95_ms", "billed_gb_s",
            "function_cost_usd", "instance_cost_usd"]
 POINT_COLS = ["experiment", "point", "rep", "status", "error", "hosts", "hosts_note", "point_wall_s",
-              "setup_s", "link_bytes_sent", "link_bytes_received"]
+              "setup_s", "sweep_setup_s", "link_bytes_sent", "link_bytes_received"]
 
 
 def read_jsonl(path):
@@ -60,7 +60,8 @@ def point_rows(exp_name, point, pdir):
     links = st.get("links", {})
     base = {"experiment": exp_name, "point": point["id"], "rep": point["rep"], "status": st["status"],
             "error": st["error"], "hosts": st["hosts"], "hosts_note": st.get("hosts_note", ""),
-            "point_wall_s": st["wall_s"], "setup_s": st.get("setup_s", 0.0), **config}
+            "point_wall_s": st["wall_s"], "setup_s": st.get("setup_s", 0.0),
+            "sweep_setup_s": st.get("sweep_setup_s", 0.0), **config}
     rows = []
     raw = os.path.join(pdir, "raw")
     files = sorted(f for f in os.listdir(raw) if f.endswith(".jsonl")) if os.path.isdir(raw) else []
