@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import cost  # noqa: E402
+from . import cost, netns  # noqa: E402
 
 PARTS = [("compute_s", "compute"), ("send_s", "send"), ("wait_s", "wait"), ("reduce_s", "reduce"),
          ("update_s", "update")]
@@ -84,11 +84,18 @@ def breakdown(rows, points, out_dir, stem, title, x="peers", **_):
     return _save(fig, out_dir, stem)
 
 
+def _xval(cfg, x):
+    """A point's x value; `bandwidth_mbit` is the bandwidth cap in Mbit/s."""
+    if x == "bandwidth_mbit":
+        return netns.parse_rate(cfg["bandwidth"]) / 1e6 if cfg.get("bandwidth") else None
+    return _num(cfg.get(x))
+
+
 def _series(groups, points, x, y, series_by):
     data = collections.defaultdict(list)
     for pid, rs in groups.items():
         cfg = points[pid]["config"]
-        xv = _num(cfg.get(x))
+        xv = _xval(cfg, x)
         if x == "functions" and cfg.get("offload", "none") == "none":
             xv = 0.0
         yv = mean(rs, y)

@@ -121,8 +121,12 @@ def expand(spec):
 
 
 def effective(config):
-    """The configuration with derived rules applied: `functions: 0` means no offload."""
+    """The configuration with derived rules applied: `functions: 0` means no offload, and
+    `attack: none` means no attacker (so no --attack-ranks either)."""
     config = dict(config)
+    if config.get("attack", "none") in ("none", None):
+        config.pop("attack", None)
+        config.pop("attack-ranks", None)
     if config.get("functions") == 0:
         config.pop("functions")
         config["offload"] = "none"
