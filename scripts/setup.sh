@@ -22,6 +22,7 @@ PACKAGES=(
   rabbitmq-server                    # integration tests: a real broker on loopback
   redis-server libhiredis-dev        # store/, redis_module/: SPIRT's database per peer (docs/spirt.md)
   clang libclang-rt-14-dev           # scripts/fuzz.sh: libFuzzer, ASan, UBSan (clang 14)
+  python3-yaml python3-matplotlib iproute2  # scripts/experiment: experiment files, figures, simulated hosts
 )
 
 missing=()

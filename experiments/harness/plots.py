@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import cost, netns  # noqa: E402
+from . import cost, model, netns  # noqa: E402
 
 PARTS = [("compute_s", "compute"), ("send_s", "send"), ("wait_s", "wait"), ("reduce_s", "reduce"),
          ("update_s", "update")]
@@ -227,7 +227,41 @@ def cost_fig(rows, points, out_dir, stem, title, **_):
     return _save(fig, out_dir, stem)
 
 
-KINDS = {"breakdown": breakdown, "line": line, "bars": bars, "grouped": grouped,
+def scaling_model(rows, points, out_dir, stem, title, batch=None, **_):
+    """Measured epoch time vs peers beside the α–β model's prediction for 1..64 peers."""
+    m = model.fit(rows, points)
+    if not m or not m["transports"]:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    ws = [1, 2, 4, 8, 16, 32, 64]
+    md = ["", "| transport | α (s per peer per round) | β (s per byte) | 1/β (MB/s) | points fitted |", "|---|---|---|---|---|"]
+    for t, (alpha, beta, n) in sorted(m["transports"].items()):
+        md.append(f"| {t} | {alpha:.3g} | {beta:.3g} | {(1 / beta / 1e6) if beta else float('inf'):.3g} | {n} |")
+        pts = [p for p in m["points"] if p["transport"] == t]
+        bsel = batch or max(collections.Counter(p["batch"] for p in pts).items(), key=lambda kv: kv[1])[0]
+        ref = [p for p in pts if p["batch"] == bsel] or pts
+        n_samples = max(p["samples"] * p["W"] for p in ref)
+        g = max(p["grad_bytes"] for p in ref)
+        for strat, style in (("allgather", "--"), ("reduce-scatter-average", ":")):
+            ax.plot(ws, [model.predict(m, t, w, bsel, n_samples, g, strat) for w in ws], style,
+                    label=f"model {t}, {strat}, batch {bsel}")
+        meas = sorted((p["W"], p["epoch_s"]) for p in ref)
+        ax.plot([x for x, _ in meas], [y for _, y in meas], "o", label=f"measured {t}, batch {bsel}")
+    md.append(f"\nCompute per sample c = {m['c']:.3g} s. Measured vs predicted epoch time:\n")
+    md += ["| point | measured epoch_s | model (s) | error |", "|---|---|---|---|"]
+    md += [f"| {p} | {a:.3g} | {b:.3g} | {100 * e:+.0f} %{' (disagrees)' if abs(e) > 0.25 else ''} |"
+           for p, a, b, e in model.residuals(m)]
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("peers W")
+    ax.set_ylabel("epoch time (s), compute + gradient exchange")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, out_dir, stem), "\n".join(md)
+
+
+KINDS = {"scaling_model": scaling_model, "breakdown": breakdown, "line": line, "bars": bars, "grouped": grouped,
          "accuracy": accuracy, "cost": cost_fig}
 
 
@@ -244,5 +278,9 @@ def draw_all(spec, rows, points, out_dir):
         fn = KINDS.get(kind)
         if fn is None:
             raise ValueError(f"plot kind {kind!r} unknown; known: {sorted(KINDS)}")
-        out.append((title, fn(rows, pmap, os.path.join(out_dir, "figures"), stem, title, **plot), caption))
+        result = fn(rows, pmap, os.path.join(out_dir, "figures"), stem, title, **plot)
+        if isinstance(result, tuple):  # (stem, markdown to print under the figure)
+            result, more = result
+            caption = f"{caption}\n{more}"
+        out.append((title, result, caption))
     return out

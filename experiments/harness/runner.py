@@ -74,12 +74,17 @@ def _last_error(log_path):
     return " / ".join([lines[i].strip()] + quoted)[:600]
 
 
-def _supervise(procs, logs, deadline):
-    """Waits for every process; returns None on success, else the error that ended the point."""
+def _supervise(procs, logs, deadline, watch=()):
+    """Waits for every process; returns None on success, else the error that ended the point.
+    `watch`: (process, (name, log)) that must stay up meanwhile (function workers)."""
     while True:
         if INTERRUPTED:
             _stop(procs)
             return "interrupted"
+        for p, (name, log) in watch:
+            if p.poll() is not None and any(q.poll() is None for q in procs):
+                _stop(procs)
+                return f"{name} exited with status {p.returncode} during the run: {_last_error(log)}"
         codes = [p.poll() for p in procs]
         for i, code in enumerate(codes):
             if code not in (None, 0):
@@ -129,14 +134,41 @@ class Runner:
         return trust
 
     # ---- one point -----------------------------------------------------------------------
+    def _broker_url(self):
+        return self.spec.get("broker") or os.environ.get("P2P_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+    def _start_workers(self, cfg, pdir, run_id):
+        """`workers: N` with `offload: amqp`: N `p2ptrain function --serve` on a queue of this point."""
+        n = int(cfg.get("workers") or 0)
+        if n <= 0 or specmod.effective(cfg).get("offload") != "amqp":
+            return [], []
+        queue = f"p2pexp.{run_id}"
+        cfg.setdefault("fn-queue", queue)
+        cfg.setdefault("fn-broker", self._broker_url())
+        procs, logs = [], []
+        for i in range(n):
+            log = os.path.join(pdir, f"worker-{i}.log")
+            with open(log, "w") as out:
+                procs.append(subprocess.Popen(
+                    [self.binary, "function", "--serve", "--broker", cfg["fn-broker"], "--queue", cfg["fn-queue"]],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+            logs.append((f"function worker {i}", log))
+        return procs, logs
+
     def _run_loopback(self, point, pdir, run_id, deadline):
-        cfg = point["config"]
+        cfg = dict(point["config"])
+        workers, wlogs = self._start_workers(cfg, pdir, run_id)
+        try:
+            return self._launch(cfg, pdir, run_id, deadline, workers, wlogs)
+        finally:
+            _stop(workers, grace=5)
+
+    def _launch(self, cfg, pdir, run_id, deadline, workers, wlogs):
         cmd = [self.binary, "launch", "--size", str(cfg.get("peers", 1)), "--transport",
                cfg.get("transport", "zmq"), "--run-id", run_id, "--metrics-dir",
                os.path.join(pdir, "raw"), "--progress", "off"]
         if cfg.get("transport") == "amqp":
-            cmd += ["--broker", self.spec.get("broker") or os.environ.get(
-                "P2P_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")]
+            cmd += ["--broker", self._broker_url()]
         cmd += ["--"] + specmod.peer_flags(cfg)
         log = os.path.join(pdir, "launch.log")
         with open(os.path.join(pdir, "command.txt"), "w") as f:
@@ -144,7 +176,9 @@ class Runner:
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-        return _supervise([proc], [("p2ptrain launch", log)], deadline), {}
+        # Workers serve until stopped: the point is over when launch is, unless a worker died first.
+        error = _supervise([proc], [("p2ptrain launch", log)], deadline, watch=list(zip(workers, wlogs)))
+        return error, {}
 
     def _run_netns(self, point, pdir, run_id, deadline):
         cfg = point["config"]

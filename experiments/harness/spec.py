@@ -14,7 +14,7 @@ import re
 import yaml
 
 # Keys consumed by the harness rather than passed to `p2ptrain peer`.
-HARNESS_KEYS = {"peers", "transport", "bandwidth", "cpus"}
+HARNESS_KEYS = {"peers", "transport", "bandwidth", "cpus", "workers"}
 TOP_KEYS = {"name", "question", "description", "hosts", "repetitions", "timeout_s", "base", "axes",
             "quick", "plots", "broker"}
 HOSTS = {"loopback", "netns"}
