@@ -79,8 +79,13 @@ class Hosts:
         return f"{self.subnet}.{2 if which == 'mq' else 10 + int(which[1:])}"
 
     def add_host(self, which, bandwidth):
-        """Creates namespace `which` ('h<rank>' or 'mq') with its address and its capped link."""
+        """Creates namespace `which` ('h<rank>' or 'mq') with its address and its capped link.
+        A host kept from an earlier point of the sweep only gets the new cap."""
         ns, veth = self.host_name(which), self.veth(which)
+        if ns in self.namespaces:
+            self._kill_inside(ns)  # nothing of the previous point may linger
+            self.set_bandwidth(which, bandwidth)
+            return ns
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)

@@ -7,6 +7,7 @@ what "finished" means, so an interrupted sweep re-run later skips exactly the fi
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -230,9 +231,8 @@ class Runner:
             error = _supervise(procs, logs, deadline)
             after = {n: self.hosts.counters(n) for n in before}
         finally:
+            # The namespaces stay for the next point (only the cap changes); close() removes them.
             _stop(procs, grace=2)
-            for n in names:
-                self.hosts.remove_host(n)
         links = {n: {"sent": after[n]["sent"] - before[n]["sent"],
                      "received": after[n]["received"] - before[n]["received"]} for n in before}
         return error, {"setup_s": round(setup_s, 3), "sweep_setup_s": round(once_s, 3), "links": links, "bandwidth": bandwidth,
@@ -242,7 +242,8 @@ class Runner:
         pdir = os.path.join(self.out, "points", point["id"])
         shutil.rmtree(pdir, ignore_errors=True)  # an unfinished attempt leaves nothing behind
         os.makedirs(os.path.join(pdir, "raw"))
-        run_id = f"{self.spec['name']}-{point['id']}-{os.getpid()}-{int(time.time())}"[:200]
+        # p2ptrain accepts letters, digits, '-', '_' and '.' in a run id.
+        run_id = re.sub(r"[^A-Za-z0-9._-]", "-", f"{self.spec['name']}-{point['id']}-{os.getpid()}-{int(time.time())}")[:200]
         deadline = time.monotonic() + self.spec["timeout_s"]
         started = time.time()
         t0 = time.monotonic()

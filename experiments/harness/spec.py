@@ -94,7 +94,8 @@ def _validate(spec, path):
 
 
 def _slug(value):
-    return re.sub(r"[^A-Za-z0-9.=-]+", "-", str(value)).strip("-") or "x"
+    # Point ids become directory names and part of the peers' --run-id: letters, digits, '.', '-'.
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", str(value)).strip("-") or "x"
 
 
 def expand(spec):

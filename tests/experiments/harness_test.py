@@ -111,7 +111,7 @@ def resume(tmp):
     out = os.path.join(tmp, "resume")
     cmd = [EXPERIMENT, "--binary", BINARY, "run", os.path.join(FIXTURES, "resume.yaml"), "--out", out]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    first = os.path.join(out, "points", "batch_size-32_r1", "status.json")
+    first = os.path.join(out, "points", "compression-none_r1", "status.json")
     deadline = time.monotonic() + 300
     while not os.path.exists(first):  # block until the first point has finished, with a deadline
         if proc.poll() is not None:
@@ -124,7 +124,7 @@ def resume(tmp):
     check(proc.returncode == 130, f"interrupted sweep exited {proc.returncode}, expected 130")
     check("interrupted" in err, "the interrupted sweep does not say it was interrupted")
     before = json.load(open(first))
-    all_points = {"batch_size-32_r1", "batch_size-64_r1", "batch_size-128_r1"}
+    all_points = {"compression-none_r1", "compression-qsgd-bits-4_r1", "compression-topk-ratio-0.01_r1"}
     finished_before = {d for d in all_points if os.path.exists(os.path.join(out, "points", d, "status.json"))}
     check(finished_before != all_points, "every point finished before the interrupt: nothing to resume")
     p = run(["run", os.path.join(FIXTURES, "resume.yaml"), "--out", out])
@@ -155,7 +155,7 @@ def netns(tmp):
     path = os.path.join(tmp, "ns.yaml")
     with open(path, "w") as f:
         f.write("name: ns\nhosts: netns\ntimeout_s: 300\nbase: {peers: 2, transport: zmq, dataset: synthetic, "
-                "synthetic-train: 1024, synthetic-test: 64, model: mlp, epochs: 1}\naxes: {bandwidth: [100mbit]}\n")
+                "synthetic-train: 1024, synthetic-test: 64, model: mlp, epochs: 1}\naxes: {bandwidth: [100mbit, 1gbit]}\n")
     out = os.path.join(tmp, "ns")
     listed = lambda: set(re.findall(r"^(p2px\S*)", subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                                    text=True).stdout, re.M))
@@ -163,6 +163,7 @@ def netns(tmp):
     p = run(["run", path, "--out", out])
     check(p.returncode == 0, f"netns sweep exited {p.returncode}")
     _, rows = rows_of(out)
+    check(len({r["point"] for r in rows}) == 2, "expected two points (the second reuses the namespaces)")
     check(rows and all(r["status"] == "ok" and r["hosts"] == "netns" for r in rows),
           f"netns point did not run on namespaces: {[(r['status'], r['hosts'], r['error']) for r in rows]}")
     for r in rows:  # the peers' bytes really crossed the veth links (framing adds, never removes)
