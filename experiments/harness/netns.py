@@ -64,6 +64,7 @@ class Hosts:
         self.subnet = f"10.213.{os.getpid() % 200 + 20}"
         self.bridge = f"p2pxb{self.tag}"
         self.namespaces = []
+        self.caps = {}  # host -> bandwidth currently applied
         self.broker_proc = None
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
@@ -99,12 +100,13 @@ class Hosts:
 
     def set_bandwidth(self, which, bandwidth):
         ns, veth = self.host_name(which), self.veth(which)
-        if not bandwidth:
-            return
+        if not bandwidth or self.caps.get(which) == bandwidth:
+            return  # unchanged since the previous point: no tc calls
         # Host egress: on its eth0. Host ingress: egress of the bridge-side end.
         _tc(ns, "qdisc", "replace", "dev", "eth0", "root", *_tbf_args(bandwidth))
         subprocess.run(["tc", "qdisc", "replace", "dev", veth, "root", *_tbf_args(bandwidth)],
                        check=True, capture_output=True, text=True)
+        self.caps[which] = bandwidth
 
     def counters(self, which):
         """Bytes the host sent and received on its link, from the bridge-side veth's counters."""
@@ -118,6 +120,7 @@ class Hosts:
         _ip("netns", "del", ns, check=False)  # takes its veth pair with it
         if ns in self.namespaces:
             self.namespaces.remove(ns)
+        self.caps.pop(which, None)
 
     def _kill_inside(self, ns):
         # Only processes this run started can be in its namespaces.

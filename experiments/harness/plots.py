@@ -163,8 +163,13 @@ def grouped(rows, points, out_dir, stem, title, y, x, group, ylabel=None, **_):
     width = 0.8 / len(gs)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(xs) + 2), 4.5))
     for i, g in enumerate(gs):
-        ys = [sum(table[(xv, g)]) / len(table[(xv, g)]) if table.get((xv, g)) else 0 for xv in xs]
-        ax.bar([j + i * width for j in range(len(xs))], ys, width, label=f"{group}={g}")
+        ys = [sum(table[(xv, g)]) / len(table[(xv, g)]) if table.get((xv, g)) else None for xv in xs]
+        pos = [j + i * width for j in range(len(xs))]
+        bars_ = ax.bar(pos, [0 if y is None else y for y in ys], width, label=f"{group}={g}")
+        for p, y, b in zip(pos, ys, bars_):
+            if y is None:  # failed or not run: say so instead of drawing a zero
+                ax.text(p, 0, "no result", rotation=90, ha="center", va="bottom", fontsize=6,
+                        color=b.get_facecolor())
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(xs))])
     ax.set_xticklabels(xs, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel(x)
