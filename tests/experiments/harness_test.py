@@ -1,7 +1,7 @@
 """ctest driver for scripts/experiment: real p2ptrain runs, real files, real signals.
 
 Usage: harness_test.py CASE P2PTRAIN SOURCE_DIR   (CASE: end_to_end, failed_point, resume,
-bad_file, netns). Exits 0 on success, 1 with the failed check on stderr, 77 when skipped.
+bad_file, netns, offload). Exits 0 on success, 1 with the failed check on stderr, 77 when skipped.
 """
 
 import csv
@@ -138,6 +138,23 @@ def resume(tmp):
     check({r["point"] for r in rows if r["status"] == "ok"} == all_points, "not every point finished after resume")
 
 
+def offload(tmp):
+    out = os.path.join(tmp, "offload")
+    p = run(["run", os.path.join(FIXTURES, "offload.yaml"), "--out", out])
+    check(p.returncode == 0, f"experiment run exited {p.returncode}")
+    _, rows = rows_of(out)
+    by = {r["point"]: r for r in rows}
+    check(by["functions-0_r1"]["status"] == "ok" and by["functions-1_r1"]["status"] == "ok",
+          f"points failed: {[(r['point'], r['error']) for r in rows]}")
+    check(by["functions-0_r1"]["offload"] in ("", "none"), "K = 0 must run without offload")
+    check(float(by["functions-1_r1"]["function_cost_usd"]) > 0, "K = 1 has no function cost in the CSV")
+    check(int(by["functions-1_r1"]["invocations"]) >= 4, "K = 1: expected one invocation per minibatch")
+    report = open(os.path.join(out, "report.md")).read()
+    check("97.34" in report and "at K = 0" in report, "report lacks the claims table for the functions axis")
+    for stem in ("fig1-line", "fig2-cost"):
+        check(os.path.isfile(os.path.join(out, "figures", f"{stem}.png")), f"figure {stem} missing")
+
+
 def bad_file(tmp):
     path = os.path.join(tmp, "bad.yaml")
     with open(path, "w") as f:
@@ -176,7 +193,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix=f"p2p-exp-{CASE}-")
     try:
         {"end_to_end": end_to_end, "failed_point": failed_point, "resume": resume,
-         "bad_file": bad_file, "netns": netns}[CASE](tmp)
+         "bad_file": bad_file, "netns": netns, "offload": offload}[CASE](tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"OK ({CASE})")
