@@ -22,7 +22,8 @@ METRICS = ["event", "time", "rank", "size", "epoch", "loss", "val_loss", "test_a
            "fn_redeliveries", "fn_latency_p50_ms", "fn_latency_p95_ms", "billed_gb_s",
            "function_cost_usd", "instance_cost_usd"]
 POINT_COLS = ["experiment", "point", "rep", "status", "error", "hosts", "hosts_note", "point_wall_s",
-              "setup_s", "sweep_setup_s", "link_bytes_sent", "link_bytes_received"]
+              "setup_s", "sweep_setup_s", "link_bytes_sent", "link_bytes_received",
+              "broker_link_bytes_sent", "broker_link_bytes_received"]
 
 
 def read_jsonl(path):
@@ -61,7 +62,10 @@ def point_rows(exp_name, point, pdir):
     base = {"experiment": exp_name, "point": point["id"], "rep": point["rep"], "status": st["status"],
             "error": st["error"], "hosts": st["hosts"], "hosts_note": st.get("hosts_note", ""),
             "point_wall_s": st["wall_s"], "setup_s": st.get("setup_s", 0.0),
-            "sweep_setup_s": st.get("sweep_setup_s", 0.0), **config}
+            "sweep_setup_s": st.get("sweep_setup_s", 0.0),
+            # The broker's host (netns + amqp): what it took in and fanned out during the point.
+            "broker_link_bytes_sent": links.get("mq", {}).get("sent", ""),
+            "broker_link_bytes_received": links.get("mq", {}).get("received", ""), **config}
     rows = []
     raw = os.path.join(pdir, "raw")
     files = sorted(f for f in os.listdir(raw) if f.endswith(".jsonl")) if os.path.isdir(raw) else []

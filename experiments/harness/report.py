@@ -169,6 +169,11 @@ def render(spec, rows, points, figures, prefix=""):
             seen.add((r["point"], r["rank"]))
             lines.append(f"| {r['point']} | {r['rank']} | {r.get('cfg_bandwidth', '')} | {r['link_bytes_sent']} | "
                          f"{r['link_bytes_received']} | {sent[(r['point'], r['rank'])]:.0f} |")
+        for r in links:
+            if r.get("broker_link_bytes_sent") not in (None, "") and (r["point"], "broker") not in seen:
+                seen.add((r["point"], "broker"))
+                lines.append(f"| {r['point']} | broker | {r.get('cfg_bandwidth', '')} | {r['broker_link_bytes_sent']} | "
+                             f"{r['broker_link_bytes_received']} | – |")
         md += ["### Simulated hosts: veth counters", "",
                "Bytes each peer's host put on / took off its veth link during the point (kernel counters of the bridge-side end, whole point including the join), next to what the peer counted handing to its transport.", ""] + lines + [""]
     oh = _overhead(points, rows)
