@@ -131,8 +131,9 @@ class Hosts:
             except (ProcessLookupError, ValueError):
                 pass
 
-    def start_broker(self, state_dir, bandwidth, timeout=120):
-        """A private RabbitMQ in namespace 'mq', listening on its bridge address; returns its URL."""
+    def start_broker(self, state_dir, bandwidth, timeout=120, stop=lambda: False):
+        """A private RabbitMQ in namespace 'mq', listening on its bridge address; returns its URL.
+        `stop()` true (Ctrl-C) abandons the wait; close() then removes the half-started broker."""
         self.add_host("mq", bandwidth)
         ns = self.host_name("mq")
         os.makedirs(f"{state_dir}/mnesia", exist_ok=True)
@@ -165,6 +166,8 @@ class Hosts:
         address = self.address("mq")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if stop():
+                raise RuntimeError("interrupted while RabbitMQ was starting")
             if self.broker_proc.poll() is not None:
                 raise RuntimeError(f"RabbitMQ in namespace {ns} exited during startup; see {state_dir}/startup.log")
             try:  # the broker host is reachable from the root namespace through the bridge

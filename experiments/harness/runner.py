@@ -190,7 +190,8 @@ class Runner:
         if self.hosts is None:
             self.hosts = netns.Hosts()
         if transport == "amqp" and self.broker_url is None:
-            self.broker_url = self.hosts.start_broker(os.path.join(self.out, "_broker"), bandwidth)
+            self.broker_url = self.hosts.start_broker(os.path.join(self.out, "_broker"), bandwidth,
+                                                      stop=lambda: INTERRUPTED)
         trust = self._keys(size)
         once_s = time.monotonic() - once
         t0 = time.monotonic()
@@ -255,7 +256,7 @@ class Runner:
         except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as e:
             error, extra = f"harness could not run the point: {e}{_stderr_of(e)}", {}
         wall = time.monotonic() - t0 - extra.get("sweep_setup_s", 0.0)
-        if error == "interrupted":
+        if error == "interrupted" or INTERRUPTED:  # an interrupted point is not finished
             return None
         status = {"status": "failed" if error else "ok", "error": error or "", "wall_s": round(wall, 3),
                   "started": started, "hosts": mode, "hosts_note": self.hosts_note,
