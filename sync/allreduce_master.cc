@@ -49,7 +49,22 @@ Status AllreduceMaster::Average(Round round, uint32_t samples, std::span<float> 
   timings_.raw_bytes += grad.size_bytes();
   timings_.encoded_bytes += GradientPayload(sent_).size();
   const auto deadline = t + options_.peer_timeout;
-  if (mailbox_.rank() == master) return Aggregate(round, samples, grad, deadline);
+  if (mailbox_.rank() == master) {
+    Status s = Aggregate(round, samples, grad, deadline);
+    // A round the aggregator cannot complete (no samples anywhere, a rule that refuses its
+    // inputs, a malformed gradient) is announced as an aggregate over 0 samples, so the others
+    // fail now with a pointer to it instead of waiting out their deadline.
+    if (!s.ok() && s.code() != StatusCode::kTimeout && s.code() != StatusCode::kUnavailable) {
+      std::fill(grad.begin(), grad.end(), 0.0f);
+      (void)SendAggregate(round, 0, grad);
+    }
+    return s;
+  }
+  // Error feedback: the residual is what the payload did not carry, whoever decodes it.
+  if (codec.error_feedback()) {
+    mine_.resize(grad.size());
+    P2P_RETURN_IF_ERROR(encoder_.DecodeOwn(GradientPayload(sent_), mine_));
+  }
 
   broker::Envelope env;
   env.type = broker::MessageType::kGradient;
@@ -103,12 +118,7 @@ Status AllreduceMaster::Aggregate(Round round, uint32_t samples, std::span<float
   timings_.decode_seconds += SecondsSince(t);
   uint64_t total = 0;
   for (uint32_t c : counts) total += c;
-  if (total == 0) {
-    // Told to the others too (an aggregate over 0 samples), so no peer waits out its deadline.
-    std::fill(grad.begin(), grad.end(), 0.0f);
-    P2P_RETURN_IF_ERROR(SendAggregate(round, 0, grad));
-    return InvalidArgument("no peer had samples in {}", RoundName(round));
-  }
+  if (total == 0) return InvalidArgument("no peer had samples in {}", RoundName(round));
   std::vector<rules::Input> inputs;
   size_t other = 0;
   for (int r : members) {
@@ -157,7 +167,12 @@ Status AllreduceMaster::Receive(Round round, int master, std::span<float> grad,
   }
   auto n = DecodeGradientBody(e.body, grad);
   if (!n.ok()) return n.status().Annotate(fmt::format("aggregate from rank {}", master));
-  if (*n == 0) return InvalidArgument("no peer had samples in {}", RoundName(round));
+  if (*n == 0) {
+    return InvalidArgument(
+        "the aggregator (rank {}) could not combine {}: no peer had samples, or it refused a "
+        "gradient or its --aggregation rule failed (its log says which)",
+        master, RoundName(round));
+  }
   timings_.reduce_seconds += SecondsSince(t);
   return Status::Ok();
 }

@@ -94,7 +94,19 @@ Status ShardedReduce::Average(Round round, uint32_t samples, std::span<float> gr
   // 2. An aggregator reduces its shard and sends the result to everyone.
   uint64_t total = 0;
   if (mine != layout.end()) {
-    P2P_ASSIGN_OR_RETURN(total, ReduceShard(round, *mine, samples, grad, deadline));
+    auto reduced = ReduceShard(round, *mine, samples, grad, deadline);
+    if (!reduced.ok()) {
+      // Announced as a shard over 0 samples (see below), so the others fail now instead of
+      // waiting out their deadline; a timeout or a suspected peer is the view change's business.
+      const StatusCode code = reduced.status().code();
+      if (code != StatusCode::kTimeout && code != StatusCode::kUnavailable) {
+        averaged_.assign(mine->len, 0.0f);
+        (void)mailbox_.Send(ShardEnvelope(broker::MessageType::kAggregate, round,
+                                          EncodeGradientBody(0, averaged_)));
+      }
+      return reduced.status();
+    }
+    total = *reduced;
     t = broker::Clock::now();
     P2P_RETURN_IF_ERROR(
         mailbox_.Send(ShardEnvelope(broker::MessageType::kAggregate, round,
@@ -127,7 +139,12 @@ Status ShardedReduce::Average(Round round, uint32_t samples, std::span<float> gr
     auto n = DecodeGradientBody(e.body, grad.subspan(s.begin, s.len));
     if (!n.ok())
       return n.status().Annotate(fmt::format("averaged shard from rank {}", s.aggregator));
-    if (*n == 0) return InvalidArgument("no peer had samples in {}", RoundName(round));
+    if (*n == 0) {
+      return InvalidArgument(
+          "the aggregator of shard {} (rank {}) could not combine {}: no peer had samples, or it "
+          "refused a shard or its --aggregation rule failed (its log says which)",
+          &s - layout.data(), s.aggregator, RoundName(round));
+    }
     if (agreed_total && *n != *agreed_total) {
       return DataLoss("rank {} averaged {} over {} samples but rank {} over {}", s.aggregator,
                       RoundName(round), *n, layout.front().aggregator, *agreed_total);
