@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -210,6 +211,33 @@ TEST(AllreduceMasterTest, ARuleFailureOnTheAggregatorFailsEveryRankPromptly) {
     EXPECT_NE(statuses[r].message().find("aggregator (rank 0) could not combine"),
               std::string::npos)
         << statuses[r].message();
+  }
+}
+
+// After a view change drops ranks 0 and 3 (0 was an aggregator), the survivors 1, 2, 4 take over
+// every shard — fewer members than M = 4 shards, so each aggregates one — and still get the bits
+// allgather-average computes over the same members.
+TEST(ShardedReduceTest, AViewWithoutAnAggregatorRedistributesTheShards) {
+  const std::vector<int> survivors = {1, 2, 4};
+  const auto run = [&](const std::string& name) {
+    std::vector<std::vector<float>> out(5);
+    const auto statuses = RunGroup(5, [&](int r, Mailbox& mailbox) -> Status {
+      if (std::find(survivors.begin(), survivors.end(), r) == survivors.end()) return Status::Ok();
+      mailbox.InstallView({.id = 1, .members = survivors});
+      P2P_ASSIGN_OR_RETURN(auto strategy, MakeStrategy(name, mailbox, {.peer_timeout = 60s}));
+      out[r] = GradientOf(r, 0, 1001);
+      return strategy->Average({1, 0}, SamplesOf(r, 0), out[r]);
+    });
+    for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << name << ": " << st.ToString();
+    return out;
+  };
+  const auto reference = run("allgather-average");
+  for (const std::string name : {"hierarchical:shards=4", "k-reduce:k=2", "allreduce-master"}) {
+    const auto got = run(name);
+    for (int r : survivors) {
+      EXPECT_EQ(got[r], reference[1]) << name << " rank " << r;
+      EXPECT_NE(got[r], GradientOf(r, 0, 1001)) << name << " rank " << r;
+    }
   }
 }
 
