@@ -16,6 +16,8 @@
 //                receives W-1 such messages (no envelope, mailbox or averaging).
 //   xport_rsag/  the bare transport doing reduce-scatter + allgather (2(W-1)/W x 4P bytes per
 //                peer): what a bandwidth-optimal strategy could reach on that transport.
+//   strat/       every strategy of docs/strategies.md side by side (4 and 8 peers x 1M and 10M
+//                floats, zmq and amqp): round time and bytes sent per peer and by the busiest one.
 //   envelope/    one peer's per-message encode / decode of a GRADIENT envelope, and one memcpy.
 //
 // Counters (defined in bench/README.md): median_ms, min_ms, max_ms; GBps = 4P(W-1) bytes / median
@@ -225,8 +227,11 @@ Result<std::vector<std::unique_ptr<broker::Transport>>> MakeTransports(Kind kind
 // both barriers; their completion steps time-stamp the start and the end of a round.
 class Group {
  public:
-  static Result<std::unique_ptr<Group>> Create(Kind kind, int w, size_t p, Mode mode) {
+  // `strategy`: the --strategy of kSync rounds ("" : allgather-average).
+  static Result<std::unique_ptr<Group>> Create(Kind kind, int w, size_t p, Mode mode,
+                                               std::string strategy = "") {
     auto g = std::unique_ptr<Group>(new Group(kind, w, p, mode));
+    g->strategy_name_ = strategy.empty() ? "allgather-average" : std::move(strategy);
     P2P_RETURN_IF_ERROR(g->Start());
     return g;
   }
@@ -258,6 +263,13 @@ class Group {
       sum.rounds += t.rounds;
     }
     return sum;
+  }
+
+  // Payload bytes each peer's transport has sent so far (read between rounds only).
+  std::vector<double> BytesSent() const {
+    std::vector<double> out;
+    for (const Peer& peer : peers_) out.push_back(double(peer.transport->Stats().bytes_sent));
+    return out;
   }
 
   uint64_t Rejects() const {
@@ -339,7 +351,7 @@ class Group {
     peer.status = peer.transport->Connect(broker::DeadlineIn(kConnectTimeout));
     if (peer.status.ok()) {
       peer.mailbox.emplace(*peer.transport, Mailbox::Options{.run_id = run_id_});
-      auto s = MakeStrategy(mode_ == Mode::kSyncRs ? "reduce-scatter-average" : "allgather-average",
+      auto s = MakeStrategy(mode_ == Mode::kSyncRs ? "reduce-scatter-average" : strategy_name_,
                             *peer.mailbox, StrategyOptions{});
       if (s.ok()) {
         peer.strategy = std::move(s).value();
@@ -470,7 +482,7 @@ class Group {
   const int w_;
   const size_t p_;
   const Mode mode_;
-  std::string run_id_, ipc_dir_;
+  std::string run_id_, ipc_dir_, strategy_name_;
   std::vector<Peer> peers_;
   std::vector<std::thread> threads_;
   bool started_ = false;
@@ -603,6 +615,54 @@ void BM_SyncRound(benchmark::State& state, Kind kind, int warmup, Mode mode) {
   ReportTargets(state, kind, w, p, median * 1e3);
 }
 
+// The comparative study's strategies side by side (docs/strategies.md): the round as above, and
+// the payload bytes each peer's transport sent per round — the mean over peers and the busiest
+// peer (an aggregator). x_gloo = gloo's 14 ms / this round, for 4 x 1M floats only.
+void BM_StrategyRound(benchmark::State& state, Kind kind, std::string strategy) {
+  const int64_t w = state.range(0), p = state.range(1);
+  auto group =
+      Group::Create(kind, static_cast<int>(w), static_cast<size_t>(p), Mode::kSync, strategy);
+  if (!group.ok()) {
+    state.SkipWithError(group.status().ToString().c_str());
+    return;
+  }
+  Group& g = **group;
+  if (auto t = g.RunRound(); !t.ok()) {  // connections and buffers warm up
+    state.SkipWithError(t.status().ToString().c_str());
+    return;
+  }
+  const std::vector<double> sent_before = g.BytesSent();
+  std::vector<double> seconds;
+  for (auto _ : state) {
+    auto t = g.RunRound();
+    if (!t.ok()) {
+      state.SkipWithError(t.status().ToString().c_str());
+      return;
+    }
+    state.SetIterationTime(*t);
+    seconds.push_back(*t);
+  }
+  if (seconds.empty()) return;
+  if (!g.AllAgree()) {
+    state.SkipWithError("peers disagree: the averages are not bitwise identical");
+    return;
+  }
+  const std::vector<double> sent_after = g.BytesSent();
+  double total = 0, busiest = 0;
+  for (size_t r = 0; r < sent_after.size(); ++r) {
+    const double per_round = (sent_after[r] - sent_before[r]) / double(seconds.size());
+    total += per_round;
+    busiest = std::max(busiest, per_round);
+  }
+  const double median = Median(seconds);
+  state.counters["median_ms"] = median * 1e3;
+  state.counters["min_ms"] = *std::min_element(seconds.begin(), seconds.end()) * 1e3;
+  state.counters["max_ms"] = *std::max_element(seconds.begin(), seconds.end()) * 1e3;
+  state.counters["MB_peer"] = total / double(w) / 1e6;
+  state.counters["MB_busiest"] = busiest / 1e6;
+  if (w == kTargetW && p == kTargetP) state.counters["x_gloo"] = kGlooMs / (median * 1e3);
+}
+
 // ------------------------------------------------------------------ the copies, one at a time
 
 // What one peer does per message outside the transport: encode (gradient body, then the msgpack
@@ -671,6 +731,26 @@ void Register(const char* group, Kind kind, Mode mode) {
   }
 }
 
+// strat/STRATEGY/TRANSPORT/W:w/P:p for 4 and 8 peers x 1M and 10M floats.
+void RegisterStrategies() {
+  const char* strategies[] = {"allgather-average", "reduce-scatter-average", "allreduce-master",
+                              "hierarchical:shards=2", "k-reduce:k=3"};
+  for (Kind kind : {Kind::kZmqTcp, Kind::kAmqp}) {
+    for (const char* strategy : strategies) {
+      for (const SizePlan& plan : {SizePlan{1'000'000, 10, 1}, SizePlan{10'000'000, 3, 1}}) {
+        benchmark::RegisterBenchmark(fmt::format("strat/{}/{}", strategy, KindName(kind)).c_str(),
+                                     BM_StrategyRound, kind, std::string(strategy))
+            ->Args({4, plan.p})
+            ->Args({8, plan.p})
+            ->ArgNames({"W", "P"})
+            ->Iterations(plan.rounds)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+}
+
 void RegisterAll() {
   // zmq before amqp, so the amqp cases can be compared with the zmq round of the same size.
   for (Kind kind : {Kind::kInProc, Kind::kZmqTcp, Kind::kZmqIpc, Kind::kAmqp}) {
@@ -685,6 +765,7 @@ void RegisterAll() {
   for (Kind kind : {Kind::kZmqTcp, Kind::kZmqIpc, Kind::kAmqp}) {
     Register("xport_rsag", kind, Mode::kReduceScatter);
   }
+  RegisterStrategies();
   using Fn = void (*)(benchmark::State&);
   const std::pair<const char*, Fn> envelope[] = {{"envelope/encode", BM_Encode},
                                                  {"envelope/decode", BM_Decode},

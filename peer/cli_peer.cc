@@ -15,6 +15,7 @@
 #include "peer/peer_security.h"
 #include "peer/rendezvous_auth.h"
 #include "peer/shard_check.h"
+#include "sync/comparative_strategies.h"
 
 namespace p2p::peer {
 namespace {
@@ -49,8 +50,13 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "gradient to all), reduce-scatter-average (the same average, bit for bit, "
                  "with each peer reducing one slice: 2(W-1)/W instead of W-1 gradients sent per "
                  "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
-                 "of 3+ peers, else allgather-average")
-      ->check(CLI::IsMember({"auto", "allgather-average", "reduce-scatter-average"}));
+                 "of 3+ peers, else allgather-average. The comparative study's systems "
+                 "(docs/strategies.md): allreduce-master, scatter-reduce, hierarchical:shards=M, "
+                 "k-reduce:k=K")
+      ->check([](const std::string& name) {
+        const Status s = name == "auto" ? Status::Ok() : sync::CheckStrategyName(name);
+        return s.ok() ? std::string() : s.message();
+      });
   cmd.add_option("--compression", o.compression,
                  "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "
                  "qsgd, qsgd-elias, qsgd-linf, uint8, topk (e.g. qsgd:bits=4,bucket=512, "

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "sync/comparative_strategies.h"
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
 
@@ -165,10 +166,15 @@ Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox&
     }
     return std::unique_ptr<Strategy>(std::make_unique<ReduceScatterAverage>(mailbox, options));
   }
+  if (auto made = MakeComparativeStrategy(name, mailbox, options, *rule)) return std::move(*made);
   return InvalidArgument("unknown sync strategy '{}'; valid: {}", name,
                          fmt::join(StrategyNames(), ", "));
 }
 
-std::vector<std::string> StrategyNames() { return {"allgather-average", "reduce-scatter-average"}; }
+std::vector<std::string> StrategyNames() {
+  std::vector<std::string> names = {"allgather-average", "reduce-scatter-average"};
+  for (std::string& n : ComparativeStrategyNames()) names.push_back(std::move(n));
+  return names;
+}
 
 }  // namespace p2p::sync
