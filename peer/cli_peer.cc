@@ -15,6 +15,7 @@
 #include "peer/peer_security.h"
 #include "peer/rendezvous_auth.h"
 #include "peer/shard_check.h"
+#include "peer/spirt_peer.h"
 
 namespace p2p::peer {
 namespace {
@@ -50,7 +51,7 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "with each peer reducing one slice: 2(W-1)/W instead of W-1 gradients sent per "
                  "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
                  "of 3+ peers, else allgather-average")
-      ->check(CLI::IsMember({"auto", "allgather-average", "reduce-scatter-average"}));
+      ->check(CLI::IsMember({"auto", "allgather-average", "reduce-scatter-average", "spirt"}));
   cmd.add_option("--compression", o.compression,
                  "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "
                  "qsgd, qsgd-elias, qsgd-linf, uint8, topk (e.g. qsgd:bits=4,bucket=512, "
@@ -184,6 +185,7 @@ Action AddPeerCommand(CLI::App& app) {
   AddShardFlags(*cmd, *config);
   AddConnectionFlags(*cmd, *options);
   AddSyncFlags(*cmd, *options);
+  AddStoreFlags(*cmd, *options);
   AddSecurityFlags(*cmd, *options);
   AddOffloadFlags(*cmd, config->offload);
   return [config, options] {
