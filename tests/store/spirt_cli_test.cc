@@ -3,11 +3,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cmath>
+#include <filesystem>
+#include <regex>
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/store/redis_server.h"
+#include "tests/support/file_watch.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
@@ -134,6 +139,62 @@ TEST(SpirtCliTest, AWrongPasswordOrAMissingModuleFailsNamingTheDatabase) {
     EXPECT_THAT(r.err, HasSubstr("module is not loaded")) << r.err;
     EXPECT_THAT(r.err, ::testing::ContainsRegex("unix://[^ ]*redis.sock")) << r.err;
   }
+}
+
+// The redis-servers launch started for the run: the directory it logged ("started 2
+// redis-servers (module ...) in DIR"), and whether any process still runs out of it.
+std::string RedisDir(const std::string& err) {
+  std::smatch m;
+  const std::regex re("redis-servers \\(module [^)]*\\) in (/tmp/p2ptrain-redis-[A-Za-z0-9]+)");
+  return std::regex_search(err, m, re) ? m[1].str() : "";
+}
+
+bool AnyProcessUses(const std::string& dir) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = test::ReadFile(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find("redis-server") != std::string::npos &&
+        cmdline.find(dir) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A peer that fails, and a Ctrl-C: either way launch stops its databases and removes their
+// directory (passwords included) before it exits.
+TEST(SpirtCliTest, LaunchStopsItsDatabasesWhenAPeerFailsAndOnCtrlC) {
+  test::TempDir dir;
+  auto r = RunProcess(Launch({"--size", "2", "--store", "redis", "--metrics-dir", dir.File("m"),
+                              "--progress", "off", "--", "--dataset", "mnist", "--data-dir",
+                              dir.File("no-such-dir"), "--threads", "1"}),
+                      std::chrono::minutes(2));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no-such-dir")) << r.err;
+  std::string redis_dir = RedisDir(r.err);
+  ASSERT_FALSE(redis_dir.empty()) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(redis_dir)) << redis_dir;
+  EXPECT_FALSE(AnyProcessUses(redis_dir)) << redis_dir;
+
+  // Ctrl-C once the peers train (a long run: 50 epochs would take minutes).
+  std::filesystem::create_directories(dir.File("m2"));  // for WaitForLines to watch
+  test::Child launch(Launch({"--size", "2", "--store", "redis", "--metrics-dir", dir.File("m2"),
+                             "--progress", "off", "--", "--dataset", "synthetic",
+                             "--synthetic-train", "20000", "--model", "logreg", "--epochs", "50",
+                             "--threads", "1"}));
+  ASSERT_TRUE(test::WaitForLines(dir.File("m2/rank-0.jsonl"), 1, std::chrono::minutes(2)));
+  const std::string err_so_far = test::ReadFile(launch.err_path());
+  redis_dir = RedisDir(err_so_far);
+  ASSERT_FALSE(redis_dir.empty()) << err_so_far;
+  EXPECT_TRUE(AnyProcessUses(redis_dir)) << "the databases run during the run";
+  launch.Kill(SIGINT);
+  auto stopped = launch.Wait(std::chrono::minutes(1));
+  EXPECT_FALSE(stopped.timed_out);
+  EXPECT_NE(stopped.exit_code, 0) << stopped.err;
+  EXPECT_FALSE(std::filesystem::exists(redis_dir)) << redis_dir;
+  EXPECT_FALSE(AnyProcessUses(redis_dir)) << redis_dir;
 }
 
 // The issue's done-when run: 4 SPIRT peers, each with the redis-server launch started for it,
