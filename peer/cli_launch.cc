@@ -264,9 +264,10 @@ bool SurvivesFailures(const std::vector<std::string>& peer_args) {
 Result<std::unique_ptr<LaunchedRedis>> StartRedis(const LaunchArgs& a, LaunchSpec& spec) {
   for (std::string_view flag : {"--store", "--store-peers", "--store-password-file"}) {
     if (HasFlag(a.peer_args, flag)) {
-      return InvalidArgument("{} after `--` conflicts with launch --store redis, which starts "
-                             "the databases and points every peer at its own",
-                             flag);
+      return InvalidArgument(
+          "{} after `--` conflicts with launch --store redis, which starts "
+          "the databases and points every peer at its own",
+          flag);
     }
   }
   P2P_ASSIGN_OR_RETURN(const std::string module, FindRedisModule(a.redis_module));

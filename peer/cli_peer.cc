@@ -50,7 +50,8 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "gradient to all), reduce-scatter-average (the same average, bit for bit, "
                  "with each peer reducing one slice: 2(W-1)/W instead of W-1 gradients sent per "
                  "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
-                 "of 3+ peers, else allgather-average")
+                 "of 3+ peers, else allgather-average; spirt: a Redis database per peer averages and "
+                 "updates the model (needs --store-peers; docs/spirt.md)")
       ->check(CLI::IsMember({"auto", "allgather-average", "reduce-scatter-average", "spirt"}));
   cmd.add_option("--compression", o.compression,
                  "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "

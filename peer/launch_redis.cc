@@ -1,17 +1,16 @@
 #include "peer/launch_redis.h"
 
 #include <fcntl.h>
-#include <pthread.h>
+#include <fmt/format.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <chrono>
@@ -102,7 +101,8 @@ struct LaunchedRedis::Server {
     if (pid > 0) {
       kill(pid, SIGTERM);
       pollfd p{.fd = pidfd, .events = POLLIN, .revents = 0};
-      if (pidfd < 0 || poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kStopTimeout).count())) <= 0) {
+      if (pidfd < 0 ||
+          poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kStopTimeout).count())) <= 0) {
         spdlog::warn("redis-server {} did not stop within {} s of SIGTERM; killing it", pid,
                      kStopTimeout.count());
         kill(pid, SIGKILL);
@@ -142,10 +142,10 @@ Status LaunchedRedis::StartOne(int rank, const std::string& module) {
     return IoError("pipe: {}", strerror(errno));
   }
   const std::string socket = sub + "/redis.sock";
-  std::vector<std::string> args = {"redis-server", "-",  "--port", "0", "--unixsocket", socket,
-                                   "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                                   "--dir", sub, "--daemonize", "no", "--logfile", "",
-                                   "--loadmodule", module};
+  std::vector<std::string> args = {
+      "redis-server", "-", "--port",       "0",   "--unixsocket", socket, "--unixsocketperm", "700",
+      "--save",       "",  "--appendonly", "no",  "--dir",        sub,    "--daemonize",      "no",
+      "--logfile",    "",  "--loadmodule", module};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -186,7 +186,8 @@ Status LaunchedRedis::StartOne(int rank, const std::string& module) {
   servers_.push_back(std::move(server));
   // The password as configuration on stdin: `ps` never shows it.
   const std::string config = fmt::format("requirepass {}\n", password);
-  const bool sent = write(in[1], config.data(), config.size()) == static_cast<ssize_t>(config.size());
+  const bool sent =
+      write(in[1], config.data(), config.size()) == static_cast<ssize_t>(config.size());
   close(in[1]);
   if (!sent || !s->WaitReady()) {
     std::string log;

@@ -146,15 +146,16 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
   std::unique_ptr<spirt::SpirtStrategy> spirt_owned;  // --strategy spirt (peer/spirt_peer.h)
   if (options.strategy == "spirt") {
-    P2P_ASSIGN_OR_RETURN(spirt_owned, MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
+    P2P_ASSIGN_OR_RETURN(spirt_owned,
+                         MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
   }
   P2P_ASSIGN_OR_RETURN(auto strategy,
                        spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
-                             : sync::MakeStrategy(options.strategy, mailbox,
-                                                  {.peer_timeout = RoundTimeout(options),
-                                                   .codec = std::move(codec),
-                                                   .seed = config.seed,
-                                                   .rule = options.aggregation}));
+                                   : sync::MakeStrategy(options.strategy, mailbox,
+                                                        {.peer_timeout = RoundTimeout(options),
+                                                         .codec = std::move(codec),
+                                                         .seed = config.seed,
+                                                         .rule = options.aggregation}));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
   if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
   // Everything that must match, including where everyone starts (resumed runs).

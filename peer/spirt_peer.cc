@@ -48,22 +48,26 @@ Status FinishStoreFlags(const TrainConfig& config, PeerOptions& o) {
         "databases and writes the file");
   }
   if (o.compression != "none") {
-    return InvalidArgument("--strategy spirt moves float32 blobs through Redis; it cannot use "
-                           "--compression {}",
-                           o.compression);
+    return InvalidArgument(
+        "--strategy spirt moves float32 blobs through Redis; it cannot use "
+        "--compression {}",
+        o.compression);
   }
   if (o.aggregation != "mean") {
-    return InvalidArgument("--strategy spirt averages inside Redis (P2P.AVG, the mean); it "
-                           "cannot use --aggregation {}",
-                           o.aggregation);
+    return InvalidArgument(
+        "--strategy spirt averages inside Redis (P2P.AVG, the mean); it "
+        "cannot use --aggregation {}",
+        o.aggregation);
   }
   if (config.resume) {
-    return InvalidArgument("--strategy spirt keeps the optimizer state in Redis, not in "
-                           "checkpoints; it cannot --resume yet");
+    return InvalidArgument(
+        "--strategy spirt keeps the optimizer state in Redis, not in "
+        "checkpoints; it cannot --resume yet");
   }
   if (o.on_failure == "continue" && o.heartbeat_s > 0) {
-    spdlog::info("--strategy spirt: a lost peer stops the run (no view change for the databases "
-                 "yet); --on-failure is stop");
+    spdlog::info(
+        "--strategy spirt: a lost peer stops the run (no view change for the databases "
+        "yet); --on-failure is stop");
   }
   o.on_failure = "stop";
   return Status::Ok();

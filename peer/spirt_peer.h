@@ -2,9 +2,8 @@
 // from them (spirt/spirt_strategy.h, docs/spirt.md).
 #pragma once
 
-#include <memory>
-
 #include <CLI/CLI.hpp>
+#include <memory>
 
 #include "common/status.h"
 #include "peer/peer_options.h"

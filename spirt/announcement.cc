@@ -17,7 +17,8 @@ void PutLe(T v, std::byte* out) {
 template <typename T>
 T GetLe(const std::byte* in) {
   T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(std::to_integer<uint8_t>(in[i])) << (8 * i);
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(std::to_integer<uint8_t>(in[i])) << (8 * i);
   return v;
 }
 

@@ -23,8 +23,7 @@ Status ParseLine(const std::string& line, int size, std::vector<store::ConnectOp
   int rank = -1;
   const auto [end, ec] =
       std::from_chars(rank_text.data(), rank_text.data() + rank_text.size(), rank);
-  if (ec != std::errc() || end != rank_text.data() + rank_text.size() || rank < 0 ||
-      rank >= size) {
+  if (ec != std::errc() || end != rank_text.data() + rank_text.size() || rank < 0 || rank >= size) {
     return InvalidArgument("rank '{}' is not in 0..{}", rank_text, size - 1);
   }
   if (seen[static_cast<size_t>(rank)]) return InvalidArgument("rank {} is listed twice", rank);
@@ -59,9 +58,10 @@ Result<std::vector<store::ConnectOptions>> ReadStoreDirectory(const std::string&
   }
   for (int r = 0; r < size; ++r) {
     if (!seen[static_cast<size_t>(r)]) {
-      return InvalidArgument("--store-peers {} names no database for rank {} (it needs one line "
-                             "per rank 0..{})",
-                             path, r, size - 1);
+      return InvalidArgument(
+          "--store-peers {} names no database for rank {} (it needs one line "
+          "per rank 0..{})",
+          path, r, size - 1);
     }
   }
   return out;

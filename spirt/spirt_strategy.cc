@@ -100,8 +100,7 @@ Result<std::string> SpirtStrategy::PerPeerAverage(uint64_t n, std::span<const fl
     P2P_RETURN_IF_ERROR(sync::rules::MeanRule().Aggregate(inputs, mean));
     blob = store::EncodeBlob(mean);
     P2P_RETURN_IF_ERROR(
-        own_->Command({"SET", avg, blob, "PX", std::to_string(options_.key_ttl.count())})
-            .status());
+        own_->Command({"SET", avg, blob, "PX", std::to_string(options_.key_ttl.count())}).status());
   }
   return blob;
 }
@@ -110,9 +109,10 @@ Result<std::string> SpirtStrategy::FetchChecked(uint64_t n, int q,
                                                 const broker::Envelope& announcement,
                                                 uint32_t& samples) {
   if (announcement.codec.id != kAnnouncementCodec) {
-    return InvalidArgument("rank {} sent a gradient ('{}') where SPIRT expects an announcement "
-                           "(every peer needs --strategy spirt)",
-                           q, announcement.codec.id);
+    return InvalidArgument(
+        "rank {} sent a gradient ('{}') where SPIRT expects an announcement "
+        "(every peer needs --strategy spirt)",
+        q, announcement.codec.id);
   }
   P2P_ASSIGN_OR_RETURN(const Announcement a, DecodeAnnouncement(announcement.body));
   P2P_ASSIGN_OR_RETURN(store::RedisClient * db, Database(q));
@@ -165,9 +165,9 @@ Status SpirtStrategy::Average(sync::Round round, uint32_t samples, std::span<flo
   t = broker::Clock::now();
   P2P_ASSIGN_OR_RETURN(
       auto received,
-      mailbox_.Collect(broker::MessageType::kGradient, round, others, t + options_.peer_timeout,
-                       fmt::format("SPIRT announcements of epoch {} step {}", round.epoch,
-                                   round.step)));
+      mailbox_.Collect(
+          broker::MessageType::kGradient, round, others, t + options_.peer_timeout,
+          fmt::format("SPIRT announcements of epoch {} step {}", round.epoch, round.step)));
   timings_.wait_seconds += SecondsSince(t);
   t = broker::Clock::now();
   // Every input checked before anything is combined.
@@ -221,9 +221,9 @@ Status SpirtStrategy::Average(sync::Round round, uint32_t samples, std::span<flo
 std::vector<std::string> SpirtStrategy::UpdateArgs(float lr, int64_t step) const {
   const ml::OptimizerOptions& o = options_.optimizer;
   const uint64_t n = rounds_ - 1;
-  std::vector<std::string> args = {"P2P.UPDATE", keys_.Params(), keys_.Aggregate(n), "STATE",
-                                   keys_.State(), "OPT", o.name, "LR", Str(lr), "WD",
-                                   Str(o.weight_decay)};
+  std::vector<std::string> args = {
+      "P2P.UPDATE", keys_.Params(), keys_.Aggregate(n), "STATE", keys_.State(), "OPT", o.name, "LR",
+      Str(lr),      "WD",           Str(o.weight_decay)};
   if (o.name == "sgd") {
     args.insert(args.end(), {"MOMENTUM", Str(o.momentum)});
     if (o.nesterov) args.push_back("NESTEROV");

@@ -3,13 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <csignal>
-#include <cmath>
-#include <filesystem>
-#include <regex>
 #include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "tests/store/redis_server.h"
 #include "tests/support/file_watch.h"
@@ -30,8 +30,7 @@ std::vector<std::string> Launch(std::vector<std::string> args) {
 std::vector<nlohmann::json> LastRecords(const std::string& metrics_dir, int size) {
   std::vector<nlohmann::json> last;
   for (int rank = 0; rank < size; ++rank) {
-    const auto lines =
-        test::ReadLines(metrics_dir + "/rank-" + std::to_string(rank) + ".jsonl");
+    const auto lines = test::ReadLines(metrics_dir + "/rank-" + std::to_string(rank) + ".jsonl");
     EXPECT_FALSE(lines.empty()) << "rank " << rank;
     last.push_back(lines.empty() ? nlohmann::json{} : nlohmann::json::parse(lines.back()));
   }
@@ -180,10 +179,10 @@ TEST(SpirtCliTest, LaunchStopsItsDatabasesWhenAPeerFailsAndOnCtrlC) {
 
   // Ctrl-C once the peers train (a long run: 50 epochs would take minutes).
   std::filesystem::create_directories(dir.File("m2"));  // for WaitForLines to watch
-  test::Child launch(Launch({"--size", "2", "--store", "redis", "--metrics-dir", dir.File("m2"),
-                             "--progress", "off", "--", "--dataset", "synthetic",
-                             "--synthetic-train", "20000", "--model", "logreg", "--epochs", "50",
-                             "--threads", "1"}));
+  test::Child launch(
+      Launch({"--size", "2", "--store", "redis", "--metrics-dir", dir.File("m2"), "--progress",
+              "off", "--", "--dataset", "synthetic", "--synthetic-train", "20000", "--model",
+              "logreg", "--epochs", "50", "--threads", "1"}));
   ASSERT_TRUE(test::WaitForLines(dir.File("m2/rank-0.jsonl"), 1, std::chrono::minutes(2)));
   const std::string err_so_far = test::ReadFile(launch.err_path());
   redis_dir = RedisDir(err_so_far);
@@ -202,13 +201,13 @@ TEST(SpirtCliTest, LaunchStopsItsDatabasesWhenAPeerFailsAndOnCtrlC) {
 // so does allgather-average over ZeroMQ without any store (the same mean, the same optimizer
 // step, bitwise); accuracy therefore within 0.5 points.
 TEST(SpirtCliTest, FourLaunchedPeersOnFashionMnistMatchAllgatherAverage) {
-  const std::vector<std::string> train = {"--dataset", "fashion-mnist", "--model", "mlp",
-                                          "--epochs",  "1",             "--threads", "1"};
+  const std::vector<std::string> train = {
+      "--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "1", "--threads", "1"};
   std::map<std::string, std::vector<nlohmann::json>> runs;
   for (const std::string mode : {"spirt-on", "spirt-off", "allgather"}) {
     test::TempDir dir;
-    std::vector<std::string> args = {"--size", "4", "--metrics-dir", dir.File("m"), "--progress",
-                                     "off"};
+    std::vector<std::string> args = {"--size",      "4",          "--metrics-dir",
+                                     dir.File("m"), "--progress", "off"};
     if (mode != "allgather") args.insert(args.end(), {"--store", "redis"});
     args.push_back("--");
     args.insert(args.end(), train.begin(), train.end());

@@ -3,6 +3,8 @@
 // process's mean + optimizer step, every key has a TTL and Cleanup leaves none, and a peer whose
 // database holds something other than what it announced is refused, naming it, with nothing
 // applied.
+#include "spirt/spirt_strategy.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -16,7 +18,6 @@
 #include "spirt/announcement.h"
 #include "spirt/directory.h"
 #include "spirt/keys.h"
-#include "spirt/spirt_strategy.h"
 #include "store/blob.h"
 #include "sync/rules/mean.h"
 #include "tests/store/redis_server.h"
@@ -49,10 +50,11 @@ struct Peers {
                                                           sync::Mailbox::Options{.run_id = "t1"}));
     }
     for (int r = 0; r < size; ++r) {
-      auto s = SpirtStrategy::Create(
-          *mailboxes[static_cast<size_t>(r)], databases,
-          {.run_id = "t1", .in_db = in_db, .peer_timeout = std::chrono::seconds(60),
-           .optimizer = opt});
+      auto s = SpirtStrategy::Create(*mailboxes[static_cast<size_t>(r)], databases,
+                                     {.run_id = "t1",
+                                      .in_db = in_db,
+                                      .peer_timeout = std::chrono::seconds(60),
+                                      .optimizer = opt});
       EXPECT_TRUE(s.ok()) << s.status().ToString();
       strategies.push_back(std::move(*s));
     }
