@@ -40,7 +40,7 @@ struct SpirtOptions {
   bool in_db = true;
   std::chrono::milliseconds peer_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds key_ttl{std::chrono::hours(24)};
-  ml::OptimizerOptions optimizer;  // P2P.UPDATE's hyperparameters (lr comes from the optimizer)
+  ml::OptimizerOptions optimizer{};  // P2P.UPDATE's hyperparameters (lr comes from the optimizer)
 };
 
 class SpirtStrategy final : public sync::Strategy {
