@@ -17,6 +17,7 @@
 
 #include "peer/cli.h"
 #include "peer/cli_checks.h"
+#include "peer/launch_redis.h"
 #include "peer/launcher.h"
 #include "peer/peer_security.h"
 #include "peer/shard_check.h"
@@ -38,6 +39,8 @@ struct LaunchArgs {
   double grace_s = 5;
   std::vector<std::string> peer_args;
   CLI::Option* broker_flag = nullptr;
+  std::string store;         // "redis": one redis-server per peer (peer/launch_redis.h)
+  std::string redis_module;  // p2ptrain_redis.so (FindRedisModule)
 };
 
 // Peer flags the launcher sets itself, and what to do instead.
@@ -257,6 +260,28 @@ bool SurvivesFailures(const std::vector<std::string>& peer_args) {
   return PeerFlagValue(peer_args, "--on-failure", "continue") == "continue" && !no_heartbeat;
 }
 
+// --store redis: a redis-server per rank, and the flags that point each peer at them.
+Result<std::unique_ptr<LaunchedRedis>> StartRedis(const LaunchArgs& a, LaunchSpec& spec) {
+  for (std::string_view flag : {"--store", "--store-peers", "--store-password-file"}) {
+    if (HasFlag(a.peer_args, flag)) {
+      return InvalidArgument(
+          "{} after `--` conflicts with launch --store redis, which starts "
+          "the databases and points every peer at its own",
+          flag);
+    }
+  }
+  P2P_ASSIGN_OR_RETURN(const std::string module, FindRedisModule(a.redis_module));
+  P2P_ASSIGN_OR_RETURN(auto redis, LaunchedRedis::Start(a.size, module));
+  const bool strategy = HasFlag(a.peer_args, "--strategy");
+  for (auto& argv : spec.argv_per_rank) {
+    argv.insert(argv.end(), {"--store-peers", redis->directory_file()});
+    if (!strategy) argv.insert(argv.end(), {"--strategy", "spirt"});
+  }
+  spdlog::info("started {} redis-servers (module {}) in {} (stopped when launch exits)", a.size,
+               module, redis->dir());
+  return redis;
+}
+
 Status RunLaunch(LaunchArgs& a) {
   if (a.run_id.empty()) a.run_id = DefaultRunId();
   if (a.metrics_dir.empty()) a.metrics_dir = (std::filesystem::path("runs") / a.run_id).string();
@@ -288,6 +313,10 @@ Status RunLaunch(LaunchArgs& a) {
       for (std::string& f : keys->PeerFlags(r)) spec.argv_per_rank.back().push_back(std::move(f));
     }
   }
+  std::unique_ptr<LaunchedRedis> redis;
+  if (a.store == "redis") {
+    P2P_ASSIGN_OR_RETURN(redis, StartRedis(a, spec));
+  }
   if (keys) {
     spdlog::info("generated {} RSA-{} identities for this run in {} (deleted when launch exits)",
                  a.size, kRunKeyBits, keys->dir());
@@ -301,7 +330,9 @@ Status RunLaunch(LaunchArgs& a) {
   options.grace = std::chrono::milliseconds(static_cast<int64_t>(a.grace_s * 1000));
   options.forward_stdout = false;  // results are printed at the end, in rank order
   // Peers that survive failures (the default) go on while a strict majority lives.
-  options.tolerated_failures = SurvivesFailures(a.peer_args) ? (a.size - 1) / 2 : 0;
+  // SPIRT peers stop on a lost peer (no view change for the databases yet).
+  const bool spirt = redis || PeerFlagValue(a.peer_args, "--strategy", "auto") == "spirt";
+  options.tolerated_failures = SurvivesFailures(a.peer_args) && !spirt ? (a.size - 1) / 2 : 0;
   P2P_ASSIGN_OR_RETURN(LaunchResult result, RunGroup(spec, options));
   PrintResults(a, result);
   return Status::Ok();
@@ -354,6 +385,13 @@ Action AddLaunchCommand(CLI::App& app) {
   cmd->add_option("--grace", args->grace_s,
                   "Seconds the other peers get to exit after a failure before SIGKILL")
       ->transform(NonNegativeReal());
+  cmd->add_option("--store", args->store,
+                  "redis: start one private redis-server per peer (unix socket, random password, "
+                  "no persistence, the p2ptrain module) for --strategy spirt, stopped at exit")
+      ->check(CLI::IsMember({"redis"}));
+  cmd->add_option("--redis-module", args->redis_module,
+                  "--store redis: p2ptrain_redis.so (default $P2P_REDIS_MODULE, else the build "
+                  "tree's)");
   cmd->add_option("peer-flags", args->peer_args, "Flags for every peer, after `--`");
   cmd->footer("Peer flags go after `--`: p2ptrain launch --size 4 -- --model mlp --epochs 3\n");
   // Unknown flags before `--` are collected so the error can say where peer flags go.

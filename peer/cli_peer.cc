@@ -15,6 +15,7 @@
 #include "peer/peer_security.h"
 #include "peer/rendezvous_auth.h"
 #include "peer/shard_check.h"
+#include "peer/spirt_peer.h"
 #include "sync/comparative_strategies.h"
 
 namespace p2p::peer {
@@ -52,9 +53,11 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
                  "of 3+ peers, else allgather-average. The comparative study's systems "
                  "(docs/strategies.md): allreduce-master, scatter-reduce, hierarchical:shards=M, "
-                 "k-reduce:k=K")
+                 "k-reduce:k=K; spirt: a Redis database per peer averages and updates the model "
+                 "(needs --store-peers; docs/spirt.md)")
       ->check([](const std::string& name) {
-        const Status s = name == "auto" ? Status::Ok() : sync::CheckStrategyName(name);
+        if (name == "auto" || name == "spirt") return std::string();
+        const Status s = sync::CheckStrategyName(name);
         return s.ok() ? std::string() : s.message();
       });
   cmd.add_option("--compression", o.compression,
@@ -190,6 +193,7 @@ Action AddPeerCommand(CLI::App& app) {
   AddShardFlags(*cmd, *config);
   AddConnectionFlags(*cmd, *options);
   AddSyncFlags(*cmd, *options);
+  AddStoreFlags(*cmd, *options);
   AddSecurityFlags(*cmd, *options);
   AddOffloadFlags(*cmd, config->offload);
   return [config, options] {

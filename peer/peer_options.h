@@ -48,6 +48,13 @@ struct PeerOptions {
   std::string trust;         // directory or PEM file of the public keys allowed in the run
   std::string manifest;      // optional: "<rank> <fingerprint>" lines binding ranks to keys
   bool insecure = false;     // no authentication at all (benchmarking only)
+  // SPIRT (--strategy spirt, docs/spirt.md): this peer's Redis database, the file naming every
+  // rank's (peer/spirt_peer.h), in-database (on) or client-side (off) arithmetic, key TTL.
+  std::string store;
+  std::string store_password_file;
+  std::string store_peers;
+  std::string in_db = "on";
+  double store_ttl_s = 86400;
 };
 
 }  // namespace p2p::peer

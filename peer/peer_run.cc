@@ -18,6 +18,7 @@
 #include "peer/offload.h"
 #include "peer/peer_security.h"
 #include "peer/rendezvous_auth.h"
+#include "peer/spirt_peer.h"
 #include "peer/trainer.h"
 #include "peer/transport_factory.h"
 #include "sync/agreement.h"
@@ -143,11 +144,20 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   // options.compression is the canonical codec spec (FinishPeerFlags); stochastic codecs draw
   // from the run's seed per (rank, round).
   P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
-  P2P_ASSIGN_OR_RETURN(auto strategy, sync::MakeStrategy(options.strategy, mailbox,
-                                                         {.peer_timeout = RoundTimeout(options),
-                                                          .codec = std::move(codec),
-                                                          .seed = config.seed,
-                                                          .rule = options.aggregation}));
+  std::unique_ptr<spirt::SpirtStrategy> spirt_owned;  // --strategy spirt (peer/spirt_peer.h)
+  if (options.strategy == "spirt") {
+    P2P_ASSIGN_OR_RETURN(spirt_owned,
+                         MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
+  }
+  P2P_ASSIGN_OR_RETURN(auto strategy,
+                       spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
+                                   : sync::MakeStrategy(options.strategy, mailbox,
+                                                        {.peer_timeout = RoundTimeout(options),
+                                                         .codec = std::move(codec),
+                                                         .seed = config.seed,
+                                                         .rule = options.aggregation}));
+  auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
+  if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
       fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
@@ -203,6 +213,11 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   P2P_ASSIGN_OR_RETURN(EpochResult last, trainer.Run());
   P2P_RETURN_IF_ERROR(elastic.End(static_cast<uint64_t>(last.epoch), last.param_hash));
   heartbeat.reset();  // before the transport closes
+  if (spirt_strategy != nullptr) {
+    // Every peer has passed the end agreement: nobody reads our keys any more.
+    P2P_ASSIGN_OR_RETURN(const uint64_t deleted, spirt_strategy->Cleanup());
+    spdlog::info("SPIRT: deleted the run's {} keys from {}", deleted, spirt_strategy->own().name());
+  }
   if (mailbox.rejects().total() > 0) {
     spdlog::warn("dropped {} messages during the run (see \"rejected\" in the metrics)",
                  mailbox.rejects().total());
@@ -294,6 +309,7 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
                            options.run_id);
   }
   P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
+  P2P_RETURN_IF_ERROR(FinishStoreFlags(config, options));
   return CheckSecurityFlags(options);
 }
 

@@ -303,7 +303,11 @@ Result<RoundOutcome> Trainer::FinishRound(const StepInfo& info, std::span<float>
     rollback_.optimizer = optimizer_->SaveState();
     rollback_.rounds = r.rounds - 1;
   }
-  optimizer_->Step(model_->Params(), grad);
+  if (update_hook_) {
+    P2P_RETURN_IF_ERROR(update_hook_(model_->Params(), grad, *optimizer_));
+  } else {
+    optimizer_->Step(model_->Params(), grad);
+  }
   r.update_seconds += Since(t);
   return RoundOutcome::kApply;
 }

@@ -49,6 +49,11 @@ struct GradientPart {
 // sum of the per-sample losses. Replaces in-process gradient computation (--offload).
 using GradientOffload = std::function<Result<double>(
     std::vector<GradientPart>& parts, std::span<const float> params, std::span<float> grad)>;
+// Applies a round's combined gradient to the parameters instead of the optimizer's in-process
+// Step (SPIRT updates the model inside its database and reads it back). Gets the optimizer for
+// its learning rate (ReduceLROnPlateau changes it) or to step in the process.
+using UpdateHook = std::function<Status(std::span<float> params, std::span<const float> grad,
+                                        ml::Optimizer& optimizer)>;
 // Extra fields for an epoch's metrics record (e.g. a peer's network counters for that epoch).
 using MetricsExtra = std::function<nlohmann::json(int epoch)>;
 
@@ -73,6 +78,8 @@ class Trainer {
   static Result<std::unique_ptr<Trainer>> Create(TrainConfig config);
 
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
+  // Not with keep_rollback: a rollback restores only the in-process parameters and optimizer.
+  void set_update_hook(UpdateHook hook) { update_hook_ = std::move(hook); }
   // Evaluates only slice `rank` of `size` of the validation and test sets (loaded as slices when
   // config.evaluation_slice is set, cut here otherwise) and lets `hook` combine the slices' totals
   // across peers.
@@ -144,6 +151,7 @@ class Trainer {
   MetricsWriter metrics_;
   Progress progress_;
   GradientHook hook_;
+  UpdateHook update_hook_;
   EpochHook epoch_hook_;
   std::vector<MetricsExtra> metrics_extra_;
   GradientOffload offload_;
