@@ -1,6 +1,8 @@
 #include "broker/amqp_io.h"
 
+#include <fmt/format.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -58,7 +60,22 @@ TransportStats AtomicStats::Snapshot() const {
 
 IoThread::IoThread(const IoConfig& config, Shared& shared, Session session)
     : config_(config), shared_(shared), reassembler_(config.reassembly) {
+  reassembler_.set_drop_observer([this](DropReason reason, uint32_t rank) {
+    LogDrop(
+        DropReasonName(reason), static_cast<int>(rank),
+        fmt::format("reassembly dropped a chunk or an incomplete message claiming rank {}", rank));
+  });
   Install(std::move(session));
+}
+
+// Logs a drop (counted by the caller) once per reason and claimed rank: an attacker's flood must
+// not become a flood of log lines, yet an operator sees that (and why) frames are being dropped.
+void IoThread::LogDrop(const char* reason, int claimed_rank, const std::string& detail) {
+  if (!logged_.emplace(reason, claimed_rank).second) return;
+  spdlog::warn(
+      "amqp: rank {} dropped a frame ({}): {}; further drops for this reason from this claimed "
+      "sender are only counted (rejected_frames)",
+      config_.rank, reason, detail);
 }
 
 void IoThread::Run() {
@@ -178,10 +195,15 @@ void IoThread::OnBody(std::span<const std::byte> body) {
   shared_.stats.bytes_received += body.size();
   Result<ChunkView> chunk = DecodeChunk(body, config_.reassembly.max_message_bytes);
   uint32_t from = chunk.ok() ? chunk->header.from_rank : 0;
-  if (!chunk.ok() || from >= static_cast<uint32_t>(config_.size) ||
-      from == static_cast<uint32_t>(config_.rank)) {
+  if (!chunk.ok()) {
     ++shared_.stats.rejected;
-    return;
+    return LogDrop("bad_chunk", -1, std::string(chunk.status().message()));
+  }
+  if (from >= static_cast<uint32_t>(config_.size) || from == static_cast<uint32_t>(config_.rank)) {
+    ++shared_.stats.rejected;
+    return LogDrop("bad_rank", -1,
+                   fmt::format("a chunk claiming rank {} in a run of {} (this is rank {})", from,
+                               config_.size, config_.rank));
   }
   if (chunk->header.kind != FrameKind::kData) return OnHello(chunk->header);
   Result<std::optional<Message>> message = reassembler_.Add(*chunk);

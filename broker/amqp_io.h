@@ -17,6 +17,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,7 @@ class IoThread {
   Status OnConfirm(const Confirm& confirm);
   void OnBody(std::span<const std::byte> body);
   void SyncReassemblyStats();
+  void LogDrop(const char* reason, int claimed_rank, const std::string& detail);
   void OnHello(const ChunkHeader& header);
   Status Reconnect(const Status& cause);
   bool WaitBackoff(std::chrono::milliseconds d);  // true when a stop was requested
@@ -131,6 +133,7 @@ class IoThread {
   uint64_t last_tag_ = 0;
   Reassembler reassembler_;
   uint64_t reassembly_rejected_ = 0;  // reassembler_.rejected() already in stats.rejected
+  std::set<std::pair<std::string, int>> logged_;  // (reason, claimed rank) already logged
   std::chrono::milliseconds idle_wait_{1000};
 };
 

@@ -216,7 +216,16 @@ Result<std::optional<Message>> Reassembler::Add(uint32_t sender, const ChunkView
   return AddToPartial(sender, chunk, now);
 }
 
+void Reassembler::Protect(uint32_t sender, bool on) {
+  if (on) {
+    protected_.insert(sender);
+  } else {
+    protected_.erase(sender);
+  }
+}
+
 void Reassembler::Forget(uint32_t sender) {
+  protected_.erase(sender);
   auto it = senders_.find(sender);
   if (it == senders_.end()) return;
   pending_bytes_ -= it->second.pending_bytes;
@@ -341,16 +350,22 @@ bool Reassembler::EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank,
                                const PartialKey* keep) {
   Sender* victim_sender = nullptr;
   uint32_t victim_rank = 0;
+  bool victim_protected = false;
   std::map<PartialKey, Partial>::iterator victim;
+  const bool for_protected = protected_.contains(keep_rank);
   for (auto& [rank, sender] : senders_) {
     if (only.has_value() && rank != *only) continue;
+    // An unauthenticated sender never costs an authenticated one its messages (see Protect).
+    const bool is_protected = protected_.contains(rank);
+    if (is_protected && !for_protected && rank != keep_rank) continue;
     for (auto it = sender.partial.begin(); it != sender.partial.end(); ++it) {
       if (keep != nullptr && rank == keep_rank && it->first == *keep) continue;
       if (victim_sender == nullptr ||
-          std::tie(it->second.received, it->second.last_seen) <
-              std::tie(victim->second.received, victim->second.last_seen)) {
+          std::tie(is_protected, it->second.received, it->second.last_seen) <
+              std::tie(victim_protected, victim->second.received, victim->second.last_seen)) {
         victim_sender = &sender;
         victim_rank = rank;
+        victim_protected = is_protected;
         victim = it;
       }
     }

@@ -138,6 +138,13 @@ class Reassembler {
   // filter): the transport closed that source for good.
   void Forget(uint32_t sender);
 
+  // Marks `sender` as authenticated (ZeroMQ: the connection the layer above proved; see
+  // Transport::ConfirmSender) or no longer. Room for an unprotected sender's chunk is never made
+  // by evicting a protected sender's incomplete messages (it is refused instead), and room for a
+  // protected sender's chunk is made from unprotected senders' first: however many bytes forged
+  // starts carry, they cannot push a genuine transfer out.
+  void Protect(uint32_t sender, bool on);
+
   // Called once per drop, with the reason and the sender it was charged to (a rank or a key).
   using DropObserver = std::function<void(DropReason reason, uint32_t sender)>;
   void set_drop_observer(DropObserver observer) { observer_ = std::move(observer); }
@@ -188,6 +195,7 @@ class Reassembler {
 
   ReassemblyLimits limits_;
   std::map<uint32_t, Sender> senders_;  // by claimed rank
+  std::set<uint32_t> protected_;        // see Protect
   uint64_t pending_bytes_ = 0;
   uint64_t rejected_ = 0;
   DropObserver observer_;

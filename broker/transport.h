@@ -29,6 +29,9 @@ inline Deadline DeadlineIn(std::chrono::milliseconds d) { return Clock::now() + 
 struct Message {
   int from_rank = -1;  // as claimed by the transport's framing; sync/ trusts only the envelope
   Bytes payload;
+  // Which of the transport's sources delivered it (ZeroMQ: the connection), for ConfirmSender;
+  // 0 when the transport does not tell its sources apart.
+  uint64_t link = 0;
 };
 
 // Counters since the transport was created; callers take differences per epoch.
@@ -59,6 +62,14 @@ class Transport {
   // not an error); an error Status when the transport itself failed.
   virtual Result<std::optional<Message>> Receive(Deadline deadline) = 0;
   virtual TransportStats Stats() const = 0;
+  // The layer above authenticated a message that arrived over `link` (Message::link) from `rank`
+  // (its MAC verified under that rank's session key): that source is the real rank, and a
+  // transport that tells sources apart keeps it ahead of the unproven ones that claim the same
+  // rank (ZeroMQ: never replaced by them, its incomplete messages never evicted for theirs).
+  virtual void ConfirmSender(int rank, uint64_t link) {
+    (void)rank;
+    (void)link;
+  }
   // Releases resources; for AMQP also deletes this peer's queue (and the run's exchange when the
   // last member leaves). Idempotent.
   virtual Status Close() = 0;

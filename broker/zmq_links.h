@@ -8,6 +8,11 @@
 // deliver as rank r; the authenticated layer above (sync/session_auth) decides whose messages are
 // genuine. Links per rank are bounded: a new one replaces the one heard from least recently, so a
 // silent squatter is what gets replaced, and an attacker's connections cost bounded memory.
+//
+// Once the layer above authenticated a message of a link (Transport::ConfirmSender), that link is
+// the rank's proven one: no unproven link replaces it, however busy the unproven ones are (else a
+// squatter that keeps talking while the real rank computes would push it out mid-message). A rank
+// has at most one proven link; a later proof on another link (a restarted rank) moves it there.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +30,7 @@ struct ZmqLink {
   int rank = -1;
   int key = 0;  // unique among live links: the reassembler's sender key
   Clock::time_point last_seen;
+  bool proven = false;  // carried a message the layer above authenticated as `rank`
 };
 
 class ZmqLinkTable {
@@ -33,7 +39,11 @@ class ZmqLinkTable {
   ZmqLinkTable(int size, int max_per_rank);
 
   // The link of routing id `id` (claiming `rank`), created if new, marked heard from at `now`.
-  ZmqLink& Touch(std::string_view id, int rank, Clock::time_point now);
+  // nullptr when it is new and every link of `rank` is proven (max_per_rank 1): refused.
+  ZmqLink* Touch(std::string_view id, int rank, Clock::time_point now);
+  // Makes live link `key` its rank's proven link (the previous one, if any, is no longer);
+  // returns the key that lost that status, or -1. No-op (-1) for an unknown key.
+  int Prove(int key);
 
   size_t size() const { return links_.size(); }
   // The rank the live link `key` claims; -1 when no live link has that key.
@@ -44,7 +54,7 @@ class ZmqLinkTable {
   uint64_t replaced() const { return replaced_; }
 
  private:
-  void ReplaceLeastRecent(int rank);
+  bool ReplaceLeastRecent(int rank);
 
   std::map<std::string, ZmqLink, std::less<>> links_;
   std::vector<int> per_rank_;

@@ -74,6 +74,9 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
+// Message::link of a link key (0 stays "no link").
+uint64_t LinkToken(int key) { return static_cast<uint64_t>(key) + 1; }
+
 }  // namespace
 
 ReassemblyLimits ZmqReassemblyLimits(const ZmqTransportOptions& o) {
@@ -129,6 +132,7 @@ struct ZmqTransport::Impl {
   void LogDrop(const std::string& reason, int claimed_rank, const std::string& detail);
   void AcceptChunk(const ZmqLink& link, std::span<const std::byte> bytes);
   void ForgetReplacedLinks();
+  void ConfirmSender(int rank, uint64_t token);
   Status DrainDealer(int peer);
   bool AllConnected() const;
   Status ConnectTimeout() const;
@@ -324,7 +328,7 @@ void ZmqTransport::Impl::AcceptChunk(const ZmqLink& link, std::span<const std::b
   Result<std::optional<Message>> whole = reassembler.Add(static_cast<uint32_t>(link.key), *chunk);
   SyncRejected();  // the drop observer logged any drop
   if (whole.ok() && whole->has_value()) {
-    ready.push_back(Message{link.rank, std::move((*whole)->payload)});
+    ready.push_back(Message{link.rank, std::move((*whole)->payload), LinkToken(link.key)});
     ++messages_received;
   }
 }
@@ -333,6 +337,17 @@ void ZmqTransport::Impl::AcceptChunk(const ZmqLink& link, std::span<const std::b
 // reassembler holds for it is freed now, not at the timeout.
 void ZmqTransport::Impl::ForgetReplacedLinks() {
   for (int key : links.TakeReplaced()) reassembler.Forget(static_cast<uint32_t>(key));
+}
+
+// The connection `token` carried a message authenticated as `rank`: it becomes rank's proven link,
+// and its reassembly is protected from unproven connections (broker/zmq_links.h).
+void ZmqTransport::Impl::ConfirmSender(int rank, uint64_t token) {
+  if (token == 0 || token > 0x80000000u) return;
+  const int key = static_cast<int>(token - 1);
+  if (links.RankOf(key) != rank) return;  // replaced meanwhile, or claims another rank
+  const int demoted = links.Prove(key);
+  if (demoted >= 0) reassembler.Protect(static_cast<uint32_t>(demoted), false);
+  reassembler.Protect(static_cast<uint32_t>(key), true);
 }
 
 // Reads every frame queued on the ROUTER (at most a bounded batch, so Receive stays responsive).
@@ -359,9 +374,16 @@ Status ZmqTransport::Impl::DrainRouter() {
         continue;
       }
       const std::string_view id_text(static_cast<const char*>(id.data()), id.size());
-      const ZmqLink& link = links.Touch(id_text, from, Clock::now());
+      const ZmqLink* link = links.Touch(id_text, from, Clock::now());
       ForgetReplacedLinks();
-      HandleRouterFrame(link, id, payload);
+      if (link == nullptr) {
+        RejectFrame("link_refused", from,
+                    fmt::format("a new connection claiming rank {}, whose authenticated "
+                                "connection is kept (max_links_per_rank {})",
+                                from, options.max_links_per_rank));
+        continue;
+      }
+      HandleRouterFrame(*link, id, payload);
     }
   } catch (const zmq::error_t& e) {
     return zmq_util::ErrorStatus(e, "zmq: receiving");
@@ -558,6 +580,8 @@ Result<std::optional<Message>> ZmqTransport::Receive(Deadline deadline) {
     if (m.ready.empty() && Clock::now() >= deadline) return std::optional<Message>();
   }
 }
+
+void ZmqTransport::ConfirmSender(int rank, uint64_t link) { impl_->ConfirmSender(rank, link); }
 
 TransportStats ZmqTransport::Stats() const {
   TransportStats s;

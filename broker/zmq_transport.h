@@ -4,13 +4,14 @@
 // ROUTER; its DEALERs carry routing id "r<i>-<random nonce>", so a ROUTER knows which rank each
 // frame claims to come from. That is a claim, not a proof: anyone who can reach a ROUTER can
 // connect claiming any rank, so a ROUTER keeps each connection apart (broker/zmq_links.h) and
-// delivers all of them as the rank they claim; sync/ authenticates the envelopes. A HELLO that
-// disagrees with the run is counted and ignored, never fatal (an unauthenticated packet must not
-// stop a run). Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked (broker/chunking.h)
-// into frames of at most max_chunk_bytes of payload; the ROUTER's ZMQ_MAXMSGSIZE drops any peer
-// that sends a bigger frame, and the bounded Reassembler (per connection) holds only what arrived.
-// Connect performs a HELLO / HELLO_ACK handshake in both directions, so it returns only when every
-// rank reached us and we reached every rank.
+// delivers all of them as the rank they claim; sync/ authenticates the envelopes and names the
+// connection that proved itself (ConfirmSender), which from then on is kept ahead of the others. A
+// HELLO that disagrees with the run is counted and ignored, never fatal (an unauthenticated packet
+// must not stop a run). Data flows DEALER(i) -> ROUTER(j) only. Every message is chunked
+// (broker/chunking.h) into frames of at most max_chunk_bytes of payload; the ROUTER's
+// ZMQ_MAXMSGSIZE drops any peer that sends a bigger frame, and the bounded Reassembler (per
+// connection) holds only what arrived. Connect performs a HELLO / HELLO_ACK handshake in both
+// directions, so it returns only when every rank reached us and we reached every rank.
 //
 // Socket options: finite ZMQ_LINGER (queued frames are flushed for at most `linger` on Close),
 // ZMTP heartbeats, ROUTER_MANDATORY on the ROUTER, ZMQ_IMMEDIATE on DEALERs (frames are only
@@ -88,6 +89,10 @@ class ZmqTransport final : public Transport {
   // the past still picks up what already arrived. Malformed frames are dropped and counted.
   Result<std::optional<Message>> Receive(Deadline deadline) override;
   TransportStats Stats() const override;
+  // Makes the connection that delivered `link` rank's proven one (broker/zmq_links.h): unproven
+  // connections claiming that rank can no longer replace it or evict its incomplete messages.
+  // Ignored when that connection is gone or claims another rank.
+  void ConfirmSender(int rank, uint64_t link) override;
   // Closes the sockets and terminates the context; blocks at most `linger` flushing. Idempotent.
   Status Close() override;
 

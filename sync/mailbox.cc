@@ -257,6 +257,11 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
   } else if (env->receiver != broker::kAllRanks && env->receiver != rank()) {
     Reject("misaddressed", fmt::format("addressed to rank {}", env->receiver), env->sender);
   } else if (!RejectedByView(*env) && Admit(*env)) {
+    // Authenticated (not merely admitted, as with --insecure): the source that carried it is the
+    // real sender, which the transport keeps ahead of unproven sources claiming its rank.
+    if (options_.authenticator != nullptr && env->sender == msg->from_rank) {
+      transport_.ConfirmSender(msg->from_rank, msg->link);
+    }
     Heard(env->sender);
     if (env->type != broker::MessageType::kHeartbeat) Park(std::move(*env));
   }

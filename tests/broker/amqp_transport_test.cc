@@ -3,10 +3,13 @@
 #include "broker/amqp_transport.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "broker/amqp_io.h"
@@ -411,6 +414,57 @@ TEST_F(AmqpTransportTest, ForgedGigabyteFramesKeepMemoryBoundedAndTrafficIntact)
   EXPECT_TRUE(m.payload == genuine)
       << "multi-chunk message damaged (" << m.payload.size() << " bytes)";
   EXPECT_EQ(ToString(MustReceive(*ranks[1]).payload), "after");
+  for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
+}
+
+// Sends the default logger's lines to a string for the test's lifetime.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("captured", sink));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  size_t Count(const std::string& what) {
+    spdlog::default_logger()->flush();
+    const std::string text = text_.str();
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+// Issue 17 (items 1b, 6): AMQP counted rejected frames but never said so in its log (the
+// reassembler's drop observer was unused), so an operator saw a stalled run and no reason. Each
+// reason is now logged once per claimed sender, and every drop is still counted.
+TEST_F(AmqpTransportTest, DroppedFramesAreLoggedOncePerReasonAndClaimedSender) {
+  CapturedLog log;
+  std::string run = UniqueRunId("droplog");
+  auto ranks = MakeRanks(run, 2);
+  ASSERT_NO_FATAL_FAILURE(ConnectAll(ranks));
+  Intruder intruder(ranks[0]->exchange_name());
+  ASSERT_TRUE(intruder.ok());
+  const uint64_t rejected_before = ranks[1]->Stats().rejected;
+  for (int i = 0; i < 3; ++i) {
+    intruder.Publish(amqp::DirectKey(1), Forged(0, 77, 1, 0xFFFFFFFFull, 1, 0, 1));  // 4 GiB
+    intruder.Publish(amqp::DirectKey(1), ToBytes("not a P2PA frame at all"));
+    intruder.Publish(amqp::DirectKey(1), Marker(7, "rank 7 of a run of 2"));
+  }
+  constexpr int kStarts = 20;  // a sender may have 16 incomplete messages: 4 are evicted
+  for (int i = 0; i < kStarts; ++i) {
+    intruder.Publish(amqp::DirectKey(1), Forged(0, 78, 10 + i, 256ull << 20, 1, 0, 1));
+  }
+  intruder.Publish(amqp::DirectKey(1), Marker(0, "marker"));
+  EXPECT_EQ(ToString(MustReceive(*ranks[1], 60s).payload), "marker");
+  EXPECT_EQ(ranks[1]->Stats().rejected - rejected_before, 6u + 3u + (kStarts - 16));
+  EXPECT_EQ(log.Count("dropped a frame (bad_chunk)"), 1u);
+  EXPECT_EQ(log.Count("dropped a frame (bad_rank)"), 1u);
+  EXPECT_EQ(log.Count("dropped a frame (evicted)"), 1u);
+  EXPECT_EQ(log.Count("claiming rank 0"), 1u);  // the eviction names the claimed sender
   for (auto& t : ranks) EXPECT_TRUE(t->Close().ok());
 }
 

@@ -359,5 +359,64 @@ TEST(ChunkingKeyed, TheObserverSeesEveryDropWithItsReasonAndSender) {
   EXPECT_STREQ(DropReasonName(DropReason::kEvicted), "evicted");
 }
 
+// Issue 17 item 1: forged starts that carry more bytes than a genuine transfer has received so far
+// used to evict it once the total budget was full (fewest bytes go first). A protected sender (a
+// ZeroMQ connection the layer above authenticated) keeps its transfer; the forgers pay instead.
+TEST(ChunkingKeyed, AProtectedSendersTransferIsNeverEvictedForUnprotectedOnes) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 4096;
+  limits.max_pending_bytes_per_sender = 16 * 1024;
+  limits.max_pending_bytes = 24 * 1024;
+  limits.drop_replays = false;
+  Reassembler r(limits);
+  constexpr uint32_t kGenuine = 7;
+  r.Protect(kGenuine, true);
+  const Bytes payload = Pattern(4096);
+  const auto genuine = EncodeChunks(DataHeader(1, 1), payload, kChunkHeaderBytes + 1024);
+  ASSERT_EQ(genuine.size(), 4u);
+  auto t = Clock::now();
+  std::optional<Message> done;
+  uint64_t forged_seq = 100;
+  for (const Bytes& body : genuine) {
+    t += std::chrono::milliseconds(1);
+    auto m = r.Add(kGenuine, DecodeChunk(body, kMax).value(), t);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    if (m->has_value()) done = std::move(**m);
+    // Three forging connections each start messages whose first chunk (2048 bytes) is more than
+    // the genuine transfer has received, until the total budget is full many times over.
+    for (uint32_t i = 0; i < 60; ++i) {
+      const Bytes forged = ForgedFrame(1, 9, ++forged_seq, 4096, 2048, 2, 0, 2048);
+      (void)r.Add(8 + i % 3, DecodeChunk(forged, kMax).value(), t + std::chrono::microseconds(i));
+      ASSERT_LE(r.pending_bytes(), limits.max_pending_bytes);
+    }
+  }
+  ASSERT_TRUE(done.has_value()) << "the authenticated transfer was evicted for forged ones";
+  EXPECT_EQ(done->payload, payload);
+  EXPECT_GT(r.rejected(), 0u);  // the forgers' starts were dropped and counted instead
+}
+
+// Without protection the same traffic does evict the genuine transfer: the test above is not
+// vacuous, and an unprotected sender is judged by bytes received alone, as before.
+TEST(ChunkingKeyed, AnUnprotectedTransferCanBeEvictedByHeavierForgedStarts) {
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 4096;
+  limits.max_pending_bytes_per_sender = 16 * 1024;
+  limits.max_pending_bytes = 24 * 1024;
+  limits.drop_replays = false;
+  Reassembler r(limits);
+  const auto genuine = EncodeChunks(DataHeader(1, 1), Pattern(4096), kChunkHeaderBytes + 1024);
+  auto t = Clock::now();
+  ASSERT_TRUE(r.Add(7, DecodeChunk(genuine[0], kMax).value(), t).ok());
+  for (uint32_t i = 0; i < 60; ++i) {
+    const Bytes forged = ForgedFrame(1, 9, 100 + i, 4096, 2048, 2, 0, 2048);
+    (void)r.Add(8 + i % 3, DecodeChunk(forged, kMax).value(), t + std::chrono::microseconds(i));
+  }
+  // The genuine partial (1024 bytes received) went first: its other chunks complete nothing.
+  for (size_t i = 1; i < genuine.size(); ++i) {
+    auto m = r.Add(7, DecodeChunk(genuine[i], kMax).value(), t + std::chrono::milliseconds(i));
+    EXPECT_FALSE(m.ok() && m->has_value()) << "chunk " << i;
+  }
+}
+
 }  // namespace
 }  // namespace p2p::broker

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -409,16 +410,16 @@ TEST(ZmqRoutingIdTest, ClaimsARankWithOrWithoutANonce) {
 TEST(ZmqLinkTableTest, ANewLinkReplacesTheLeastRecentlyHeardOfItsRank) {
   ZmqLinkTable table(3, 2);
   const Clock::time_point t0 = Clock::now();
-  const int a = table.Touch("r1-a", 1, t0).key;
-  const int b = table.Touch("r1-b", 1, t0 + milliseconds(1)).key;
+  const int a = table.Touch("r1-a", 1, t0)->key;
+  const int b = table.Touch("r1-b", 1, t0 + milliseconds(1))->key;
   table.Touch("r2-a", 2, t0);
-  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(2)).key, a);  // heard again: same link
-  const int c = table.Touch("r1-c", 1, t0 + milliseconds(3)).key;  // replaces r1-b
+  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(2))->key, a);  // heard again: same link
+  const int c = table.Touch("r1-c", 1, t0 + milliseconds(3))->key;  // replaces r1-b
   EXPECT_EQ(table.size(), 3u);
   EXPECT_EQ(table.replaced(), 1u);
-  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(4)).key, a);
-  EXPECT_EQ(table.Touch("r1-c", 1, t0 + milliseconds(5)).key, c);
-  EXPECT_NE(table.Touch("r1-b", 1, t0 + milliseconds(6)).key, b);  // came back as a new link
+  EXPECT_EQ(table.Touch("r1-a", 1, t0 + milliseconds(4))->key, a);
+  EXPECT_EQ(table.Touch("r1-c", 1, t0 + milliseconds(5))->key, c);
+  EXPECT_NE(table.Touch("r1-b", 1, t0 + milliseconds(6))->key, b);  // came back as a new link
   EXPECT_EQ(table.replaced(), 2u);
 }
 
@@ -435,6 +436,76 @@ TEST(ZmqTransportTest, MoreSquattersThanLinksPerRankDoNotLockTheRealRankOut) {
       squatters.back()->HelloAndWaitForAck(1, 2, "");
     }
   });
+}
+
+// Issue 17 item 1: a connection was never bound to the rank that proved itself, so squatters that
+// keep talking on connections claiming rank 1 pushed the real rank 1's connection out of the link
+// table (and its half-received message with it) whenever they outnumbered the links kept per rank:
+// every gradient of rank 1 was dropped and the run failed at its timeout. Once the layer above
+// confirmed rank 1's connection (sync/mailbox does on the first valid MAC), it stays.
+void ProvenRankGetsThroughBusySquatters(int max_links) {
+  ZmqTransportOptions base;
+  base.max_links_per_rank = max_links;
+  base.max_chunk_bytes = 16 << 10;  // a 1 MiB message is 64 frames: the squatters interleave
+  Mesh mesh = MakeMesh(2, "", base);
+  ASSERT_EQ(mesh.size(), 2u);
+  ConnectAll(mesh);
+  ASSERT_TRUE(mesh[1]->Send(0, Text("authentic")).ok());
+  const Message first = ReceiveOne(*mesh[0]);
+  ASSERT_EQ(first.from_rank, 1);
+  ASSERT_NE(first.link, 0u);
+  mesh[0]->ConfirmSender(1, first.link);
+
+  test::SquatterFlood flood(mesh[0]->bound_endpoint(), max_links);
+  // Block (with a deadline) until rank 0 has read plenty of the squatters' frames.
+  const Deadline heard_by = DeadlineIn(milliseconds(30000));
+  while (mesh[0]->Stats().rejected < 2000 && Clock::now() < heard_by) {
+    auto none = mesh[0]->Receive(DeadlineIn(milliseconds(20)));
+    ASSERT_TRUE(none.ok()) << none.status().ToString();
+    ASSERT_FALSE(none->has_value()) << "junk was delivered as a message";
+  }
+  ASSERT_GE(mesh[0]->Stats().rejected, 2000u) << "the squatters never got through";
+  for (uint8_t round = 0; round < 3; ++round) {
+    const Bytes big = Pattern(size_t{1} << 20, round);
+    ASSERT_TRUE(mesh[1]->Send(0, big).ok());
+    const Message m = ReceiveOne(*mesh[0], milliseconds(30000));
+    ASSERT_EQ(m.payload, big) << "round " << int{round} << ": rank 1 was locked out";
+    EXPECT_EQ(m.from_rank, 1);
+    EXPECT_EQ(m.link, first.link);  // the same, proven connection
+  }
+}
+
+TEST(ZmqTransportTest, AProvenRankGetsThroughASquatterWithOneLinkPerRank) {
+  ProvenRankGetsThroughBusySquatters(1);
+}
+
+TEST(ZmqTransportTest, AProvenRankGetsThroughMoreBusySquattersThanLinksPerRank) {
+  ProvenRankGetsThroughBusySquatters(4);
+}
+
+// A proven link is never replaced by an unproven one; a later proof (a restarted rank) moves the
+// status; with one link per rank a newcomer is refused rather than replacing the proven link.
+TEST(ZmqLinkTableTest, AProvenLinkIsNeverReplaced) {
+  const Clock::time_point t0 = Clock::now();
+  ZmqLinkTable table(2, 2);
+  const int real = table.Touch("r1-real", 1, t0)->key;
+  EXPECT_EQ(table.Prove(real), -1);
+  for (int i = 0; i < 10; ++i) {  // newcomers churn through the one unproven slot
+    ASSERT_NE(table.Touch(fmt::format("r1-x{}", i), 1, t0 + milliseconds(i + 1)), nullptr);
+  }
+  EXPECT_EQ(table.Touch("r1-real", 1, t0 + milliseconds(20))->key, real);
+  EXPECT_EQ(table.replaced(), 9u);
+  const int restarted = table.Touch("r1-new", 1, t0 + milliseconds(21))->key;  // replaces x9
+  EXPECT_EQ(table.Prove(restarted), real);  // the old link is demoted, and now replaceable
+  ASSERT_NE(table.Touch("r1-y", 1, t0 + milliseconds(22)), nullptr);
+  EXPECT_EQ(table.RankOf(real), -1);
+  EXPECT_EQ(table.RankOf(restarted), 1);
+
+  ZmqLinkTable one(2, 1);
+  const int only = one.Touch("r1-real", 1, t0)->key;
+  one.Prove(only);
+  EXPECT_EQ(one.Touch("r1-squat", 1, t0 + milliseconds(1)), nullptr);
+  EXPECT_EQ(one.Touch("r1-real", 1, t0 + milliseconds(2))->key, only);
 }
 
 // A HELLO for another rank than its connection claims gets no answer and does not count as either

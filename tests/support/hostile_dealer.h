@@ -6,12 +6,15 @@
 // Header-only: used by tests that link only p2p_broker and by the peer tests.
 #pragma once
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 #include <zmq.hpp>
 
@@ -59,6 +62,37 @@ class HostileDealer {
  private:
   zmq::context_t ctx_;
   zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+};
+
+// Squatters that keep talking: `n` raw DEALERs on `endpoint` with routing ids "r1-squat<i>" (each
+// claims rank 1), each sending junk frames from its own thread as fast as the ROUTER takes them,
+// until destroyed. Busy connections are what a least-recently-heard replacement favours.
+class SquatterFlood {
+ public:
+  SquatterFlood(const std::string& endpoint, int n) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([this, endpoint, i] {
+        zmq::context_t ctx;
+        zmq::socket_t s(ctx, zmq::socket_type::dealer);
+        s.set(zmq::sockopt::routing_id, fmt::format("r1-squat{}", i));
+        s.set(zmq::sockopt::linger, 0);
+        s.set(zmq::sockopt::sndtimeo, 100);  // so that the stop is seen while the HWM is full
+        s.connect(endpoint);
+        const std::string junk = "not a chunk, but traffic on a connection claiming rank 1";
+        while (!stop_) (void)s.send(zmq::buffer(junk), zmq::send_flags::none);
+      });
+    }
+  }
+  SquatterFlood(const SquatterFlood&) = delete;
+  SquatterFlood& operator=(const SquatterFlood&) = delete;
+  ~SquatterFlood() {
+    stop_ = true;
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace p2p::test
