@@ -23,8 +23,8 @@ std::vector<std::string> Args(std::vector<std::string> head, const std::vector<s
 }
 
 const std::vector<std::string> kCnnBn = {
-    "--dataset", "fashion-mnist", "--model", "cnn-bn",     "--batch", "64", "--threads",
-    "1",         "--lr",          "0.05",    "--progress", "off"};
+    "--dataset", "fashion-mnist", "--model", "cnn-bn", "--batch",
+    "64",        "--threads",     "1",       "--lr",   "0.05"};
 
 nlohmann::json LastRecord(const std::string& path) {
   const auto lines = test::ReadLines(path);
@@ -44,9 +44,10 @@ std::string HashOf(const peer::Checkpoint& c) {
 // the hash that says so covers them, and each checkpoint carries them.
 TEST(BatchNormPeersTest, FourPeersEndWithTheSameParametersAndBuffers) {
   test::TempDir dir;
-  const auto args = Args({"launch", "--size", "4", "--metrics-dir", dir.File("metrics"), "--",
-                          "--epochs", "2", "--checkpoint-dir", dir.File("ckpt-{rank}")},
-                         kCnnBn);
+  const auto args =
+      Args({"launch", "--size", "4", "--progress", "off", "--metrics-dir", dir.File("metrics"),
+            "--", "--epochs", "2", "--checkpoint-dir", dir.File("ckpt-{rank}")},
+           kCnnBn);
   const auto r = RunProcess(args, std::chrono::minutes(10));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<peer::Checkpoint> ckpts;
@@ -77,18 +78,21 @@ TEST(BatchNormPeersTest, FourPeersEndWithTheSameParametersAndBuffers) {
 // one that never stopped: the checkpoint restores the running statistics.
 TEST(BatchNormPeersTest, ResumeRestoresTheBuffers) {
   test::TempDir dir;
-  const auto whole =
-      RunProcess(Args({"train", "--epochs", "2", "--metrics", dir.File("whole.jsonl")}, kCnnBn),
-                 std::chrono::minutes(10));
+  const auto whole = RunProcess(
+      Args({"train", "--progress", "off", "--epochs", "2", "--metrics", dir.File("whole.jsonl")},
+           kCnnBn),
+      std::chrono::minutes(10));
   ASSERT_EQ(whole.exit_code, 0) << whole.err;
-  const auto first =
-      RunProcess(Args({"train", "--epochs", "1", "--checkpoint-dir", dir.File("ckpt")}, kCnnBn),
-                 std::chrono::minutes(10));
+  const auto first = RunProcess(
+      Args({"train", "--progress", "off", "--epochs", "1", "--checkpoint-dir", dir.File("ckpt")},
+           kCnnBn),
+      std::chrono::minutes(10));
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  const auto rest = RunProcess(Args({"train", "--epochs", "2", "--checkpoint-dir", dir.File("ckpt"),
-                                     "--resume", "--metrics", dir.File("resumed.jsonl")},
-                                    kCnnBn),
-                               std::chrono::minutes(10));
+  const auto rest =
+      RunProcess(Args({"train", "--progress", "off", "--epochs", "2", "--checkpoint-dir",
+                       dir.File("ckpt"), "--resume", "--metrics", dir.File("resumed.jsonl")},
+                      kCnnBn),
+                 std::chrono::minutes(10));
   ASSERT_EQ(rest.exit_code, 0) << rest.err;
   const auto want = LastRecord(dir.File("whole.jsonl"));
   const auto got = LastRecord(dir.File("resumed.jsonl"));
