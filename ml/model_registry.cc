@@ -94,7 +94,7 @@ Result<Layers> BuildCnnCifar(const ModelOptions& o) {
   return stack.Head(o).Finish();
 }
 
-constexpr std::array<ModelEntry, 8> kModels = {{
+constexpr std::array<ModelEntry, 12> kModels = {{
     {"logreg", "linear(in -> classes): multinomial logistic regression", BuildLogreg},
     {"mlp", "in -> hidden... -> classes, ReLU between (default 784-256-128-10)", BuildMlp},
     {"lenet5",
@@ -115,6 +115,18 @@ constexpr std::array<ModelEntry, 8> kModels = {{
      BuildMobilenetV1Cifar},
     {"mobilenet_v2", "torchvision mobilenet_v2: 17 inverted residuals with ReLU6 (3x32x32 and up)",
      BuildMobilenetV2},
+    {"cnn-bn",
+     "conv 16@3x3 p1, BN, relu, maxpool 2, conv 32@3x3 p1, BN, relu, maxpool 2, global avg pool, "
+     "fc classes: the smallest BatchNorm model (tests, quick runs; 4x4 inputs and up)",
+     BuildCnnBn},
+    {"squeezenet1_1",
+     "torchvision squeezenet1_1: 8 fire modules, ceil-mode max-pools, conv classifier (3x32x32 "
+     "and up)",
+     BuildSqueezenet11},
+    {"vgg11", "torchvision vgg11: 8 conv 3x3, 5 max-pools, avgpool 7x7, fc 4096-4096 (3x32x32)",
+     BuildVgg11},
+    {"vgg11_bn", "torchvision vgg11_bn: vgg11 with BatchNorm after each conv (3x32x32)",
+     BuildVgg11Bn},
 }};
 
 }  // namespace

@@ -77,10 +77,11 @@ nlohmann::json MetaOf(const Checkpoint& c) {
             {"counter", c.early_stopping.counter},
             {"has_best", c.early_stopping.has_best}}},
           {"sync_buffers", c.sync_state.size()},
+          {"model_buffers", !c.model_buffers.empty()},
           {"extra", c.extra}};
 }
 
-void ApplyMeta(const nlohmann::json& m, Checkpoint& c) {
+void ApplyMeta(const nlohmann::json& m, Checkpoint& c, bool& has_model_buffers) {
   c.epoch = m.at("epoch").get<int>();
   c.model = m.at("model").get<std::string>();
   c.config = m.at("config").get<std::string>();
@@ -93,6 +94,7 @@ void ApplyMeta(const nlohmann::json& m, Checkpoint& c) {
   c.early_stopping = {e.at("best").get<double>(), e.at("counter").get<int>(),
                       e.at("has_best").get<bool>()};
   c.extra = m.value("extra", nlohmann::json::object());
+  has_model_buffers = m.value("model_buffers", false);
   // Checkpoints from before the field existed have no sync state.
   c.sync_state.resize(m.value("sync_buffers", size_t{0}) <= kMaxBuffers
                           ? m.value("sync_buffers", size_t{0})
@@ -108,6 +110,7 @@ std::string Serialize(const Checkpoint& c) {
   Put(out, static_cast<uint32_t>(c.optimizer.buffers.size()));
   for (const auto& b : c.optimizer.buffers) PutFloats(out, b);
   for (const auto& b : c.sync_state) PutFloats(out, b);
+  if (!c.model_buffers.empty()) PutFloats(out, c.model_buffers);
   const uint32_t crc = static_cast<uint32_t>(
       crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
   Put(out, crc);
@@ -172,8 +175,9 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
   if (!r.Get(meta_len) || meta_len > kMaxMetaBytes || !r.GetBytes(meta_len, meta)) {
     return Corrupt(path, "bad metadata length");
   }
+  bool has_model_buffers = false;
   try {
-    ApplyMeta(nlohmann::json::parse(meta), c);
+    ApplyMeta(nlohmann::json::parse(meta), c, has_model_buffers);
   } catch (const nlohmann::json::exception& e) {
     return Corrupt(path, "unreadable metadata");
   }
@@ -188,6 +192,9 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
   if (c.sync_state.size() > kMaxBuffers) return Corrupt(path, "too many sync buffers");
   for (auto& b : c.sync_state) {
     if (!r.GetFloats(b)) return Corrupt(path, "truncated sync state");
+  }
+  if (has_model_buffers && !r.GetFloats(c.model_buffers)) {
+    return Corrupt(path, "truncated BatchNorm buffers");
   }
   return c;
 }

@@ -5,9 +5,11 @@
 //   "P2PCKPT1" | u64 meta_len | meta JSON | u64 n | n float32 params
 //   | u32 k | k x (u64 len | len float32 optimizer buffer)
 //   | s x (u64 len | len float32 sync buffer)        (s = meta "sync_buffers", 0 when absent)
+//   [| u64 b | b float32 model buffers]              (when meta "model_buffers" is true)
 //   | u32 crc32 of all preceding bytes
 // meta: {"epoch", "model", "num_params", "config", "optimizer": {step, lr}, "plateau": {...},
-//        "early_stopping": {...}, "sync_buffers"}
+//        "early_stopping": {...}, "sync_buffers",
+//        "model_buffers"}
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,8 @@ struct Checkpoint {
   std::string model;   // model name, checked on resume
   std::string config;  // fingerprint of the run's configuration, checked on resume
   std::vector<float> params;
+  // The model's BatchNorm running statistics (ml::Model::Buffers()); empty without BatchNorm.
+  std::vector<float> model_buffers;
   ml::Optimizer::State optimizer;
   ml::ReduceLrOnPlateau::State plateau;
   ml::EarlyStopping::State early_stopping;

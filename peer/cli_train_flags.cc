@@ -64,6 +64,30 @@ void AddOptimizerFlags(CLI::App& cmd, TrainConfig& c) {
       ->transform(NonNegativeReal());
   cmd.add_flag("--lr-plateau,!--no-lr-plateau", c.lr_plateau,
                "ReduceLROnPlateau on validation loss (factor 0.1, patience 5, min lr 1e-6)");
+  auto& sched = c.lr_schedule;
+  cmd.add_option(
+         "--lr-schedule", sched.schedule,
+         "Learning-rate schedule, stepped per epoch: plateau (ReduceLROnPlateau, with "
+         "--lr-plateau), step (x --lr-gamma every --lr-step-size epochs), multistep (x "
+         "--lr-gamma at each --lr-milestones epoch), cosine (to --lr-min at the last epoch)")
+      ->check(CLI::IsMember(ml::ScheduleNames()));
+  cmd.add_option("--warmup-epochs", sched.warmup_epochs,
+                 "Linear warmup: epoch e <= N trains with lr * e / (N + 1), then the schedule")
+      ->transform(NonNegativeInt(1 << 20));
+  cmd.add_option("--lr-scale", sched.scale,
+                 "Scale --lr with the number of peers W: none, linear (x W: the effective batch is "
+                 "W x --batch), sqrt (x sqrt(W))")
+      ->check(CLI::IsMember({"none", "linear", "sqrt"}));
+  cmd.add_option("--lr-step-size", sched.step_size, "step schedule: epochs between decays")
+      ->transform(PositiveInt());
+  cmd.add_option("--lr-milestones", sched.milestones,
+                 "multistep schedule: epoch counts at which the lr decays, e.g. 30,60,80")
+      ->delimiter(',')
+      ->transform(PositiveInt());
+  cmd.add_option("--lr-gamma", sched.gamma, "step, multistep: decay factor")
+      ->transform(RealIn(0, 1, /*lo_inclusive=*/false));
+  cmd.add_option("--lr-min", sched.min_lr, "cosine: the final learning rate")
+      ->transform(NonNegativeReal());
   cmd.add_flag("--early-stopping,!--no-early-stopping", c.early_stopping,
                "Stop when validation loss has not improved for --patience epochs");
   cmd.add_option("--patience", c.early_stopping_patience, "Early-stopping patience in epochs")
@@ -115,6 +139,7 @@ void AddTrainFlags(CLI::App& cmd, TrainConfig& config) {
 Status FinishTrainFlags(TrainConfig& config) {
   if (config.loss == "nll") config.loss = "NLL";
   config.ResolveDefaults();
+  P2P_RETURN_IF_ERROR(config.lr_schedule.Validate(config.epochs));
   if (config.threads == 0) config.threads = static_cast<int>(std::thread::hardware_concurrency());
   if (config.optimizer.nesterov && config.optimizer.momentum <= 0) {
     return InvalidArgument("--nesterov needs --momentum > 0");

@@ -16,10 +16,15 @@ std::string TrainConfig::Fingerprint() const {
           : "";
   return fmt::format(
       "model={} hidden={} dropout={} loss={} data={}{} data_seed={} optimizer={} lr={} "
-      "momentum={} nesterov={} wd={} batch={} seed={} size={} partition={} sync_every={}",
+      "momentum={} nesterov={} wd={} batch={} seed={} size={} partition={} sync_every={}{}",
       model.name, fmt::join(model.hidden, "x"), model.dropout, loss, data_source, synthetic,
       data.seed, optimizer.name, optimizer.lr, optimizer.momentum, optimizer.nesterov,
-      optimizer.weight_decay, batch_size, seed, size, fmt::join(partition, ":"), sync_every);
+      optimizer.weight_decay, batch_size, seed, size, fmt::join(partition, ":"), sync_every,
+      // The lr of every epoch must agree across peers. Added only when not the default, so the
+      // fingerprint of runs (and checkpoints) from before the flags existed is unchanged.
+      lr_schedule.ToString() == ml::EpochScheduleOptions{}.ToString()
+          ? ""
+          : " lr_schedule=" + lr_schedule.ToString());
 }
 
 void TrainConfig::ResolveDefaults() {

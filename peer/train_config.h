@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ml/dataset.h"
+#include "ml/epoch_schedule.h"
 #include "ml/model.h"
 #include "ml/optimizer.h"
 #include "serverless_offload/pool.h"
@@ -31,10 +32,12 @@ struct TrainConfig {
   std::string shard_path;  // train from a `p2ptrain split` shard file instead of --dataset
   int batch_size = 64;
   int epochs = 10;
-  uint64_t seed = 1;           // model init and batch order
-  int threads = 0;             // 0 = all cores
-  bool evaluation = true;      // validation loss + test accuracy every epoch
-  bool lr_plateau = true;      // ReduceLROnPlateau on validation loss
+  uint64_t seed = 1;       // model init and batch order
+  int threads = 0;         // 0 = all cores
+  bool evaluation = true;  // validation loss + test accuracy every epoch
+  bool lr_plateau = true;  // ReduceLROnPlateau on validation loss
+  // --lr-schedule, --warmup-epochs, --lr-scale (scaled by `size`) and their parameters.
+  ml::EpochScheduleOptions lr_schedule;
   bool early_stopping = true;  // the study's early stopping (patience 10)
   int early_stopping_patience = 10;
   std::string metrics_path;

@@ -20,6 +20,14 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// param_hash: the parameters' bits, then the BatchNorm buffers' (chained FNV-1a), so peers that
+// agree on it hold the same model for evaluation too. Without buffers it is HashFloats(params).
+std::string ModelHash(const ml::Model& model) {
+  const uint64_t h =
+      Fnv1a64(std::as_bytes(model.Buffers()), Fnv1a64(std::as_bytes(model.Params())));
+  return fmt::format("{:016x}", h);
+}
+
 // Rows `order` of `data` gathered into a batch: float features made here, per batch (the dataset
 // may hold bytes).
 void GatherBatch(const ml::Dataset& data, std::span<const size_t> order, ml::Matrix& x,
@@ -67,6 +75,7 @@ std::string EpochSummary(const EpochResult& r) {
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(TrainConfig config) {
   config.ResolveDefaults();
+  P2P_RETURN_IF_ERROR(config.lr_schedule.Validate(config.epochs));
   // Before the data is loaded: a checkpoint directory that cannot take the first epoch's
   // checkpoint, or would lose one, is refused now rather than after an epoch of work.
   P2P_RETURN_IF_ERROR(CheckCheckpointDir(config.checkpoint_dir, config.resume, config.overwrite));
@@ -93,6 +102,7 @@ Trainer::Trainer(TrainConfig config, ml::Splits data, std::unique_ptr<ml::Model>
       data_(std::move(data)),
       model_(std::move(model)),
       optimizer_(std::move(optimizer)),
+      schedule_(config_.lr_schedule, config_.optimizer.lr, config_.size, config_.epochs),
       early_stopping_({config_.early_stopping_patience, 0.0}),
       metrics_(std::move(metrics)),
       progress_(Progress::ParseMode(config_.progress)) {
@@ -115,7 +125,14 @@ Status Trainer::MaybeResume() {
         "use the same flags or another --checkpoint-dir",
         config_.checkpoint_dir, c.config, config_.Fingerprint());
   }
+  if (c.model_buffers.size() != model_->NumBuffers()) {
+    return DataLoss(
+        "checkpoint in {} holds {} BatchNorm buffer values but model {} has {} (written by a "
+        "p2ptrain that did not save them?); start over with --overwrite",
+        config_.checkpoint_dir, c.model_buffers.size(), c.model, model_->NumBuffers());
+  }
   std::copy(c.params.begin(), c.params.end(), model_->Params().begin());
+  std::copy(c.model_buffers.begin(), c.model_buffers.end(), model_->Buffers().begin());
   P2P_RETURN_IF_ERROR(optimizer_->LoadState(c.optimizer));
   plateau_.set_state(c.plateau);
   early_stopping_.set_state(c.early_stopping);
@@ -164,6 +181,7 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
   EpochResult r;
   r.epoch = epoch;
   const auto start = Clock::now();
+  if (const auto lr = schedule_.LrFor(epoch)) optimizer_->set_lr(*lr);
   sync::EpochTotals totals;
   rollback_.valid = false;
   for (int64_t first_round = 0;;) {
@@ -171,8 +189,7 @@ Result<EpochResult> Trainer::RunEpoch(int epoch) {
     P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, Evaluate(epoch, r, totals));
     if (outcome == RoundOutcome::kApply) break;
     // The epoch's last round must be redone by the survivors of a view change.
-    P2P_CHECK(rollback_.valid, "a redo of epoch {}'s last round without its rollback state",
-              epoch);
+    P2P_CHECK(rollback_.valid, "a redo of epoch {}'s last round without its rollback state", epoch);
     first_round = rollback_.round;
     RestoreRollback(r, totals);
   }
@@ -333,19 +350,25 @@ Result<RoundOutcome> Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTot
     totals.test_samples = static_cast<uint64_t>(test.count);
   }
   totals.param_hash = HashFloats(model_->Params());
+  totals.buffers.assign(model_->Buffers().begin(), model_->Buffers().end());
   if (epoch_hook_) {
     P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, epoch_hook_(epoch, totals));
     if (outcome != RoundOutcome::kApply) return outcome;
   }
+  // Training updated each peer's BatchNorm running statistics from its own batches; every peer
+  // now adopts their sample-weighted mean over the peers (alone: its own), so all hold one model.
+  P2P_CHECK(totals.buffers.size() == model_->NumBuffers(), "epoch hook returned {} buffers, not {}",
+            totals.buffers.size(), model_->NumBuffers());
+  std::copy(totals.buffers.begin(), totals.buffers.end(), model_->Buffers().begin());
   r.eval_seconds = Since(t);
-  r.param_hash = totals.param_hash;
+  r.param_hash = ModelHash(*model_);
   r.train_loss =
       totals.train_samples > 0 ? totals.train_loss_sum / double(totals.train_samples) : 0.0;
   r.val_loss = MeanOf(totals.val_loss_sum, totals.val_samples);
   r.test_accuracy = MeanOf(double(totals.test_correct), totals.test_samples);
   r.lr = optimizer_->lr();
   if (!r.val_loss) return RoundOutcome::kApply;  // no validation signal for the schedules
-  if (config_.lr_plateau) plateau_.Step(*r.val_loss, *optimizer_);
+  if (config_.lr_plateau && schedule_.PlateauAfter(epoch)) plateau_.Step(*r.val_loss, *optimizer_);
   if (config_.early_stopping) r.early_stop = early_stopping_.ShouldStop(*r.val_loss);
   return RoundOutcome::kApply;
 }
@@ -357,6 +380,7 @@ Status Trainer::SaveCheckpointAfter(int epoch) {
   c.model = config_.model.name;
   c.config = config_.Fingerprint();
   c.params.assign(model_->Params().begin(), model_->Params().end());
+  c.model_buffers.assign(model_->Buffers().begin(), model_->Buffers().end());
   c.optimizer = optimizer_->SaveState();
   c.plateau = plateau_.state();
   c.early_stopping = early_stopping_.state();

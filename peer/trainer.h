@@ -9,6 +9,7 @@
 
 #include "common/status.h"
 #include "ml/dataset.h"
+#include "ml/epoch_schedule.h"
 #include "ml/model.h"
 #include "ml/optimizer.h"
 #include "peer/metrics.h"
@@ -147,6 +148,7 @@ class Trainer {
   std::unique_ptr<ml::Model> model_;
   std::unique_ptr<ml::Optimizer> optimizer_;
   ml::ReduceLrOnPlateau plateau_;
+  ml::EpochSchedule schedule_;  // the lr of each epoch (--lr-schedule, --warmup-epochs, --lr-scale)
   ml::EarlyStopping early_stopping_;
   MetricsWriter metrics_;
   Progress progress_;

@@ -35,6 +35,24 @@ bool IsHexHash(const std::string& s) {
 
 }  // namespace
 
+std::vector<float> WeightedMeanBuffers(const std::vector<const EpochTotals*>& members) {
+  if (members.empty()) return {};
+  uint64_t total = 0;
+  for (const EpochTotals* t : members) total += t->train_samples;
+  const size_t n = members.front()->buffers.size();
+  std::vector<double> acc(n, 0.0);
+  for (const EpochTotals* t : members) {
+    // A rank that trained nothing this epoch kept the buffers all agreed on last epoch; giving it
+    // weight 0 lets the ranks that did train decide.
+    const double w = total > 0 ? double(t->train_samples) : 1.0;
+    for (size_t i = 0; i < n; ++i) acc[i] += w * double(t->buffers[i]);
+  }
+  const double denom = total > 0 ? double(total) : double(members.size());
+  std::vector<float> mean(n);
+  for (size_t i = 0; i < n; ++i) mean[i] = static_cast<float>(acc[i] / denom);
+  return mean;
+}
+
 broker::Bytes EncodeEpochTotals(const EpochTotals& t) {
   broker::Bytes out;
   out.reserve(kBodyBytes);
@@ -48,12 +66,20 @@ broker::Bytes EncodeEpochTotals(const EpochTotals& t) {
   hash.resize(kHashChars, '0');
   const auto* p = reinterpret_cast<const std::byte*>(hash.data());
   out.insert(out.end(), p, p + kHashChars);
+  const auto* b = reinterpret_cast<const std::byte*>(t.buffers.data());
+  out.insert(out.end(), b, b + t.buffers.size() * sizeof(float));
   return out;
 }
 
-Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body) {
-  if (body.size() != kBodyBytes) {
-    return DataLoss("epoch totals: {} bytes, expected {}", body.size(), kBodyBytes);
+Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body, size_t num_buffers) {
+  // The length is checked against the count this peer's own model has before anything is
+  // allocated: a peer cannot make us hold more than our own model's buffers.
+  const size_t expected = kBodyBytes + num_buffers * sizeof(float);
+  if (body.size() != expected) {
+    return DataLoss(
+        "epoch totals: {} bytes, expected {} ({} BatchNorm buffer values); peers must "
+        "train the same model",
+        body.size(), expected, num_buffers);
   }
   EpochTotals t;
   size_t pos = 0;
@@ -64,6 +90,13 @@ Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body) {
   t.test_correct = Get<uint64_t>(body, pos);
   t.test_samples = Get<uint64_t>(body, pos);
   t.param_hash.assign(reinterpret_cast<const char*>(body.data() + pos), kHashChars);
+  pos += kHashChars;
+  t.buffers.resize(num_buffers);
+  if (num_buffers > 0)
+    std::memcpy(t.buffers.data(), body.data() + pos, num_buffers * sizeof(float));
+  for (float v : t.buffers) {
+    if (!std::isfinite(v)) return DataLoss("epoch totals: non-finite BatchNorm buffer value");
+  }
   if (!IsHexHash(t.param_hash))
     return DataLoss("epoch totals: parameter hash is not 16 hex digits");
   if (!std::isfinite(t.train_loss_sum) || !std::isfinite(t.val_loss_sum)) {
@@ -88,18 +121,24 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
   for (int r : members) {
     if (r != mailbox.rank()) others.push_back(r);
   }
-  P2P_ASSIGN_OR_RETURN(auto got, mailbox.Collect(broker::MessageType::kEpochEnd,
-                                                 {epoch, 0, mailbox.view().id}, others, deadline,
-                                                 fmt::format("end-of-epoch {} totals", epoch)));
+  P2P_ASSIGN_OR_RETURN(
+      auto got, mailbox.Collect(broker::MessageType::kEpochEnd, {epoch, 0, mailbox.view().id},
+                                others, deadline, fmt::format("end-of-epoch {} totals", epoch)));
   EpochTotals sum;
   sum.param_hash = mine.param_hash;
-  for (int r : members) {
-    EpochTotals t = mine;
-    if (r != mailbox.rank()) {
-      auto decoded = DecodeEpochTotals(got.at(r).body);
+  std::vector<EpochTotals> decoded_all(members.size());
+  std::vector<const EpochTotals*> in_rank_order;
+  for (size_t i = 0; i < members.size(); ++i) {
+    const int r = members[i];
+    if (r == mailbox.rank()) {
+      in_rank_order.push_back(&mine);
+    } else {
+      auto decoded = DecodeEpochTotals(got.at(r).body, mine.buffers.size());
       if (!decoded.ok()) return decoded.status().Annotate(fmt::format("from rank {}", r));
-      t = *decoded;
+      decoded_all[i] = std::move(*decoded);
+      in_rank_order.push_back(&decoded_all[i]);
     }
+    const EpochTotals& t = *in_rank_order.back();
     if (t.param_hash != mine.param_hash) {
       return Status(StatusCode::kInternal,
                     fmt::format("parameters diverged after epoch {}: rank {} has {} but this peer "
@@ -113,6 +152,7 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
     sum.test_correct += t.test_correct;
     sum.test_samples += t.test_samples;
   }
+  sum.buffers = WeightedMeanBuffers(in_rank_order);
   return sum;
 }
 

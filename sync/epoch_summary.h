@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "broker/transport.h"
 #include "common/status.h"
@@ -24,15 +25,27 @@ struct EpochTotals {
   uint64_t test_correct = 0;
   uint64_t test_samples = 0;
   std::string param_hash;  // HashFloats of the parameters after the epoch (16 hex digits)
+  // The model's BatchNorm running statistics (ml::Model::Buffers()); empty for models without
+  // them. Sent: this peer's own. Returned by ExchangeEpochTotals: their mean over the ranks,
+  // weighted by each rank's train_samples, so every peer adopts the same buffers.
+  std::vector<float> buffers;
 };
 
 // Body layout (little-endian): f64 train_loss_sum | u64 train_samples | f64 val_loss_sum |
-// u64 val_samples | u64 test_correct | u64 test_samples | 16 bytes param_hash (ASCII hex).
+// u64 val_samples | u64 test_correct | u64 test_samples | 16 bytes param_hash (ASCII hex)
+// [| f32 buffers...] (present only for a model with buffers; the count is the model's, which
+// every peer knows, so it is not sent).
 broker::Bytes EncodeEpochTotals(const EpochTotals& totals);
-// DataLoss for a body of the wrong length, a non-hex hash, non-finite sums or correct > samples.
-Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body);
+// DataLoss for a body of the wrong length (for `num_buffers` buffers), a non-hex hash, non-finite
+// sums or buffers, or correct > samples.
+Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body, size_t num_buffers = 0);
+// The mean of the members' buffers weighted by their train_samples (equal weights if no member
+// trained), accumulated in double in the order given: the same inputs give the same bits on
+// every peer.
+std::vector<float> WeightedMeanBuffers(const std::vector<const EpochTotals*>& members);
 
-// Broadcasts `mine` for `epoch` and returns the sum over all ranks (param_hash: the common hash).
+// Broadcasts `mine` for `epoch` and returns the sum over all ranks (param_hash: the common hash;
+// buffers: WeightedMeanBuffers over the ranks in rank order).
 // Internal error naming the ranks and hashes if parameters diverged; Timeout naming missing ranks.
 Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const EpochTotals& mine,
                                         broker::Deadline deadline);

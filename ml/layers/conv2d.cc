@@ -75,6 +75,14 @@ void Conv2d::Init(Rng& rng) {
       FillUniform(rng, 1.0f / std::sqrt(fan_in), weights);
       FillUniform(rng, 1.0f / std::sqrt(fan_in), {b().data(), size_t(b().size())});
       break;
+    case WeightInit::kKaimingUniform:
+      FillUniform(rng, std::sqrt(6.0f / fan_in), weights);
+      b().setZero();
+      break;
+    case WeightInit::kNormal001:
+      FillNormal(rng, 0.01f, weights);
+      b().setZero();
+      break;
   }
 }
 

@@ -7,9 +7,11 @@ namespace p2p::ml {
 
 // How a convolution's (or a Linear's) weights start.
 enum class WeightInit {
-  kFanIn,         // W ~ N(0, 2 / fan_in), b = 0 (this trainer's lenet5 and cnn-cifar)
-  kFanOut,        // W ~ N(0, 2 / (out_c*k*k)), b = 0: torchvision's kaiming_normal_(fan_out)
-  kTorchDefault,  // W, b ~ U(+-1/sqrt(fan_in)): PyTorch's default for nn.Conv2d / nn.Linear
+  kFanIn,           // W ~ N(0, 2 / fan_in), b = 0 (this trainer's lenet5 and cnn-cifar)
+  kFanOut,          // W ~ N(0, 2 / (out_c*k*k)), b = 0: torchvision's kaiming_normal_(fan_out)
+  kTorchDefault,    // W, b ~ U(+-1/sqrt(fan_in)): PyTorch's default for nn.Conv2d / nn.Linear
+  kKaimingUniform,  // W ~ U(+-sqrt(6 / fan_in)), b = 0: kaiming_uniform_ as torchvision SqueezeNet
+  kNormal001,       // W ~ N(0, 0.01^2), b = 0: SqueezeNet's final (classifier) convolution
 };
 
 struct ConvOptions {

@@ -60,6 +60,14 @@ void DepthwiseConv2d::Init(Rng& rng) {
       FillUniform(rng, 1.0f / std::sqrt(float(kk())), weights);
       FillUniform(rng, 1.0f / std::sqrt(float(kk())), biases);
       break;
+    case WeightInit::kKaimingUniform:
+      FillUniform(rng, std::sqrt(6.0f / float(kk())), weights);
+      std::fill(biases.begin(), biases.end(), 0.0f);
+      break;
+    case WeightInit::kNormal001:
+      FillNormal(rng, 0.01f, weights);
+      std::fill(biases.begin(), biases.end(), 0.0f);
+      break;
   }
 }
 

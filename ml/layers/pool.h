@@ -9,10 +9,12 @@
 namespace p2p::ml {
 
 // Max over kernel x kernel windows moved by `stride`, no padding; the gradient goes to the first
-// maximum of each window (overlapping windows accumulate).
+// maximum of each window (overlapping windows accumulate). `ceil_mode` as PyTorch's: one more
+// output where a last, partial window still starts inside the input; it takes the max of the
+// part inside.
 class MaxPool2d final : public Layer {
  public:
-  MaxPool2d(Shape input, int kernel, int stride);
+  MaxPool2d(Shape input, int kernel, int stride, bool ceil_mode = false);
   std::string Name() const override;
   Shape OutputShape(Shape input) const override;
   void Forward(const Matrix& input, Matrix& output, bool training) override;
@@ -24,6 +26,7 @@ class MaxPool2d final : public Layer {
 
   Shape in_, out_;
   int kernel_, stride_;
+  bool ceil_mode_;
   std::vector<int32_t> argmax_;  // (N, out.size()): index within the sample's input row
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ml/layers/activation.h"
+#include "ml/layers/adaptive_avg_pool.h"
 #include "ml/layers/avg_pool.h"
 #include "ml/layers/batchnorm.h"
 #include "ml/layers/depthwise_conv2d.h"
@@ -38,8 +39,8 @@ Net& Net::Hardswish() { return Add(std::make_unique<ml::Hardswish>()); }
 Net& Net::SqueezeExcite(int squeeze_channels) {
   return Add(std::make_unique<ml::SqueezeExcite>(shape_, squeeze_channels));
 }
-Net& Net::MaxPool(int kernel, int stride) {
-  if (Fits(kernel, stride, 0)) Add(std::make_unique<MaxPool2d>(shape_, kernel, stride));
+Net& Net::MaxPool(int kernel, int stride, bool ceil_mode) {
+  if (Fits(kernel, stride, 0)) Add(std::make_unique<MaxPool2d>(shape_, kernel, stride, ceil_mode));
   return *this;
 }
 Net& Net::AvgPool(int kernel, int stride) {
@@ -47,6 +48,9 @@ Net& Net::AvgPool(int kernel, int stride) {
   return *this;
 }
 Net& Net::GlobalAvgPool() { return Add(std::make_unique<ml::GlobalAvgPool>(shape_)); }
+Net& Net::AdaptiveAvgPool(int out_h, int out_w) {
+  return Add(std::make_unique<AdaptiveAvgPool2d>(shape_, out_h, out_w));
+}
 Net& Net::Dropout(float p) { return p > 0.0f ? Add(std::make_unique<ml::Dropout>(p)) : *this; }
 Net& Net::Linear(int out, bool torch_default_init) {
   return Add(std::make_unique<ml::Linear>(shape_.size(), out, torch_default_init));
@@ -78,6 +82,10 @@ Net& Net::Head(const ModelOptions& o, bool torch_default_init) {
     status_ = InvalidArgument("classifier expects a pooled 1x1 map, got {}", shape_.ToString());
   }
   Dropout(o.dropout).Linear(o.num_classes, torch_default_init);
+  return OutputFor(o);
+}
+
+Net& Net::OutputFor(const ModelOptions& o) {
   if (o.loss == LossKind::kNll) Add(std::make_unique<LogSoftmax>());
   return *this;
 }

@@ -29,9 +29,10 @@ class Net {
   Net& Relu6();
   Net& Hardswish();
   Net& SqueezeExcite(int squeeze_channels);
-  Net& MaxPool(int kernel, int stride);
+  Net& MaxPool(int kernel, int stride, bool ceil_mode = false);
   Net& AvgPool(int kernel, int stride);
   Net& GlobalAvgPool();
+  Net& AdaptiveAvgPool(int out_h, int out_w);
   Net& Dropout(float p);
   Net& Linear(int out, bool torch_default_init);
   // y = body(x) + shortcut(x); a null shortcut is the identity.
@@ -40,6 +41,8 @@ class Net {
   Net& Concat(const std::vector<Branch>& branches);
   // torchvision's classifier tail: [dropout] -> linear(classes) [-> log_softmax for NLL].
   Net& Head(const ModelOptions& options, bool torch_default_init);
+  // The log_softmax NLL models end in (nothing for cross-entropy), for heads Head() does not fit.
+  Net& OutputFor(const ModelOptions& options);
 
   Result<Layers> Finish();
 

@@ -7,6 +7,10 @@
 
 namespace p2p::ml {
 
+Result<Layers> BuildCnnBn(const ModelOptions& o);
+Result<Layers> BuildVgg11(const ModelOptions& o);
+Result<Layers> BuildVgg11Bn(const ModelOptions& o);
+Result<Layers> BuildSqueezenet11(const ModelOptions& o);
 Result<Layers> BuildResnet18(const ModelOptions& o);
 Result<Layers> BuildMobilenetV1Cifar(const ModelOptions& o);
 Result<Layers> BuildMobilenetV2(const ModelOptions& o);

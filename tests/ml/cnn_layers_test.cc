@@ -5,12 +5,14 @@
 #include <cmath>
 
 #include "ml/layers/activation.h"
+#include "ml/layers/adaptive_avg_pool.h"
 #include "ml/layers/avg_pool.h"
 #include "ml/layers/batchnorm.h"
 #include "ml/layers/conv2d.h"
 #include "ml/layers/depthwise_conv2d.h"
 #include "ml/layers/graph.h"
 #include "ml/layers/hard_activation.h"
+#include "ml/layers/pool.h"
 #include "ml/layers/squeeze_excite.h"
 #include "tests/ml/gradcheck.h"
 
@@ -216,6 +218,40 @@ TEST(GlobalAvgPool, ForwardIsChannelMeanAndGradientMatches) {
   ASSERT_EQ(y.cols(), 3);
   EXPECT_NEAR(y(1, 2), x.row(1).segment(8, 4).mean(), 1e-6);
   ExpectGradientsMatch(CheckLayer(pool, x, 14, gradcheck::kLinearEps), false);
+}
+
+// PyTorch's windows: rows [floor(i H / O), ceil((i + 1) H / O)); VGG pools a 1x1 map to 7x7.
+TEST(AdaptiveAvgPool2d, ForwardUsesPyTorchsWindowsAndGradientMatches) {
+  AdaptiveAvgPool2d pool({2, 5, 5}, 3, 2);  // rows [0,2) [1,4) [3,5); cols [0,3) [2,5)
+  Matrix x = RandomMatrix(2, 50, 31), y;
+  pool.Forward(x, y, true);
+  ASSERT_EQ(y.cols(), 2 * 3 * 2);
+  float want = 0;  // sample 1, channel 1, output (1, 1): rows 1..3, cols 2..4
+  for (int i = 1; i < 4; ++i)
+    for (int j = 2; j < 5; ++j) want += x(1, 25 + i * 5 + j);
+  EXPECT_NEAR(y(1, 6 + 1 * 2 + 1), want / 9, 1e-6);
+  ExpectGradientsMatch(CheckLayer(pool, x, 32, gradcheck::kLinearEps), false);
+  AdaptiveAvgPool2d repeat({3, 1, 1}, 7, 7);
+  Matrix one = RandomMatrix(2, 3, 33), many;
+  repeat.Forward(one, many, true);
+  ASSERT_EQ(many.cols(), 3 * 49);
+  EXPECT_EQ(many(1, 2 * 49 + 48), one(1, 2));
+  ExpectGradientsMatch(CheckLayer(repeat, one, 34, gradcheck::kLinearEps), false);
+}
+
+// SqueezeNet's MaxPool2d(3, 2, ceil_mode=True): 6 -> 3 windows (floor mode: 2), the last one
+// clipped to the 2 rows/columns left.
+TEST(MaxPool2d, CeilModeAddsAClippedLastWindow) {
+  MaxPool2d pool({1, 6, 6}, 3, 2, /*ceil_mode=*/true);
+  EXPECT_EQ(pool.OutputShape({1, 6, 6}), (Shape{1, 3, 3}));
+  EXPECT_EQ(MaxPool2d({1, 6, 6}, 3, 2).OutputShape({1, 6, 6}), (Shape{1, 2, 2}));
+  // A window that would start past the input is not made: 5 -> 2 in both modes.
+  EXPECT_EQ(MaxPool2d({1, 5, 5}, 3, 2, true).OutputShape({1, 5, 5}), (Shape{1, 2, 2}));
+  Matrix x = RandomMatrix(2, 36, 35), y;
+  pool.Forward(x, y, true);
+  EXPECT_EQ(y(1, 8), std::max({x(1, 28), x(1, 29), x(1, 34), x(1, 35)}));  // clipped 2x2 corner
+  EXPECT_EQ(y(0, 2), std::max({x(0, 4), x(0, 5), x(0, 10), x(0, 11), x(0, 16), x(0, 17)}));
+  ExpectGradientsMatch(CheckLayer(pool, x, 36), false);
 }
 
 TEST(HardActivations, ForwardValues) {

@@ -3,11 +3,11 @@
 
 Run once after changing a model (needs Debian's python3-torch and python3-torchvision, 1.13/0.14):
   P2P_ZOO_DUMP_DIR=/tmp/zoo build/tests/ml/ml_model_zoo_test --gtest_filter='*PyTorch*'
-  /usr/bin/python3 tests/ml/make_zoo_reference.py /tmp/zoo tests/ml/data
+  /usr/bin/python3 tests/ml/make_zoo_reference.py /tmp/zoo tests/ml/data [model...]
 The test dumps its weights, BatchNorm buffers and input; this loads them into the PyTorch model
 (parameters and running stats in registration order: p2ptrain's flat layout is the same order)
 and writes as text: the 4x10 evaluation logits, the 4x10 training-mode logits (batch statistics)
-and the first and last 32 BatchNorm buffer values after that training pass. The test itself needs no Python.
+and the first and last 32 BatchNorm buffer values after that training pass (models with BatchNorm). The test itself needs no Python.
 """
 import sys
 from pathlib import Path
@@ -79,7 +79,9 @@ def load(m, params, buffers):
 
 def main(dump, out):
     torch.set_num_threads(1)
-    for name in ["mobilenet_v3_small", "resnet18", "mobilenet", "mobilenet_v2"]:
+    names = ["mobilenet_v3_small", "resnet18", "mobilenet", "mobilenet_v2", "squeezenet1_1",
+             "vgg11", "vgg11_bn"]
+    for name in sys.argv[3:] or names:
         read = lambda ext: np.fromfile(Path(dump) / f"{name}.{ext}", dtype=np.float32)
         m = build(name)
         load(m, read("params"), read("buffers"))
@@ -92,8 +94,12 @@ def main(dump, out):
                 if isinstance(d, nn.Dropout):
                     d.eval()
             y_train = m(x)
-        buffers = torch.cat([b.reshape(-1) for n, b in m.named_buffers() if "running" in n])
-        ref = torch.cat([y_eval.reshape(-1), y_train.reshape(-1), buffers[:32], buffers[-32:]])
+        parts = [y_eval.reshape(-1), y_train.reshape(-1)]
+        running = [b.reshape(-1) for n, b in m.named_buffers() if "running" in n]
+        if running:  # squeezenet1_1 and vgg11 have no BatchNorm
+            buffers = torch.cat(running)
+            parts += [buffers[:32], buffers[-32:]]
+        ref = torch.cat(parts)
         np.savetxt(Path(out) / f"{name}.ref", ref.numpy(), fmt="%.9g")
         print(name, "eval", y_eval.numpy().round(3).tolist(), "train", y_train.numpy().round(3).tolist())
 

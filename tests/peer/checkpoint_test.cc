@@ -21,7 +21,8 @@ Checkpoint Sample() {
   c.optimizer.buffers = {{0.1f, 0.2f, 0.3f}, {4.f, 5.f, 6.f}};
   c.plateau = {0.5, 2, true};
   c.early_stopping = {0.4, 1, true};
-  c.sync_state = {{7.f, 8.f, 9.f}, {}};  // a residual, an unused velocity
+  c.sync_state = {{7.f, 8.f, 9.f}, {}};           // a residual, an unused velocity
+  c.model_buffers = {0.25f, -1.0f, 2.5f, 0.75f};  // BatchNorm running mean, running variance
   return c;
 }
 
@@ -39,6 +40,19 @@ TEST(CheckpointTest, RoundTripIsExact) {
   EXPECT_EQ(loaded->plateau.bad_epochs, 2);
   EXPECT_EQ(loaded->early_stopping.counter, 1);
   EXPECT_EQ(loaded->sync_state, want.sync_state);
+  EXPECT_EQ(loaded->model_buffers, want.model_buffers);
+}
+
+// A model without BatchNorm writes no buffer section; one with buffers cut short is corrupt.
+TEST(CheckpointTest, ModelBuffersAreOptionalAndTruncationIsCorrupt) {
+  test::TempDir dir;
+  Checkpoint c = Sample();
+  c.model_buffers.clear();
+  ASSERT_TRUE(SaveCheckpoint(dir.path(), c).ok());
+  auto loaded = LoadCheckpoint(dir.path());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE(loaded->model_buffers.empty());
+  EXPECT_EQ(loaded->sync_state, c.sync_state);
 }
 
 // `train` and uncompressed peers keep no sync state.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "tests/sync/run_group.h"
 
 namespace p2p::sync {
@@ -64,6 +66,48 @@ TEST(EpochSummaryTest, MalformedBodiesAreRejected) {
   auto nan_loss = TotalsOf(0, "0123456789abcdef");
   nan_loss.val_loss_sum = std::nan("");
   EXPECT_EQ(DecodeEpochTotals(EncodeEpochTotals(nan_loss)).status().code(), StatusCode::kDataLoss);
+}
+
+// BatchNorm running statistics: every peer adopts the same train_samples-weighted mean.
+TEST(EpochSummaryTest, BuffersBecomeTheSampleWeightedMeanOnEveryPeer) {
+  std::vector<EpochTotals> got(3);
+  const auto statuses = RunGroup(3, [&](int r, Mailbox& mailbox) -> Status {
+    EpochTotals mine = TotalsOf(r, "0123456789abcdef");  // train_samples 100 + r
+    mine.buffers = {float(r), 0.1f * float(r + 1), -3.0f};
+    P2P_ASSIGN_OR_RETURN(got[r], ExchangeEpochTotals(mailbox, 2, mine, broker::DeadlineIn(5s)));
+    return Status::Ok();
+  });
+  for (const auto& s : statuses) ASSERT_TRUE(s.ok()) << s.ToString();
+  // (100*0 + 101*1 + 102*2) / 303 and (100*0.1 + 101*0.2 + 102*0.3) / 303.
+  ASSERT_EQ(got[0].buffers.size(), 3u);
+  EXPECT_NEAR(got[0].buffers[0], 305.0 / 303.0, 1e-6);
+  EXPECT_NEAR(got[0].buffers[1], (10.0 + 20.2 + 30.6) / 303.0, 1e-6);
+  EXPECT_FLOAT_EQ(got[0].buffers[2], -3.0f);
+  for (const auto& t : got) EXPECT_EQ(t.buffers, got[0].buffers);  // bitwise, on every peer
+}
+
+TEST(EpochSummaryTest, WeightedMeanBuffersUsesEqualWeightsWhenNobodyTrained) {
+  EpochTotals a, b;
+  a.buffers = {1.0f};
+  b.buffers = {3.0f};
+  EXPECT_EQ(WeightedMeanBuffers({&a, &b}), std::vector<float>{2.0f});
+  a.train_samples = 3;  // now only a counts
+  EXPECT_EQ(WeightedMeanBuffers({&a, &b}), std::vector<float>{1.0f});
+}
+
+TEST(EpochSummaryTest, BuffersOfTheWrongCountOrNonFiniteAreRejected) {
+  auto t = TotalsOf(0, "0123456789abcdef");
+  t.buffers = {1.0f, 2.0f};
+  const auto body = EncodeEpochTotals(t);
+  ASSERT_TRUE(DecodeEpochTotals(body, 2).ok());
+  EXPECT_EQ(DecodeEpochTotals(body, 2)->buffers, t.buffers);
+  const auto wrong = DecodeEpochTotals(body, 3);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(wrong.status().message().find("3 BatchNorm buffer values"), std::string::npos)
+      << wrong.status().message();
+  EXPECT_EQ(DecodeEpochTotals(body, 0).status().code(), StatusCode::kDataLoss);
+  t.buffers[1] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(DecodeEpochTotals(EncodeEpochTotals(t), 2).status().code(), StatusCode::kDataLoss);
 }
 
 }  // namespace
