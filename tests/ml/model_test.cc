@@ -63,7 +63,8 @@ TEST(RandomTest, FillNormalIsPinnedBitForBit) {
 TEST(ModelRegistryTest, BuildsEveryNamedModel) {
   EXPECT_EQ(Model::Names(),
             (std::vector<std::string>{"logreg", "mlp", "lenet5", "cnn-cifar", "mobilenet_v3_small",
-                                      "resnet18", "mobilenet", "mobilenet_v2"}));
+                                      "resnet18", "mobilenet", "mobilenet_v2", "cnn-bn",
+                                      "squeezenet1_1", "vgg11", "vgg11_bn"}));
   EXPECT_EQ(MustCreate(Options("logreg"))->NumParams(), 784u * 10 + 10);
   EXPECT_EQ(MustCreate(Options("mlp"))->NumParams(), 235146u);  // 784-256-128-10
   EXPECT_EQ(MustCreate(Options("lenet5"))->NumParams(), 61706u);
