@@ -7,13 +7,12 @@
 #include "spirt/announcement.h"
 #include "store/blob.h"
 #include "sync/rules/mean.h"
+#include "sync/strategy_util.h"
 
 namespace p2p::spirt {
 namespace {
 
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
+using sync::SecondsSince;
 
 std::string Str(float v) { return fmt::format("{}", v); }  // shortest round-trip: no bits lost
 

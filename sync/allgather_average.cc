@@ -8,13 +8,10 @@
 #include "sync/comparative_strategies.h"
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
+#include "sync/strategy_util.h"
 
 namespace p2p::sync {
 namespace {
-
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
 
 std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config) {
   auto codec = codecs::MakeCodec(config);
@@ -124,18 +121,11 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
 }
 
 std::vector<std::vector<float>> AllgatherAverage::SaveState() const {
-  if (!encoder_.codec().error_feedback()) return {};
-  return {{encoder_.residual().begin(), encoder_.residual().end()},
-          {encoder_.velocity().begin(), encoder_.velocity().end()}};
+  return SaveEncoderState(encoder_);
 }
 
 Status AllgatherAverage::LoadState(std::vector<std::vector<float>> state) {
-  if (state.empty()) return Status::Ok();
-  if (state.size() != 2) {
-    return InvalidArgument("codec state of {} buffers; expected residual and velocity",
-                           state.size());
-  }
-  return encoder_.Restore(std::move(state[0]), std::move(state[1]));
+  return LoadEncoderState(encoder_, std::move(state));
 }
 
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,

@@ -5,13 +5,10 @@
 #include <algorithm>
 
 #include "sync/gradient_body.h"
+#include "sync/strategy_util.h"
 
 namespace p2p::sync {
 namespace {
-
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
 
 std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config) {
   auto codec = codecs::MakeCodec(config);
@@ -178,18 +175,11 @@ Status AllreduceMaster::Receive(Round round, int master, std::span<float> grad,
 }
 
 std::vector<std::vector<float>> AllreduceMaster::SaveState() const {
-  if (!encoder_.codec().error_feedback()) return {};
-  return {{encoder_.residual().begin(), encoder_.residual().end()},
-          {encoder_.velocity().begin(), encoder_.velocity().end()}};
+  return SaveEncoderState(encoder_);
 }
 
 Status AllreduceMaster::LoadState(std::vector<std::vector<float>> state) {
-  if (state.empty()) return Status::Ok();
-  if (state.size() != 2) {
-    return InvalidArgument("codec state of {} buffers; expected residual and velocity",
-                           state.size());
-  }
-  return encoder_.Restore(std::move(state[0]), std::move(state[1]));
+  return LoadEncoderState(encoder_, std::move(state));
 }
 
 }  // namespace p2p::sync

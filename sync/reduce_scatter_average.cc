@@ -3,26 +3,9 @@
 #include <fmt/format.h>
 
 #include "sync/gradient_body.h"
+#include "sync/strategy_util.h"
 
 namespace p2p::sync {
-namespace {
-
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
-
-broker::Envelope SliceEnvelope(broker::MessageType type, Round round, broker::Bytes body) {
-  broker::Envelope env;
-  env.type = type;
-  env.epoch = round.epoch;
-  env.step = round.step;
-  env.codec.id = "none";
-  env.body = std::move(body);
-  return env;
-}
-
-}  // namespace
-
 ReduceScatterAverage::ReduceScatterAverage(Mailbox& mailbox, StrategyOptions options)
     : mailbox_(mailbox),
       options_(std::move(options)),
@@ -54,8 +37,8 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
   for (int j : others_) {
     const auto [begin, len] = slice(j);
     P2P_RETURN_IF_ERROR(
-        mailbox_.Send(SliceEnvelope(broker::MessageType::kGradient, round,
-                                    EncodeGradientBody(samples, grad.subspan(begin, len))),
+        mailbox_.Send(RawEnvelope(broker::MessageType::kGradient, round,
+                                  EncodeGradientBody(samples, grad.subspan(begin, len))),
                       j));
   }
   timings_.raw_bytes += grad.size_bytes();
@@ -109,8 +92,8 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
   // counted differently is caught instead of silently mixing averages.
   t = broker::Clock::now();
   P2P_RETURN_IF_ERROR(
-      mailbox_.Send(SliceEnvelope(broker::MessageType::kAggregate, round,
-                                  EncodeGradientBody(static_cast<uint32_t>(total), averaged_))));
+      mailbox_.Send(RawEnvelope(broker::MessageType::kAggregate, round,
+                                EncodeGradientBody(static_cast<uint32_t>(total), averaged_))));
   timings_.send_seconds += SecondsSince(t);
   t = broker::Clock::now();
   P2P_ASSIGN_OR_RETURN(auto averages,

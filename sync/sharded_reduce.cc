@@ -6,23 +6,10 @@
 #include <charconv>
 
 #include "sync/gradient_body.h"
+#include "sync/strategy_util.h"
 
 namespace p2p::sync {
 namespace {
-
-double SecondsSince(broker::Clock::time_point t) {
-  return std::chrono::duration<double>(broker::Clock::now() - t).count();
-}
-
-broker::Envelope ShardEnvelope(broker::MessageType type, Round round, broker::Bytes body) {
-  broker::Envelope env;
-  env.type = type;
-  env.epoch = round.epoch;
-  env.step = round.step;
-  env.codec.id = "none";
-  env.body = std::move(body);
-  return env;
-}
 
 std::string RoundName(Round round) {
   return fmt::format("epoch {} step {}", round.epoch, round.step);
@@ -83,8 +70,8 @@ Status ShardedReduce::Average(Round round, uint32_t samples, std::span<float> gr
   for (const Shard& s : layout) {
     if (s.aggregator == me) continue;
     P2P_RETURN_IF_ERROR(
-        mailbox_.Send(ShardEnvelope(broker::MessageType::kGradient, round,
-                                    EncodeGradientBody(samples, grad.subspan(s.begin, s.len))),
+        mailbox_.Send(RawEnvelope(broker::MessageType::kGradient, round,
+                                  EncodeGradientBody(samples, grad.subspan(s.begin, s.len))),
                       s.aggregator));
   }
   timings_.raw_bytes += grad.size_bytes();
@@ -101,16 +88,16 @@ Status ShardedReduce::Average(Round round, uint32_t samples, std::span<float> gr
       const StatusCode code = reduced.status().code();
       if (code != StatusCode::kTimeout && code != StatusCode::kUnavailable) {
         averaged_.assign(mine->len, 0.0f);
-        (void)mailbox_.Send(ShardEnvelope(broker::MessageType::kAggregate, round,
-                                          EncodeGradientBody(0, averaged_)));
+        (void)mailbox_.Send(
+            RawEnvelope(broker::MessageType::kAggregate, round, EncodeGradientBody(0, averaged_)));
       }
       return reduced.status();
     }
     total = *reduced;
     t = broker::Clock::now();
     P2P_RETURN_IF_ERROR(
-        mailbox_.Send(ShardEnvelope(broker::MessageType::kAggregate, round,
-                                    EncodeGradientBody(static_cast<uint32_t>(total), averaged_))));
+        mailbox_.Send(RawEnvelope(broker::MessageType::kAggregate, round,
+                                  EncodeGradientBody(static_cast<uint32_t>(total), averaged_))));
     timings_.send_seconds += SecondsSince(t);
     if (total == 0) return InvalidArgument("no peer had samples in {}", RoundName(round));
   }

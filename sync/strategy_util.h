@@ -1,0 +1,23 @@
+// Small pieces every strategy needs: its timing clock, a raw ("none") envelope of one round, and
+// the codec state a checkpoint carries.
+#pragma once
+
+#include <vector>
+
+#include "broker/envelope.h"
+#include "broker/transport.h"
+#include "common/status.h"
+#include "sync/codecs/codec.h"
+#include "sync/mailbox.h"
+
+namespace p2p::sync {
+
+double SecondsSince(broker::Clock::time_point t);
+// An envelope of `type` for `round` carrying a raw float32 ("none" codec) body.
+broker::Envelope RawEnvelope(broker::MessageType type, Round round, broker::Bytes body);
+// The encoder's residual and velocity, or nothing when its codec keeps no error feedback.
+std::vector<std::vector<float>> SaveEncoderState(const codecs::GradientEncoder& encoder);
+// Restores SaveEncoderState's output into `encoder` (empty: nothing to restore).
+Status LoadEncoderState(codecs::GradientEncoder& encoder, std::vector<std::vector<float>> state);
+
+}  // namespace p2p::sync
