@@ -8,6 +8,7 @@
 #include "sync/comparative_strategies.h"
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
+#include "sync/reduce_scatter_codec.h"
 #include "sync/strategy_util.h"
 
 namespace p2p::sync {
@@ -142,17 +143,16 @@ Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox&
   }
   if (name == "reduce-scatter-average") {
     P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
-    if (codec.id != "none") {
-      return InvalidArgument(
-          "--strategy reduce-scatter-average sends raw float32 slices; it cannot use "
-          "--compression {} (use allgather-average with a codec)",
-          codecs::FormatCodecSpec(codec));
-    }
     if (!rule->coordinatewise()) {
       return InvalidArgument(
           "--strategy reduce-scatter-average combines gradients slice by slice; the rule '{}' "
           "compares whole gradients (use allgather-average)",
           rule->name());
+    }
+    if (codec.id != "none") {  // slices encoded, averaged slices re-encoded
+      StrategyOptions canonical = options;
+      canonical.codec = std::move(codec);
+      return std::unique_ptr<Strategy>(std::make_unique<ReduceScatterCodec>(mailbox, canonical));
     }
     return std::unique_ptr<Strategy>(std::make_unique<ReduceScatterAverage>(mailbox, options));
   }

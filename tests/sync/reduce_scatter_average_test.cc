@@ -70,10 +70,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ReduceScatterTest,
                            return fmt::format("W{}_P{}", info.param.w, info.param.p);
                          });
 
-TEST(ReduceScatterStrategyTest, RefusesLossyCodecsNamingTheAlternative) {
+// A codec is allowed (sync/reduce_scatter_codec.h); a rule that compares whole gradients is not.
+TEST(ReduceScatterStrategyTest, TakesCodecsButRefusesWholeGradientRules) {
   auto group = broker::MakeInProcGroup(1);
   Mailbox m(*group[0], {.run_id = "r"});
-  auto s = MakeStrategy("reduce-scatter-average", m, {.codec = {"qsgd", {}}});
+  EXPECT_TRUE(MakeStrategy("reduce-scatter-average", m, {.codec = {"qsgd", {}}}).ok());
+  auto s = MakeStrategy("reduce-scatter-average", m, {.rule = "geomedian"});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.status().message().find("allgather-average"), std::string::npos);
