@@ -17,7 +17,8 @@
 //   xport_rsag/  the bare transport doing reduce-scatter + allgather (2(W-1)/W x 4P bytes per
 //                peer): what a bandwidth-optimal strategy could reach on that transport.
 //   strat/       every strategy of docs/strategies.md side by side (4 and 8 peers x 1M and 10M
-//                floats, zmq and amqp): round time and bytes sent per peer and by the busiest one.
+//                floats, zmq and amqp): round time and bytes sent per peer and by the busiest one;
+//                STRATEGY+CODEC rows run it with --compression CODEC.
 //   envelope/    one peer's per-message encode / decode of a GRADIENT envelope, and one memcpy.
 //
 // Counters (defined in bench/README.md): median_ms, min_ms, max_ms; GBps = 4P(W-1) bytes / median
@@ -351,8 +352,17 @@ class Group {
     peer.status = peer.transport->Connect(broker::DeadlineIn(kConnectTimeout));
     if (peer.status.ok()) {
       peer.mailbox.emplace(*peer.transport, Mailbox::Options{.run_id = run_id_});
-      auto s = MakeStrategy(mode_ == Mode::kSyncRs ? "reduce-scatter-average" : strategy_name_,
-                            *peer.mailbox, StrategyOptions{});
+      // "STRATEGY+CODEC" runs STRATEGY with --compression CODEC.
+      const size_t plus = strategy_name_.find('+');
+      StrategyOptions options;
+      if (plus != std::string::npos) {
+        auto codec = codecs::ParseCodecSpec(strategy_name_.substr(plus + 1));
+        P2P_CHECK(codec.ok(), "{}", codec.status().ToString());
+        options.codec = *codec;
+      }
+      auto s = MakeStrategy(
+          mode_ == Mode::kSyncRs ? "reduce-scatter-average" : strategy_name_.substr(0, plus),
+          *peer.mailbox, options);
       if (s.ok()) {
         peer.strategy = std::move(s).value();
       } else {
@@ -733,8 +743,10 @@ void Register(const char* group, Kind kind, Mode mode) {
 
 // strat/STRATEGY/TRANSPORT/W:w/P:p for 4 and 8 peers x 1M and 10M floats.
 void RegisterStrategies() {
-  const char* strategies[] = {"allgather-average", "reduce-scatter-average", "allreduce-master",
-                              "hierarchical:shards=2", "k-reduce:k=3"};
+  const char* strategies[] = {
+      "allgather-average",          "reduce-scatter-average", "allreduce-master",
+      "hierarchical:shards=2",      "k-reduce:k=3",           "allgather-average+qsgd",
+      "reduce-scatter-average+qsgd"};
   for (Kind kind : {Kind::kZmqTcp, Kind::kAmqp}) {
     for (const char* strategy : strategies) {
       for (const SizePlan& plan : {SizePlan{1'000'000, 10, 1}, SizePlan{10'000'000, 3, 1}}) {
