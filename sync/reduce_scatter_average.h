@@ -11,8 +11,9 @@
 // 3 P at W = 4, and the reduce work is split W ways. Two message delays instead of one, so it
 // pays for large gradients (bench/sync_round_bench: the "xport_rsag" rows bound it).
 //
-// Slices travel as raw float32 (the "none" codec): a lossy codec would have to re-encode the
-// averaged slices, so compressed runs use allgather-average (MakeStrategy refuses the mix).
+// Slices travel as raw float32 (the "none" codec); with a lossy codec MakeStrategy builds
+// ReduceScatterCodec (sync/reduce_scatter_codec.h), which encodes the slices and re-encodes the
+// averaged ones.
 #pragma once
 
 #include <memory>

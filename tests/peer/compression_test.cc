@@ -82,8 +82,8 @@ std::vector<std::string> With(std::vector<std::string> flags,
 // of the uncompressed run's test accuracy, top-k 1% (with momentum correction, docs/codecs.md)
 // within 2 points.
 TEST(CompressionTest, FourPeersOnFashionMnistKeepTheirAccuracy) {
-  // The uncompressed baseline under the strategy the codecs use (4 uncompressed peers would
-  // otherwise pick reduce-scatter-average, which sends fewer bytes and encodes nothing).
+  // The uncompressed baseline on allgather-average (reduce-scatter's uncompressed average is the
+  // same bits); qsgd runs on reduce-scatter-average, topk on allgather-average (auto's choices).
   const auto none = RunAndAgree(With(kFashionMlp, {"--strategy", "allgather-average"}), 4, 2);
   // A bare --compression is the study's flag: qsgd with 8-bit levels.
   const auto qsgd = RunAndAgree(With(kFashionMlp, {"--compression"}), 4, 2);
