@@ -48,10 +48,13 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "gradients and exchange once per epoch (the study's scheme)");
   cmd.add_option("--strategy", o.strategy,
                  "How gradients are combined: allgather-average (every peer sends its whole "
-                 "gradient to all), reduce-scatter-average (the same average, bit for bit, "
-                 "with each peer reducing one slice: 2(W-1)/W instead of W-1 gradients sent per "
-                 "peer; uncompressed only), or auto: reduce-scatter-average for uncompressed runs "
-                 "of 3+ peers, else allgather-average. The comparative study's systems "
+                 "gradient to all), reduce-scatter-average (each peer reduces one slice: "
+                 "2(W-1)/W instead of W-1 gradients sent per peer; uncompressed, allgather's "
+                 "average bit for bit; with a codec each coordinate is quantised twice, "
+                 "docs/codecs.md), or auto: "
+                 "reduce-scatter-average for 3+ peers unless the codec is topk or the "
+                 "--aggregation rule compares whole gradients, else allgather-average. The "
+                 "comparative study's systems "
                  "(docs/strategies.md): allreduce-master, scatter-reduce, hierarchical:shards=M, "
                  "k-reduce:k=K; spirt: a Redis database per peer averages and updates the model "
                  "(needs --store-peers; docs/spirt.md)")
