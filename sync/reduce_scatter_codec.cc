@@ -234,24 +234,25 @@ Status ReduceScatterCodec::Gather(Round round, uint64_t total, std::span<float> 
 }
 
 std::vector<std::vector<float>> ReduceScatterCodec::SaveState() const {
-  if (!scatter_.codec().error_feedback()) return {};
-  const auto copy = [](std::span<const float> v) { return std::vector<float>(v.begin(), v.end()); };
-  return {copy(scatter_.residual()), copy(scatter_.velocity()), copy(gather_.residual())};
+  std::vector<std::vector<float>> state = SaveEncoderState(scatter_);
+  for (auto& buffer : SaveEncoderState(gather_)) state.push_back(std::move(buffer));
+  return state;
 }
 
 Status ReduceScatterCodec::LoadState(std::vector<std::vector<float>> state) {
   if (state.empty()) return Status::Ok();
-  if (state.size() != 2 && state.size() != 3) {
+  if (state.size() != 2 && state.size() != 4) {
     return InvalidArgument(
-        "codec state of {} buffers; reduce-scatter-average with a codec keeps 3 (scatter "
-        "residual, velocity, gather residual) and takes allgather-average's 2",
+        "codec state of {} buffers; reduce-scatter-average with a codec keeps 4 (scatter "
+        "residual and velocity, gather residual and velocity) and takes allgather-average's 2",
         state.size());
   }
-  std::vector<float> gather_residual;
-  if (state.size() == 3) gather_residual = std::move(state[2]);
-  P2P_RETURN_IF_ERROR(scatter_.Restore(std::move(state[0]), std::move(state[1]))
-                          .Annotate("the scatter stage's codec state"));
-  return gather_.Restore(std::move(gather_residual), {}).Annotate("the gather stage's codec state");
+  std::vector<std::vector<float>> gather;
+  if (state.size() == 4) gather = {std::move(state[2]), std::move(state[3])};
+  state.resize(2);
+  P2P_RETURN_IF_ERROR(
+      LoadEncoderState(scatter_, std::move(state)).Annotate("the scatter stage's codec state"));
+  return LoadEncoderState(gather_, std::move(gather)).Annotate("the gather stage's codec state");
 }
 
 }  // namespace p2p::sync

@@ -34,8 +34,9 @@ class ReduceScatterCodec final : public Strategy {
   // checks both; invalid ones here are a P2P_CHECK).
   ReduceScatterCodec(Mailbox& mailbox, StrategyOptions options);
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
-  // Scatter residual, scatter velocity, gather residual (each empty until used); nothing when the
-  // codec keeps no error feedback.
+  // Scatter residual and velocity, gather residual and velocity (each empty until used; the
+  // gather velocity always, the gather stage has no momentum), as sync/strategy_util saves an
+  // encoder; nothing when the codec keeps no error feedback.
   std::vector<std::vector<float>> SaveState() const override;
   // Also takes allgather-average's (residual, velocity): its residual is the same per-coordinate
   // quantity as the scatter residual, so a run can switch strategy at a resume.

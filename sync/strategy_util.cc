@@ -31,4 +31,19 @@ Status LoadEncoderState(codecs::GradientEncoder& encoder, std::vector<std::vecto
   return encoder.Restore(std::move(state[0]), std::move(state[1]));
 }
 
+std::vector<std::vector<float>> SaveEncoderState(const SlicedEncoder& encoder) {
+  if (!encoder.codec().error_feedback()) return {};
+  return {{encoder.residual().begin(), encoder.residual().end()},
+          {encoder.velocity().begin(), encoder.velocity().end()}};
+}
+
+Status LoadEncoderState(SlicedEncoder& encoder, std::vector<std::vector<float>> state) {
+  if (state.empty()) return Status::Ok();
+  if (state.size() != 2) {
+    return InvalidArgument("codec state of {} buffers; expected residual and velocity",
+                           state.size());
+  }
+  return encoder.Restore(std::move(state[0]), std::move(state[1]));
+}
+
 }  // namespace p2p::sync

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "sync/codecs/codec.h"
 #include "sync/mailbox.h"
+#include "sync/sliced_encoder.h"
 
 namespace p2p::sync {
 
@@ -19,5 +20,8 @@ broker::Envelope RawEnvelope(broker::MessageType type, Round round, broker::Byte
 std::vector<std::vector<float>> SaveEncoderState(const codecs::GradientEncoder& encoder);
 // Restores SaveEncoderState's output into `encoder` (empty: nothing to restore).
 Status LoadEncoderState(codecs::GradientEncoder& encoder, std::vector<std::vector<float>> state);
+// The same for a SlicedEncoder (reduce-scatter with a codec keeps one per stage).
+std::vector<std::vector<float>> SaveEncoderState(const SlicedEncoder& encoder);
+Status LoadEncoderState(SlicedEncoder& encoder, std::vector<std::vector<float>> state);
 
 }  // namespace p2p::sync

@@ -89,8 +89,8 @@ TEST(RsCodecCliTest, AutoPicksReduceScatterForCodecsButTopk) {
 }
 
 // Three top-k peers on reduce-scatter, stopped after epoch 1 and resumed, end with the same bits
-// as a run that never stopped: the scatter residual, the velocity and the gather residual are all
-// in the checkpoints. Without them (a fresh run from the epoch-1 parameters would lose them) the
+// as a run that never stopped: both stages' residual (and the scatter velocity) are in the
+// checkpoints. Without them (a fresh run from the epoch-1 parameters would lose them) the
 // resumed run would differ, which the in-process test checks (reduce_scatter_codec_test).
 TEST(RsCodecCliTest, ResumingTopkOnReduceScatterIsBitExact) {
   const std::vector<std::string> topk = {"--strategy", "reduce-scatter-average", "--compression",
@@ -100,10 +100,11 @@ TEST(RsCodecCliTest, ResumingTopkOnReduceScatterIsBitExact) {
   RunPeers(stopped, 3, With(topk, {"--epochs", "1"}), 0);
   auto ckpt = peer::LoadCheckpoint(stopped.File("ckpt-1"));
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
-  ASSERT_EQ(ckpt->sync_state.size(), 3u);  // scatter residual, velocity, gather residual
+  ASSERT_EQ(ckpt->sync_state.size(), 4u);  // scatter and gather residual and velocity
   EXPECT_FALSE(ckpt->sync_state[0].empty());
   EXPECT_EQ(ckpt->sync_state[1].size(), ckpt->sync_state[0].size());
   EXPECT_EQ(ckpt->sync_state[2].size(), ckpt->sync_state[0].size());
+  EXPECT_TRUE(ckpt->sync_state[3].empty());  // the gather stage has no momentum
   RunPeers(stopped, 3, With(topk, {"--epochs", "2", "--resume"}), 0);
   for (int r = 0; r < 3; ++r) {
     const auto a = Records(stopped, r), b = Records(straight, r);

@@ -7,12 +7,14 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <thread>
 #include <tuple>
 
 #include "sync/gradient_body.h"
+#include "sync/membership/view.h"
 #include "sync/rules/mean.h"
 #include "sync/strategy_util.h"
 #include "tests/sync/run_group.h"
@@ -223,6 +225,41 @@ Segment RunSegment(const std::string& spec, uint64_t from, uint64_t to,
   return seg;
 }
 
+// After a view change the survivors share the slices anew, each owner's gather window moves
+// (its residual for coordinates it no longer owns is dropped), and they still agree bit for bit.
+// Rank 3 stops after two rounds; ranks 0-2 install view 1 = {0, 1, 2} and run two more.
+TEST(ReduceScatterCodecRunTest, SurvivorsOfAViewChangeStillAgree) {
+  std::vector<std::vector<float>> last(4);
+  std::vector<std::vector<std::vector<float>>> state(4);
+  const auto statuses = RunGroup(4, [&](int r, Mailbox& mailbox) -> Status {
+    P2P_ASSIGN_OR_RETURN(auto s, MakeStrategy("reduce-scatter-average", mailbox,
+                                              {.peer_timeout = 10s, .codec = Codec("topk")}));
+    for (uint64_t step = 0; step < 4; ++step) {
+      if (step == 2) {
+        if (r == 3) return Status::Ok();
+        mailbox.InstallView({.id = 1, .members = {0, 1, 2}});
+      }
+      last[r] = GradientOf(r, step);
+      P2P_RETURN_IF_ERROR(s->Average({1, step}, 10, last[r]));
+    }
+    state[r] = s->SaveState();
+    return Status::Ok();
+  });
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r].ToString();
+  EXPECT_EQ(last[1], last[0]);
+  EXPECT_EQ(last[2], last[0]);
+  // Rank 1 owned [P/4, P/2) in view 0 and owns [P/3, 2P/3) in view 1: its gather residual is
+  // zero outside the new slice.
+  ASSERT_EQ(state[1].size(), 4u);
+  const std::vector<float>& gather = state[1][2];
+  ASSERT_EQ(gather.size(), kP);
+  for (size_t i = 0; i < kP; ++i) {
+    if (i < kP / 3 || i >= 2 * kP / 3) ASSERT_EQ(gather[i], 0.0f) << i;
+  }
+  EXPECT_TRUE(std::any_of(gather.begin() + kP / 3, gather.begin() + 2 * kP / 3,
+                          [](float x) { return x != 0.0f; }));
+}
+
 class ReduceScatterCodecResumeTest : public ::testing::TestWithParam<std::string> {};
 
 // Four rounds in one go equal two rounds, a checkpoint of the codec state, and two more rounds in
@@ -232,7 +269,7 @@ TEST_P(ReduceScatterCodecResumeTest, ErrorFeedbackSurvivesCheckpointAndResume) {
   const std::string spec = GetParam();
   const Segment whole = RunSegment(spec, 0, 4, {});
   const Segment first = RunSegment(spec, 0, 2, {});
-  ASSERT_EQ(first.state[0].size(), 3u) << "scatter residual, velocity, gather residual";
+  ASSERT_EQ(first.state[0].size(), 4u) << "scatter and gather residual and velocity";
   EXPECT_EQ(first.state[0][0].size(), kP);
   EXPECT_EQ(first.state[0][2].size(), kP);
   const Segment resumed = RunSegment(spec, 2, 4, first.state);
@@ -259,12 +296,14 @@ TEST(ReduceScatterCodecStateTest, RefusesStateOfAnotherShape) {
   Mailbox m(*group[0], {.run_id = "r"});
   ReduceScatterCodec topk(m, {.codec = *codecs::CanonicalCodecConfig(Codec("topk"))});
   EXPECT_EQ(topk.LoadState({{1}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(topk.LoadState({{1, NAN}, {}, {}}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(topk.LoadState({{1, NAN}, {}, {}, {}}).code(), StatusCode::kInvalidArgument);
   // allgather-average's (residual, velocity) is taken as the scatter stage's.
   EXPECT_TRUE(topk.LoadState({{1, 2}, {}}).ok());
+  EXPECT_EQ(topk.LoadState({{1, 2}, {}, {3}, {}}).code(), StatusCode::kOk);
+  EXPECT_EQ(topk.LoadState({{1, 2}, {}, {3}}).code(), StatusCode::kInvalidArgument);
   ReduceScatterCodec qsgd(m, {.codec = *codecs::CanonicalCodecConfig(Codec("qsgd"))});
   EXPECT_TRUE(qsgd.SaveState().empty());
-  const Status s = qsgd.LoadState({{1}, {}, {}});
+  const Status s = qsgd.LoadState({{1}, {}, {}, {}});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("keeps no error-feedback state"), std::string::npos) << s.message();
 }
@@ -333,6 +372,25 @@ TEST(ReduceScatterCodecInputTest, AHugeDeclaredCountIsRefusedBeforeDecoding) {
   const uint32_t huge = 0xffffffffu;
   std::memcpy(e.body.data() + kGradientBodyHeader, &huge, 4);
   ExpectRefused(std::move(e), StatusCode::kInvalidArgument, "4294967295 values");
+}
+
+// The gather stage validates too: rank 1 sends a good slice, then a truncated averaged slice.
+TEST(ReduceScatterCodecInputTest, ACorruptAveragedSliceIsRefused) {
+  auto group = broker::MakeInProcGroup(2);
+  Mailbox m0(*group[0], {.run_id = "r"});
+  Mailbox m1(*group[1], {.run_id = "r"});
+  ReduceScatterCodec s0(
+      m0, {.peer_timeout = 10s, .codec = *codecs::CanonicalCodecConfig(Codec("qsgd"))});
+  ASSERT_TRUE(m1.Send(GoodSlice(), 0).ok());
+  broker::Envelope averaged = GoodSlice();
+  averaged.type = broker::MessageType::kAggregate;
+  averaged.body[0] = std::byte{20};  // the total both ranks count
+  averaged.body.resize(averaged.body.size() - 1);
+  ASSERT_TRUE(m1.Send(std::move(averaged), 0).ok());
+  std::vector<float> g(100, 1.0f);
+  const Status s = s0.Average({1, 0}, 10, g);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("averaged slice from rank 1"), std::string::npos) << s.message();
 }
 
 TEST(ReduceScatterCodecInputTest, AnotherCodecIsRefused) {
