@@ -26,10 +26,13 @@ const std::vector<std::string> kSynthetic = {"--dataset",  "synthetic", "--synth
                                              "--model",    "mlp",       "--hidden",          "32",
                                              "--momentum", "0",         "--peer-timeout",    "60"};
 
-// `size` peers of one run in `dir` with `flags` (checkpoints in dir/ckpt-<r>); each must exit
-// with `expect_exit`. Returns their stderr, concatenated.
+const std::vector<std::string> kFashionMlp = {
+    "--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "3", "--peer-timeout", "300"};
+
+// `size` peers of one run in `dir` with `base` and `flags` (checkpoints in dir/ckpt-<r>); each
+// must exit with `expect_exit`. Returns their stderr, concatenated.
 std::string RunPeers(const test::TempDir& dir, int size, std::vector<std::string> flags,
-                     int expect_exit) {
+                     int expect_exit, const std::vector<std::string>& base = kSynthetic) {
   std::vector<std::unique_ptr<Child>> children;
   for (int r = 0; r < size; ++r) {
     std::vector<std::string> argv = {test::P2ptrainBin(),
@@ -49,13 +52,13 @@ std::string RunPeers(const test::TempDir& dir, int size, std::vector<std::string
                                      IpcPeers(dir, size),
                                      "--checkpoint-dir",
                                      dir.File(fmt::format("ckpt-{}", r))};
-    argv.insert(argv.end(), kSynthetic.begin(), kSynthetic.end());
+    argv.insert(argv.end(), base.begin(), base.end());
     argv.insert(argv.end(), flags.begin(), flags.end());
     children.push_back(std::make_unique<Child>(argv));
   }
   std::string err;
   for (int r = 0; r < size; ++r) {
-    const ProcessResult result = children[r]->Wait(3min);
+    const ProcessResult result = children[r]->Wait(10min);
     EXPECT_EQ(result.exit_code, expect_exit) << "rank " << r << ": " << result.err;
     err += result.err;
   }
@@ -112,6 +115,34 @@ TEST(RsCodecCliTest, ResumingTopkOnReduceScatterIsBitExact) {
     ASSERT_FALSE(b.empty());
     EXPECT_EQ(a.back()["param_hash"], b.back()["param_hash"]) << "rank " << r;
   }
+}
+
+// The issue's acceptance run: 4 peers x 3 epochs of mlp on Fashion-MNIST. qsgd (8-bit) on
+// reduce-scatter ends within 0.5 accuracy points of the uncompressed reduce-scatter run and sends
+// at least 3.5x fewer bytes per peer (everything the transport carried). Runs are deterministic:
+// measured 0.8440 vs 0.8438 and 3.55x (docs/codecs.md).
+TEST(RsCodecCliTest, QsgdOnFourPeersKeepsAccuracyWithAQuarterOfTheBytes) {
+  test::TempDir none_dir, qsgd_dir;
+  RunPeers(none_dir, 4, {"--strategy", "reduce-scatter-average"}, 0, kFashionMlp);
+  RunPeers(qsgd_dir, 4, {"--strategy", "reduce-scatter-average", "--compression", "qsgd"}, 0,
+           kFashionMlp);
+  for (int r = 0; r < 4; ++r) {
+    const auto none = Records(none_dir, r), qsgd = Records(qsgd_dir, r);
+    ASSERT_EQ(none.size(), 3u) << "rank " << r;
+    ASSERT_EQ(qsgd.size(), 3u) << "rank " << r;
+    EXPECT_EQ(qsgd.back()["param_hash"], Records(qsgd_dir, 0).back()["param_hash"]) << r;
+    EXPECT_EQ(qsgd.back()["compression"], "qsgd:bits=8,bucket=0,ef=0");
+    double none_bytes = 0, qsgd_bytes = 0;
+    for (size_t e = 0; e < 3; ++e) {
+      none_bytes += none[e]["bytes_sent"].get<double>();
+      qsgd_bytes += qsgd[e]["bytes_sent"].get<double>();
+    }
+    EXPECT_GE(none_bytes / qsgd_bytes, 3.5) << "rank " << r;
+  }
+  const double none_acc = Records(none_dir, 0).back()["test_accuracy"];
+  const double qsgd_acc = Records(qsgd_dir, 0).back()["test_accuracy"];
+  EXPECT_GT(none_acc, 0.80);  // the comparison means something
+  EXPECT_NEAR(qsgd_acc, none_acc, 0.005);
 }
 
 }  // namespace
