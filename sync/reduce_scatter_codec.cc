@@ -96,8 +96,10 @@ Status ReduceScatterCodec::Average(Round round, uint32_t samples, std::span<floa
   const std::string what = fmt::format("epoch {} step {}", round.epoch, round.step);
   timings_.raw_bytes += grad.size_bytes();
   P2P_RETURN_IF_ERROR(Scatter(round, samples, grad));
-  P2P_ASSIGN_OR_RETURN(const uint64_t total, Reduce(round, samples, grad.size(), what));
-  return Gather(round, total, grad, what);
+  // One deadline for both collects, as the uncompressed reduce-scatter has.
+  const broker::Deadline deadline = broker::Clock::now() + options_.peer_timeout;
+  P2P_ASSIGN_OR_RETURN(const uint64_t total, Reduce(round, samples, grad.size(), deadline, what));
+  return Gather(round, total, grad, deadline, what);
 }
 
 // 1. Slice j of our gradient, encoded, to its owner j. A gradient without samples carries no
@@ -139,9 +141,8 @@ Status ReduceScatterCodec::Scatter(Round round, uint32_t samples, std::span<cons
 // 2. Our slice from everyone, decoded and combined with ours in rank order. Returns the total
 // sample count.
 Result<uint64_t> ReduceScatterCodec::Reduce(Round round, uint32_t samples, size_t p,
-                                            const std::string& what) {
+                                            broker::Deadline deadline, const std::string& what) {
   auto t = broker::Clock::now();
-  const auto deadline = t + options_.peer_timeout;
   P2P_ASSIGN_OR_RETURN(auto slices, mailbox_.Collect(broker::MessageType::kGradient, round, others_,
                                                      deadline, "gradient slices of " + what));
   timings_.wait_seconds += SecondsSince(t);
@@ -188,7 +189,7 @@ Result<uint64_t> ReduceScatterCodec::Reduce(Round round, uint32_t samples, size_
 // its payload into `grad`. The sample field carries the total, so a peer that counted
 // differently is caught instead of silently mixing averages.
 Status ReduceScatterCodec::Gather(Round round, uint64_t total, std::span<float> grad,
-                                  const std::string& what) {
+                                  broker::Deadline deadline, const std::string& what) {
   auto t = broker::Clock::now();
   const int me = mailbox_.rank();
   const size_t p = grad.size();
@@ -211,7 +212,6 @@ Status ReduceScatterCodec::Gather(Round round, uint64_t total, std::span<float> 
   timings_.send_seconds += SecondsSince(t);
 
   t = broker::Clock::now();
-  const auto deadline = t + options_.peer_timeout;
   P2P_ASSIGN_OR_RETURN(auto averages,
                        mailbox_.Collect(broker::MessageType::kAggregate, round, others_, deadline,
                                         "averaged slices of " + what));

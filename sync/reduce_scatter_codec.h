@@ -50,8 +50,10 @@ class ReduceScatterCodec final : public Strategy {
   void Layout();
   Slice SliceOf(int rank, size_t p) const;
   Status Scatter(Round round, uint32_t samples, std::span<const float> grad);
-  Result<uint64_t> Reduce(Round round, uint32_t samples, size_t p, const std::string& what);
-  Status Gather(Round round, uint64_t total, std::span<float> grad, const std::string& what);
+  Result<uint64_t> Reduce(Round round, uint32_t samples, size_t p, broker::Deadline deadline,
+                          const std::string& what);
+  Status Gather(Round round, uint64_t total, std::span<float> grad, broker::Deadline deadline,
+                const std::string& what);
   // The envelope fields of `codec` for a body of samples + payload.
   broker::Envelope Encoded(broker::MessageType type, Round round, const codecs::Codec& codec,
                            broker::Bytes body) const;
