@@ -15,8 +15,8 @@
 // gradient (what this peer's slice payloads did not carry), and the gather residual over the
 // owned slice (what the averaged payload did not carry), as in DoubleSqueeze (Tang et al. 2019).
 // topk's momentum correction runs in the scatter stage only: the gather stage encodes averaged
-// velocities, which must not be accumulated a second time. Both residuals and the velocity are
-// checkpointed (SaveState).
+// velocities, which must not be accumulated a second time. Both stages' state is checkpointed
+// (SaveState).
 #pragma once
 
 #include <memory>
@@ -30,8 +30,9 @@ namespace p2p::sync {
 
 class ReduceScatterCodec final : public Strategy {
  public:
-  // options.codec must be a valid lossy codec and options.rule a coordinatewise rule (MakeStrategy
-  // checks both; invalid ones here are a P2P_CHECK).
+  // options.codec must be a valid codec and options.rule a coordinatewise rule: MakeStrategy
+  // checks both and takes this class for every codec but "none" (an invalid codec or rule here is
+  // a P2P_CHECK).
   ReduceScatterCodec(Mailbox& mailbox, StrategyOptions options);
   Status Average(Round round, uint32_t samples, std::span<float> grad) override;
   // Scatter residual and velocity, gather residual and velocity (each empty until used; the
