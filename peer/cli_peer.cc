@@ -77,8 +77,8 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
       ->transform(IntIn(1, 16))
       ->default_str("8");
   cmd.add_option("--qsgd-bucket", o.qsgd_bucket,
-                 "qsgd codecs: values per norm, a multiple of 64; 0 = one norm for the whole "
-                 "gradient (same as the spec's bucket=)")
+                 "qsgd codecs: values per norm, a multiple of 64; 0 = one norm per payload: the "
+                 "whole gradient, or a slice on reduce-scatter (same as the spec's bucket=)")
       ->transform(NonNegativeInt())
       ->default_str("0");
   cmd.add_option("--topk-ratio", o.topk_ratio,
