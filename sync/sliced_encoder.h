@@ -9,8 +9,7 @@
 //   EncodeSlice(begin, len, seed, out)         the payload of prepared coordinates [begin, ...)
 //   Transmitted(begin, decoded)                what those coordinates decode to: residual = the
 //                                              prepared values - decoded
-//   Kept(begin, len)                           coordinates used exactly (never encoded): no
-//   residual
+//   Kept(begin, len)                           coordinates used as prepared: no residual
 // The residual is indexed by coordinate of the whole vector, so a window that moves (a view change
 // gives this rank another slice) keeps the right residual for coordinates it still covers; the
 // residual of coordinates that left the window is dropped (it belonged to a slice another rank now
