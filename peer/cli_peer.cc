@@ -105,6 +105,13 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "for a silent peer and fails)")
       ->check(CLI::NonNegativeNumber)
       ->default_str("1");
+  cmd.add_option("--round-timeout", o.round_timeout_s,
+                 "With heartbeats: seconds one exchange may wait for peers that are alive but "
+                 "whose message does not come (after asking them to send it again) before the "
+                 "run fails naming them; raise it only if a single minibatch or evaluation "
+                 "takes longer")
+      ->transform(PositiveReal())
+      ->default_str("1800");
   cmd.add_option("--on-failure", o.on_failure,
                  "When a peer dies: continue = the survivors agree on a new view (a strict "
                  "majority is needed) and train on; stop = the run fails")

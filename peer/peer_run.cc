@@ -78,13 +78,22 @@ class EpochCounters {
         {"messages_received", stats.messages_received - stats_.messages_received},
         {"rejected", rejected},
         {"rejected_frames", stats.rejected - stats_.rejected},
+        {"recovery", RecoveryJson()},
     };
     Snapshot();
     return out;
   }
 
  private:
+  // Lost messages asked for and sent again this epoch (sync/mailbox.h).
+  nlohmann::json RecoveryJson() const {
+    const auto now = mailbox_.recovery();
+    return {{"resend_requests", now.resend_requests - recovery_.resend_requests},
+            {"resent", now.resent - recovery_.resent},
+            {"installs_forwarded", now.installs_forwarded - recovery_.installs_forwarded}};
+  }
   void Snapshot() {
+    recovery_ = mailbox_.recovery();
     stats_ = transport_.Stats();
     timings_ = strategy_.timings();
     rejects_ = mailbox_.rejects().by_reason;
@@ -95,6 +104,7 @@ class EpochCounters {
   broker::TransportStats stats_;
   sync::SyncTimings timings_;
   std::map<std::string, uint64_t> rejects_;
+  sync::Mailbox::RecoveryCounts recovery_;
 };
 
 Result<int64_t> ParseSyncEvery(const std::string& text) {
@@ -110,10 +120,11 @@ Result<int64_t> ParseSyncEvery(const std::string& text) {
   return n;
 }
 
-// With heartbeats a round waits as long as its members are alive (the failure detector ends the
-// wait when one dies); without them, --peer-timeout bounds every wait.
+// With heartbeats a round waits while its members are alive (the failure detector ends the wait
+// when one dies; a lost message is asked for again), up to --round-timeout; without them,
+// --peer-timeout bounds every wait.
 std::chrono::milliseconds RoundTimeout(const PeerOptions& options) {
-  if (options.heartbeat_s > 0) return std::chrono::hours(24);
+  if (options.heartbeat_s > 0) return Millis(options.round_timeout_s);
   return Millis(options.peer_timeout_s);
 }
 

@@ -33,6 +33,12 @@ void Mailbox::StartFailureDetection(std::chrono::milliseconds suspect_after) {
 
 Status Mailbox::Send(broker::Envelope env, int to) {
   std::lock_guard lock(send_mu_);
+  P2P_RETURN_IF_ERROR(SendLocked(env, to));
+  if (ViewScoped(env.type)) Keep(std::move(env), to);
+  return Status::Ok();
+}
+
+Status Mailbox::SendLocked(broker::Envelope& env, int to) {
   env.run_id = options_.run_id;
   env.sender = transport_.rank();
   env.view = view_.id;
@@ -102,7 +108,10 @@ void Mailbox::InstallView(membership::View view) {
     P2P_CHECK(view.id > view_.id && view.Contains(rank()), "installing view {} after {}", view.id,
               view_.id);
     view_ = std::move(view);
+    sent_.clear();  // rounds of earlier views are never asked for again
   }
+  view_installed_at_ = broker::Clock::now();
+  install_forwarded_at_.clear();
   std::lock_guard live(liveness_mu_);
   if (detector_) detector_->Watch(view_.members, broker::Clock::now());
   // Parked messages of earlier views can never be collected now.
@@ -263,7 +272,14 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
       transport_.ConfirmSender(msg->from_rank, msg->link);
     }
     Heard(env->sender);
-    if (env->type != broker::MessageType::kHeartbeat) Park(std::move(*env));
+    auto& last = last_seq_from_[env->sender];
+    last = std::max(last, env->seq);
+    if (env->view < view_.id) CatchUp(env->sender);
+    if (env->type == broker::MessageType::kResend) {
+      AnswerResend(*env);
+    } else if (env->type != broker::MessageType::kHeartbeat) {
+      Park(std::move(*env));
+    }
   }
   return Status::Ok();
 }
@@ -280,6 +296,7 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     return out;
   };
   bool drain = false, drained = false;
+  auto next_ask = broker::Clock::now() + resend_after();
   for (auto still = missing(); !still.empty(); still = missing()) {
     if (ViewChangePending()) {
       return Unavailable("{}: another member started a view change (sync/membership/)", what);
@@ -312,13 +329,19 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
       drain = false;
       continue;
     }
+    if (WatchingLiveness() && broker::Clock::now() >= next_ask) {
+      // Alive (not suspected) yet nothing for this round: its message may have been lost.
+      AskResend(type, round, still);
+      next_ask = broker::Clock::now() + resend_after();
+    }
+    if (WatchingLiveness()) wait_until = std::min(wait_until, next_ask);
     Status s = ReceiveOne(wait_until);
     drained = false;
     if (s.code() == StatusCode::kTimeout && broker::Clock::now() < deadline) continue;
     if (s.code() == StatusCode::kTimeout) {
       return Timeout(
           "{}: nothing from rank(s) {} before the deadline; a peer may have died or "
-          "be far slower (see --peer-timeout)",
+          "be far slower (see --peer-timeout, and --round-timeout with heartbeats)",
           what, fmt::join(still, ", "));
     }
     P2P_RETURN_IF_ERROR(s);
