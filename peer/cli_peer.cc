@@ -90,8 +90,9 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
       ->option_text("RULE[:PARAMS]=mean");
   cmd.add_option("--attack", o.attack,
                  "EXPERIMENTS ONLY: ranks in --attack-ranks send corrupted gradients: "
-                 "signflip:scale=10, gaussian:std=100, noise:std=S, labelflip, zero, nan "
-                 "(docs/robustness.md)");
+                 "signflip:scale=10, gaussian:std=100, noise:std=S, labelflip, zero, nan, and "
+                 "alie:z=Z, ipm:eps=E (these read the round's honest gradients first; "
+                 "allgather-average only) (docs/robustness.md)");
   cmd.add_option("--attack-ranks", o.attack_ranks,
                  "EXPERIMENTS ONLY: the attacking ranks, e.g. 1,3 (the others are honest)");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,

@@ -160,13 +160,19 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     P2P_ASSIGN_OR_RETURN(spirt_owned,
                          MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
   }
+  sync::StrategyOptions strategy_options{.peer_timeout = RoundTimeout(options),
+                                         .codec = std::move(codec),
+                                         .seed = config.seed,
+                                         .rule = options.aggregation};
+  if (attack != nullptr && attack->omniscient()) {
+    strategy_options.omniscient_attack = {
+        .attackers = attack->attackers(),
+        .corrupt = [attack](const std::vector<std::span<const float>>& honest,
+                            std::span<float> grad) { attack->CorruptFromHonest(honest, grad); }};
+  }
   P2P_ASSIGN_OR_RETURN(auto strategy,
                        spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
-                                   : sync::MakeStrategy(options.strategy, mailbox,
-                                                        {.peer_timeout = RoundTimeout(options),
-                                                         .codec = std::move(codec),
-                                                         .seed = config.seed,
-                                                         .rule = options.aggregation}));
+                                   : sync::MakeStrategy(options.strategy, mailbox, strategy_options));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
   if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
   // Everything that must match, including where everyone starts (resumed runs).
@@ -265,11 +271,20 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   if (Status s = (*rule)->CheckCount(static_cast<size_t>(config.size)); !s.ok()) {
     return s.Annotate(fmt::format("--aggregation with --size {}", config.size));
   }
+  const bool omniscient_attack = AttackNeedsHonestGradients(options.attack);
   if (options.strategy == "auto") {
-    // Rules that compare whole gradients need every peer's whole vector: allgather.
-    options.strategy = codec.id == "none" && config.size >= 3 && (*rule)->coordinatewise()
-                           ? "reduce-scatter-average"
-                           : "allgather-average";
+    // Rules that compare whole gradients need every peer's whole vector: allgather. So do the
+    // attacks that read every honest gradient.
+    options.strategy =
+        codec.id == "none" && config.size >= 3 && (*rule)->coordinatewise() && !omniscient_attack
+            ? "reduce-scatter-average"
+            : "allgather-average";
+  }
+  if (omniscient_attack && options.strategy != "allgather-average") {
+    return InvalidArgument(
+        "--attack {} reads the round's honest gradients before the attacker sends, which only "
+        "--strategy allgather-average (or auto) allows, not {}",
+        options.attack, options.strategy);
   }
   if (options.strategy == "reduce-scatter-average" && !(*rule)->coordinatewise()) {
     return InvalidArgument(

@@ -287,7 +287,8 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
 Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType type, Round round,
                                                          const std::vector<int>& from,
                                                          broker::Deadline deadline,
-                                                         const std::string& what) {
+                                                         const std::string& what,
+                                                         bool complete_round) {
   auto missing = [&] {
     std::vector<int> out;
     for (int r : from) {
@@ -351,7 +352,7 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     auto node = parked_.extract(Key{type, round, r});
     out.emplace(r, std::move(node.mapped()));
   }
-  CompleteRounds(type, round);
+  if (complete_round) CompleteRounds(type, round);
   return out;
 }
 

@@ -152,12 +152,15 @@ class Mailbox {
   // Blocks until an envelope of `type` for `round` arrived from every rank in `from`, or the
   // deadline passes (Timeout naming the missing ranks, with `what` describing the wait), or —
   // with failure detection — a rank it waits for is suspected (Unavailable naming it; Suspects()
-  // then says who). Marks the round complete for `type`, so late copies are dropped as stale.
+  // then says who). Marks the round complete for `type`, so late copies are dropped as stale —
+  // unless `complete_round` is false: a caller that takes a round in two parts (an omniscient
+  // attacker reads the honest gradients before it sends its own) completes it with the second.
   // Returns envelopes by sender.
   Result<std::map<int, broker::Envelope>> Collect(broker::MessageType type, Round round,
                                                   const std::vector<int>& from,
                                                   broker::Deadline deadline,
-                                                  const std::string& what);
+                                                  const std::string& what,
+                                                  bool complete_round = true);
 
   // The VIEW_INSTALL envelope that made the current view (sent by the coordinator, or adopted);
   // sent again to members that missed it (see above). Called by the view change.
