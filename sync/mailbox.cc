@@ -80,20 +80,23 @@ Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
   return SendBytes(to, bytes);
 }
 
-// Sends to one rank. With failure detection a rank the transport cannot reach is reported gone
-// (and skipped from then on) instead of failing the caller: the failure detector and the view
-// change deal with it.
+// Sends to one rank. With failure detection a rank the transport cannot reach is skipped until it
+// is heard from again, instead of failing the caller: if it is dead its silence gets it suspected
+// and the view change deals with it; if it was only slow it asks for what it missed (RESEND).
 Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes) {
   {
     std::lock_guard live(liveness_mu_);
-    if (detector_ && detector_->IsGone(to)) return Status::Ok();
+    if (detector_ && detector_->IsUnreachable(to)) return Status::Ok();
   }
   Status s = transport_.Send(to, bytes);
   if (s.code() != StatusCode::kUnavailable) return s;
   std::lock_guard live(liveness_mu_);
   if (!detector_) return s;
-  spdlog::warn("rank {} cannot be reached ({}); suspecting it", to, s.message());
-  detector_->Gone(to);
+  spdlog::warn(
+      "rank {} did not take a message ({}); skipping it until it is heard from again, and "
+      "suspecting it if it stays silent for the peer timeout",
+      to, s.message());
+  detector_->Unreachable(to);
   return Status::Ok();
 }
 
