@@ -42,10 +42,6 @@ Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int r
   // the living, who must not suspect us meanwhile.
   z.send_timeout = o.heartbeat_s > 0 ? PeerTimeout(o) / 4 : PeerTimeout(o);
   z.heartbeat_timeout = std::min(z.heartbeat_timeout, PeerTimeout(o));
-  // With our own heartbeats ZeroMQ's (ZMTP PING) only add a way to lose messages: on a starved
-  // machine a live peer's connection missing its PONG in time is closed and made again, and the
-  // frames queued on it are gone. A dead peer is found by its silence instead.
-  if (o.heartbeat_s > 0) z.heartbeat_interval = std::chrono::milliseconds(0);
   if (!o.peers.empty() && !o.rendezvous.empty()) {
     return InvalidArgument("--peers and --rendezvous exclude each other; give one");
   }
