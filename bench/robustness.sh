@@ -5,7 +5,7 @@
 # Usage: bench/robustness.sh [BUILD_DIR] [OUT]   (OUT default: robustness; files OUT.csv, OUT.md)
 # Env: PEERS (5), ATTACKERS (1), EPOCHS (3), MODEL (mlp), BATCH (64),
 #   RULES ("mean median trimmed-mean:beta=0.2 krum:f=1 centered-clip geomedian"),
-#   ATTACKS ("none signflip:scale=10 gaussian:std=100 labelflip"). The issue's grid is
+#   ATTACKS ("none signflip:scale=10 gaussian:std=100 labelflip alie ipm:eps=0.5"). The issue's grid is
 #   PEERS=5 ATTACKERS=1 and PEERS=7 ATTACKERS=2 (RULES with f=2 for the latter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ EPOCHS=${EPOCHS:-3}
 MODEL=${MODEL:-mlp}
 BATCH=${BATCH:-64}
 RULES=${RULES:-"mean median trimmed-mean:beta=0.2 krum:f=1 centered-clip geomedian"}
-ATTACKS=${ATTACKS:-"none signflip:scale=10 gaussian:std=100 labelflip"}
+ATTACKS=${ATTACKS:-"none signflip:scale=10 gaussian:std=100 labelflip alie ipm:eps=0.5"}
 ranks=$(seq -s, 1 "$ATTACKERS")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

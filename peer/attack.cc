@@ -13,6 +13,9 @@
 namespace p2p::peer {
 namespace {
 
+// alie's z default depends on the run's size and attacker count.
+constexpr double kFromRunSize = -1;
+
 struct AttackDesc {
   std::string_view name;
   int kind;
@@ -28,6 +31,8 @@ constexpr AttackDesc kAttacks[] = {
     {"labelflip", 3, "", 0, 0, 0},
     {"zero", 4, "", 0, 0, 0},
     {"nan", 5, "", 0, 0, 0},
+    {"alie", 6, "z", kFromRunSize, 0, 100},
+    {"ipm", 7, "eps", 0.1, 1e-6, 1e6},
 };
 
 std::string AttackNames() {
@@ -100,13 +105,56 @@ Result<std::unique_ptr<Attack>> Attack::Make(const std::string& spec, const std:
   P2P_ASSIGN_OR_RETURN(
       const double param,
       ParseParam(*d, colon == std::string::npos ? "" : std::string_view(spec).substr(colon + 1)));
+  if (static_cast<size_t>(size) <= attackers.size() && AttackNeedsHonestGradients(spec)) {
+    return InvalidArgument(
+        "--attack {} needs at least one honest peer's gradient, but --attack-ranks names every "
+        "rank",
+        name);
+  }
   if (std::find(attackers.begin(), attackers.end(), rank) == attackers.end()) {
     return std::unique_ptr<Attack>();
   }
+  const double value =
+      param == kFromRunSize ? AlieDefaultZ(size, static_cast<int>(attackers.size())) : param;
   const std::string canonical =
-      d->param.empty() ? std::string(d->name) : fmt::format("{}:{}={}", d->name, d->param, param);
+      d->param.empty() ? std::string(d->name) : fmt::format("{}:{}={:g}", d->name, d->param, value);
   return std::unique_ptr<Attack>(
-      new Attack(static_cast<Kind>(d->kind), param, canonical, rank, seed));
+      new Attack(static_cast<Kind>(d->kind), value, canonical, rank, seed, attackers));
+}
+
+bool AttackNeedsHonestGradients(const std::string& spec) {
+  const std::string_view name = std::string_view(spec).substr(0, spec.find(':'));
+  return name == "alie" || name == "ipm";
+}
+
+double AlieDefaultZ(int n, int f) {
+  const int s = n / 2 + 1 - f;
+  const double target = static_cast<double>(n - s) / n;
+  if (target <= 0.5) return 0;
+  // Phi^-1 by bisection on Phi(x) = erfc(-x / sqrt 2) / 2: monotone, 60 halvings are exact enough.
+  double lo = 0, hi = 10;
+  for (int i = 0; i < 60; ++i) {
+    const double mid = (lo + hi) / 2;
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < target ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+void Attack::CorruptFromHonest(const std::vector<std::span<const float>>& honest,
+                               std::span<float> grad) const {
+  const double n = static_cast<double>(honest.size());
+  for (size_t i = 0; i < grad.size(); ++i) {
+    double sum = 0;
+    for (const auto& h : honest) sum += h[i];
+    const double mu = sum / n;
+    if (kind_ == Kind::kIpm) {
+      grad[i] = static_cast<float>(-param_ * mu);
+      continue;
+    }
+    double ss = 0;
+    for (const auto& h : honest) ss += (h[i] - mu) * (h[i] - mu);
+    grad[i] = static_cast<float>(mu - param_ * std::sqrt(ss / n));
+  }
 }
 
 void Attack::Corrupt(int epoch, int64_t round, std::span<float> grad) const {
@@ -135,6 +183,9 @@ void Attack::Corrupt(int epoch, int64_t round, std::span<float> grad) const {
     case Kind::kNan:
       std::fill(grad.begin(), grad.end(), std::numeric_limits<float>::quiet_NaN());
       break;
+    case Kind::kAlie:
+    case Kind::kIpm:
+      break;  // CorruptFromHonest, from inside the strategy's round
   }
 }
 

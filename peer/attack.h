@@ -11,6 +11,13 @@
 //   zero                g -> 0
 //   nan                 g -> NaN everywhere (codecs refuse to encode it, the raw slices of
 //                       reduce-scatter-average carry it; either way the run stops with an error)
+//   alie:z=Z            g -> mu - Z * sigma, per coordinate over the round's honest gradients
+//                       ("A Little Is Enough"; Z defaults to the paper's z_max for n and f)
+//   ipm:eps=E           g -> -E * mu (inner-product manipulation)
+//
+// alie and ipm need the round's honest gradients: the attacker waits for them before it sends
+// its own (StrategyOptions::omniscient_attack), so only allgather-average can carry them — the
+// strongest attacker, one that sees every honest gradient of the round.
 //
 // Random draws come from --seed, the rank and the round, so an experiment is reproducible.
 #pragma once
@@ -39,18 +46,41 @@ class Attack {
   void Corrupt(int epoch, int64_t round, std::span<float> grad) const;
   // Poisons this peer's training labels (labelflip); a no-op for the gradient attacks.
   void Poison(ml::Dataset& train) const;
+  // alie and ipm: the attack is computed from the round's honest gradients (CorruptFromHonest,
+  // called by the strategy) instead of from this peer's own (Corrupt is then a no-op).
+  bool omniscient() const { return kind_ == Kind::kAlie || kind_ == Kind::kIpm; }
+  const std::vector<int>& attackers() const { return attackers_; }
+  // Overwrites `grad` with the attack's vector computed from `honest` (rank order, non-empty,
+  // each grad.size() long).
+  void CorruptFromHonest(const std::vector<std::span<const float>>& honest,
+                         std::span<float> grad) const;
 
  private:
-  enum class Kind { kSignFlip, kGaussian, kNoise, kLabelFlip, kZero, kNan };
-  Attack(Kind kind, double param, std::string spec, int rank, uint64_t seed)
-      : kind_(kind), param_(param), spec_(std::move(spec)), rank_(rank), seed_(seed) {}
+  enum class Kind { kSignFlip, kGaussian, kNoise, kLabelFlip, kZero, kNan, kAlie, kIpm };
+  Attack(Kind kind, double param, std::string spec, int rank, uint64_t seed,
+         std::vector<int> attackers)
+      : kind_(kind),
+        param_(param),
+        spec_(std::move(spec)),
+        rank_(rank),
+        seed_(seed),
+        attackers_(std::move(attackers)) {}
 
   Kind kind_;
   double param_;
   std::string spec_;
   int rank_;
   uint64_t seed_;
+  std::vector<int> attackers_;
 };
+
+// True for the attacks that read the round's honest gradients (alie, ipm): they need
+// --strategy allgather-average.
+bool AttackNeedsHonestGradients(const std::string& spec);
+
+// ALIE's default z for n peers of which f attack (Baruch et al. 2019): with s = floor(n/2 + 1) - f
+// honest supporters needed, z = Phi^-1((n - s) / n), at least 0.
+double AlieDefaultZ(int n, int f);
 
 // "1,3" -> {1, 3}: each in [0, size), no repeats; InvalidArgument naming --attack-ranks.
 Result<std::vector<int>> ParseAttackRanks(const std::string& text, int size);

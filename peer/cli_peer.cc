@@ -93,8 +93,9 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
       ->option_text("RULE[:PARAMS]=mean");
   cmd.add_option("--attack", o.attack,
                  "EXPERIMENTS ONLY: ranks in --attack-ranks send corrupted gradients: "
-                 "signflip:scale=10, gaussian:std=100, noise:std=S, labelflip, zero, nan "
-                 "(docs/robustness.md)");
+                 "signflip:scale=10, gaussian:std=100, noise:std=S, labelflip, zero, nan, and "
+                 "alie:z=Z, ipm:eps=E (these read the round's honest gradients first; "
+                 "allgather-average only) (docs/robustness.md)");
   cmd.add_option("--attack-ranks", o.attack_ranks,
                  "EXPERIMENTS ONLY: the attacking ranks, e.g. 1,3 (the others are honest)");
   cmd.add_option("--peer-timeout", o.peer_timeout_s,
@@ -108,6 +109,13 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "for a silent peer and fails)")
       ->check(CLI::NonNegativeNumber)
       ->default_str("1");
+  cmd.add_option("--round-timeout", o.round_timeout_s,
+                 "With heartbeats: seconds one exchange may wait for peers that are alive but "
+                 "whose message does not come (after asking them to send it again) before the "
+                 "run fails naming them; raise it only if a single minibatch or evaluation "
+                 "takes longer")
+      ->transform(PositiveReal())
+      ->default_str("1800");
   cmd.add_option("--on-failure", o.on_failure,
                  "When a peer dies: continue = the survivors agree on a new view (a strict "
                  "majority is needed) and train on; stop = the run fails")

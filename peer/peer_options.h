@@ -35,6 +35,9 @@ struct PeerOptions {
   // connect_timeout_s.
   double peer_timeout_s = 10;
   double heartbeat_s = 1;
+  // With heartbeats: the longest one round may wait for live members before the run fails (a
+  // member that keeps heartbeating but never delivers, after RESENDs, must not stall it forever).
+  double round_timeout_s = 1800;
   double connect_timeout_s = 120;
   std::string on_failure = "continue";  // continue: survivors go on in a new view; stop: fail
   // How the W gradients of a round become one (sync/rules/rule.h); canonical after Finish.

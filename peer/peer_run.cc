@@ -78,13 +78,22 @@ class EpochCounters {
         {"messages_received", stats.messages_received - stats_.messages_received},
         {"rejected", rejected},
         {"rejected_frames", stats.rejected - stats_.rejected},
+        {"recovery", RecoveryJson()},
     };
     Snapshot();
     return out;
   }
 
  private:
+  // Lost messages asked for and sent again this epoch (sync/mailbox.h).
+  nlohmann::json RecoveryJson() const {
+    const auto now = mailbox_.recovery();
+    return {{"resend_requests", now.resend_requests - recovery_.resend_requests},
+            {"resent", now.resent - recovery_.resent},
+            {"installs_forwarded", now.installs_forwarded - recovery_.installs_forwarded}};
+  }
   void Snapshot() {
+    recovery_ = mailbox_.recovery();
     stats_ = transport_.Stats();
     timings_ = strategy_.timings();
     rejects_ = mailbox_.rejects().by_reason;
@@ -95,6 +104,7 @@ class EpochCounters {
   broker::TransportStats stats_;
   sync::SyncTimings timings_;
   std::map<std::string, uint64_t> rejects_;
+  sync::Mailbox::RecoveryCounts recovery_;
 };
 
 Result<int64_t> ParseSyncEvery(const std::string& text) {
@@ -110,10 +120,11 @@ Result<int64_t> ParseSyncEvery(const std::string& text) {
   return n;
 }
 
-// With heartbeats a round waits as long as its members are alive (the failure detector ends the
-// wait when one dies); without them, --peer-timeout bounds every wait.
+// With heartbeats a round waits while its members are alive (the failure detector ends the wait
+// when one dies; a lost message is asked for again), up to --round-timeout; without them,
+// --peer-timeout bounds every wait.
 std::chrono::milliseconds RoundTimeout(const PeerOptions& options) {
-  if (options.heartbeat_s > 0) return std::chrono::hours(24);
+  if (options.heartbeat_s > 0) return Millis(options.round_timeout_s);
   return Millis(options.peer_timeout_s);
 }
 
@@ -149,13 +160,19 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     P2P_ASSIGN_OR_RETURN(spirt_owned,
                          MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
   }
+  sync::StrategyOptions strategy_options{.peer_timeout = RoundTimeout(options),
+                                         .codec = std::move(codec),
+                                         .seed = config.seed,
+                                         .rule = options.aggregation};
+  if (attack != nullptr && attack->omniscient()) {
+    strategy_options.omniscient_attack = {
+        .attackers = attack->attackers(),
+        .corrupt = [attack](const std::vector<std::span<const float>>& honest,
+                            std::span<float> grad) { attack->CorruptFromHonest(honest, grad); }};
+  }
   P2P_ASSIGN_OR_RETURN(auto strategy,
                        spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
-                                   : sync::MakeStrategy(options.strategy, mailbox,
-                                                        {.peer_timeout = RoundTimeout(options),
-                                                         .codec = std::move(codec),
-                                                         .seed = config.seed,
-                                                         .rule = options.aggregation}));
+                                   : sync::MakeStrategy(options.strategy, mailbox, strategy_options));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
   if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
   // Everything that must match, including where everyone starts (resumed runs).
@@ -254,13 +271,22 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
   if (Status s = (*rule)->CheckCount(static_cast<size_t>(config.size)); !s.ok()) {
     return s.Annotate(fmt::format("--aggregation with --size {}", config.size));
   }
+  const bool omniscient_attack = AttackNeedsHonestGradients(options.attack);
   if (options.strategy == "auto") {
-    // Rules that compare whole gradients need every peer's whole vector: allgather. topk stays on
-    // allgather too: re-selecting the top 1% of each averaged slice cost 1.7 accuracy points
-    // (docs/strategies.md); the other codecs kept their accuracy with half the bytes.
-    options.strategy = codec.id != "topk" && config.size >= 3 && (*rule)->coordinatewise()
-                           ? "reduce-scatter-average"
-                           : "allgather-average";
+    // Rules that compare whole gradients need every peer's whole vector: allgather. So do the
+    // attacks that read every honest gradient. topk stays on allgather too: re-selecting the top
+    // 1% of each averaged slice cost 1.7 accuracy points (docs/strategies.md); the other codecs
+    // kept their accuracy with half the bytes.
+    options.strategy =
+        codec.id != "topk" && config.size >= 3 && (*rule)->coordinatewise() && !omniscient_attack
+            ? "reduce-scatter-average"
+            : "allgather-average";
+  }
+  if (omniscient_attack && options.strategy != "allgather-average") {
+    return InvalidArgument(
+        "--attack {} reads the round's honest gradients before the attacker sends, which only "
+        "--strategy allgather-average (or auto) allows, not {}",
+        options.attack, options.strategy);
   }
   if (options.strategy == "reduce-scatter-average" && !(*rule)->coordinatewise()) {
     return InvalidArgument(

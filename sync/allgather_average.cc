@@ -39,6 +39,10 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
     if (r != mailbox_.rank()) others_.push_back(r);
   }
   const codecs::Codec& codec = encoder_.codec();
+  std::map<int, broker::Envelope> early;
+  if (options_.omniscient_attack) {
+    P2P_ASSIGN_OR_RETURN(early, ReadHonestFirst(round, grad));
+  }
   auto t = broker::Clock::now();
   // A peer without samples this round carries no weight: it sends a payload but keeps its
   // error-feedback residual for a round that counts.
@@ -68,10 +72,15 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   timings_.send_seconds += SecondsSince(t);
   t = broker::Clock::now();
   const auto deadline = t + options_.peer_timeout;
+  std::vector<int> rest;
+  for (int r : others_) {
+    if (!early.contains(r)) rest.push_back(r);
+  }
   P2P_ASSIGN_OR_RETURN(
       auto received,
-      mailbox_.Collect(broker::MessageType::kGradient, round, others_, deadline,
+      mailbox_.Collect(broker::MessageType::kGradient, round, rest, deadline,
                        fmt::format("gradients of epoch {} step {}", round.epoch, round.step)));
+  received.merge(early);
 
   timings_.wait_seconds += SecondsSince(t);
   t = broker::Clock::now();
@@ -87,17 +96,8 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   }
   for (size_t i = 0; i < others_.size(); ++i) {
     const int r = others_[i];
-    const broker::Envelope& e = received.at(r);
-    if (e.codec.id != codec.config().id || e.codec.params != codec.config().params) {
-      return InvalidArgument(
-          "gradient from rank {} is encoded as '{}' but this run uses '{}' (every peer needs the "
-          "same --compression)",
-          r, codecs::FormatCodecSpec({e.codec.id, e.codec.params}),
-          codecs::FormatCodecSpec(codec.config()));
-    }
-    auto n = DecodeGradientBody(codec, e.body, std::span(theirs_).subspan(i * p, p));
-    if (!n.ok()) return n.status().Annotate(fmt::format("gradient from rank {}", r));
-    counts[r] = *n;
+    P2P_ASSIGN_OR_RETURN(counts[r],
+                         Decode(received.at(r), r, std::span(theirs_).subspan(i * p, p)));
   }
   timings_.decode_seconds += SecondsSince(t);
   uint64_t total = 0;
@@ -121,6 +121,48 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   return Status::Ok();
 }
 
+Result<uint32_t> AllgatherAverage::Decode(const broker::Envelope& e, int r,
+                                          std::span<float> out) const {
+  const codecs::Codec& codec = encoder_.codec();
+  if (e.codec.id != codec.config().id || e.codec.params != codec.config().params) {
+    return InvalidArgument(
+        "gradient from rank {} is encoded as '{}' but this run uses '{}' (every peer needs the "
+        "same --compression)",
+        r, codecs::FormatCodecSpec({e.codec.id, e.codec.params}),
+        codecs::FormatCodecSpec(codec.config()));
+  }
+  auto n = DecodeGradientBody(codec, e.body, out);
+  if (!n.ok()) return n.status().Annotate(fmt::format("gradient from rank {}", r));
+  return *n;
+}
+
+Result<std::map<int, broker::Envelope>> AllgatherAverage::ReadHonestFirst(Round round,
+                                                                          std::span<float> grad) {
+  const auto& attackers = options_.omniscient_attack->attackers;
+  std::vector<int> honest;
+  for (int r : others_) {
+    if (std::find(attackers.begin(), attackers.end(), r) == attackers.end()) honest.push_back(r);
+  }
+  const auto t = broker::Clock::now();
+  P2P_ASSIGN_OR_RETURN(
+      auto received,
+      mailbox_.Collect(broker::MessageType::kGradient, round, honest, t + options_.peer_timeout,
+                       fmt::format("honest gradients of epoch {} step {} (for the attack)",
+                                   round.epoch, round.step),
+                       /*complete_round=*/false));
+  timings_.wait_seconds += SecondsSince(t);
+  const size_t p = grad.size();
+  std::vector<float> decoded(p * honest.size());
+  std::vector<std::span<const float>> inputs;
+  for (size_t i = 0; i < honest.size(); ++i) {
+    const std::span<float> out = std::span(decoded).subspan(i * p, p);
+    P2P_RETURN_IF_ERROR(Decode(received.at(honest[i]), honest[i], out).status());
+    inputs.push_back(out);
+  }
+  options_.omniscient_attack->corrupt(inputs, grad);
+  return received;
+}
+
 std::vector<std::vector<float>> AllgatherAverage::SaveState() const {
   return SaveEncoderState(encoder_);
 }
@@ -131,6 +173,12 @@ Status AllgatherAverage::LoadState(std::vector<std::vector<float>> state) {
 
 Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox& mailbox,
                                                const StrategyOptions& options) {
+  if (options.omniscient_attack && name != "allgather-average") {
+    return InvalidArgument(
+        "this --attack reads the round's honest gradients before sending, which only --strategy "
+        "allgather-average allows (not {})",
+        name);
+  }
   P2P_ASSIGN_OR_RETURN(const auto rule, rules::MakeRule(options.rule));
   if (Status s = rule->CheckCount(static_cast<size_t>(mailbox.size())); !s.ok()) {
     return s.Annotate(fmt::format("--aggregation with {} peers", mailbox.size()));

@@ -9,6 +9,7 @@
 // refused (the round fails naming the sender).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -30,6 +31,14 @@ class AllgatherAverage final : public Strategy {
   Status LoadState(std::vector<std::vector<float>> state) override;
 
  private:
+  // Checks that `e` from rank `r` carries the run's codec and decodes it into `out`; its sample
+  // count.
+  Result<uint32_t> Decode(const broker::Envelope& e, int r, std::span<float> out) const;
+  // options_.omniscient_attack: waits for the honest members' gradients of `round`, lets the
+  // attack overwrite `grad` from them, and returns them for the reduce (the round stays open for
+  // the other attackers' gradients).
+  Result<std::map<int, broker::Envelope>> ReadHonestFirst(Round round, std::span<float> grad);
+
   Mailbox& mailbox_;
   StrategyOptions options_;
   codecs::GradientEncoder encoder_;

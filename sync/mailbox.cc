@@ -33,6 +33,12 @@ void Mailbox::StartFailureDetection(std::chrono::milliseconds suspect_after) {
 
 Status Mailbox::Send(broker::Envelope env, int to) {
   std::lock_guard lock(send_mu_);
+  P2P_RETURN_IF_ERROR(SendLocked(env, to));
+  if (ViewScoped(env.type)) Keep(std::move(env), to);
+  return Status::Ok();
+}
+
+Status Mailbox::SendLocked(broker::Envelope& env, int to) {
   env.run_id = options_.run_id;
   env.sender = transport_.rank();
   env.view = view_.id;
@@ -54,7 +60,7 @@ Status Mailbox::Send(broker::Envelope env, int to) {
     if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
     P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
     for (int r : view_.members) {
-      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes));
+      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes, env.type));
     }
     return Status::Ok();
   }
@@ -71,23 +77,32 @@ Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
   if (options_.authenticator != nullptr) P2P_RETURN_IF_ERROR(options_.authenticator->Sign(env));
   P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
   if (to == broker::kAllRanks) return transport_.Broadcast(bytes);
-  return SendBytes(to, bytes);
+  return SendBytes(to, bytes, env.type);
 }
 
-// Sends to one rank. With failure detection a rank the transport cannot reach is reported gone
-// (and skipped from then on) instead of failing the caller: the failure detector and the view
-// change deal with it.
-Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes) {
+// Sends to one rank. With failure detection a rank the transport cannot reach is skipped until it
+// is heard from again, instead of failing the caller: if it is dead its silence gets it suspected
+// and the view change deals with it; if it was only slow it asks for what it missed (RESEND).
+Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes, broker::MessageType type) {
+  // What decides the membership, or was asked for by the rank itself, is worth one more blocked
+  // send; the rest (heartbeats, round messages: those are asked for again) is not.
+  const bool try_anyway = type == broker::MessageType::kViewPropose ||
+                          type == broker::MessageType::kViewInstall || resending_;
   {
     std::lock_guard live(liveness_mu_);
-    if (detector_ && detector_->IsGone(to)) return Status::Ok();
+    if (detector_ && (detector_->IsGone(to) || (detector_->IsUnreachable(to) && !try_anyway))) {
+      return Status::Ok();
+    }
   }
   Status s = transport_.Send(to, bytes);
   if (s.code() != StatusCode::kUnavailable) return s;
   std::lock_guard live(liveness_mu_);
   if (!detector_) return s;
-  spdlog::warn("rank {} cannot be reached ({}); suspecting it", to, s.message());
-  detector_->Gone(to);
+  spdlog::warn(
+      "rank {} did not take a message ({}); skipping it until it is heard from again, and "
+      "suspecting it if it stays silent for the peer timeout",
+      to, s.message());
+  detector_->Unreachable(to);
   return Status::Ok();
 }
 
@@ -102,7 +117,10 @@ void Mailbox::InstallView(membership::View view) {
     P2P_CHECK(view.id > view_.id && view.Contains(rank()), "installing view {} after {}", view.id,
               view_.id);
     view_ = std::move(view);
+    sent_.clear();  // rounds of earlier views are never asked for again
   }
+  view_installed_at_ = broker::Clock::now();
+  install_forwarded_at_.clear();
   std::lock_guard live(liveness_mu_);
   if (detector_) detector_->Watch(view_.members, broker::Clock::now());
   // Parked messages of earlier views can never be collected now.
@@ -263,7 +281,14 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
       transport_.ConfirmSender(msg->from_rank, msg->link);
     }
     Heard(env->sender);
-    if (env->type != broker::MessageType::kHeartbeat) Park(std::move(*env));
+    auto& last = last_seq_from_[env->sender];
+    last = std::max(last, env->seq);
+    if (env->view < view_.id) CatchUp(env->sender);
+    if (env->type == broker::MessageType::kResend) {
+      AnswerResend(*env);
+    } else if (env->type != broker::MessageType::kHeartbeat) {
+      Park(std::move(*env));
+    }
   }
   return Status::Ok();
 }
@@ -271,7 +296,8 @@ Status Mailbox::ReceiveOne(broker::Deadline deadline) {
 Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType type, Round round,
                                                          const std::vector<int>& from,
                                                          broker::Deadline deadline,
-                                                         const std::string& what) {
+                                                         const std::string& what,
+                                                         bool complete_round) {
   auto missing = [&] {
     std::vector<int> out;
     for (int r : from) {
@@ -280,6 +306,7 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     return out;
   };
   bool drain = false, drained = false;
+  auto next_ask = broker::Clock::now() + resend_after();
   for (auto still = missing(); !still.empty(); still = missing()) {
     if (ViewChangePending()) {
       return Unavailable("{}: another member started a view change (sync/membership/)", what);
@@ -312,13 +339,19 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
       drain = false;
       continue;
     }
+    if (WatchingLiveness() && broker::Clock::now() >= next_ask) {
+      // Alive (not suspected) yet nothing for this round: its message may have been lost.
+      AskResend(type, round, still);
+      next_ask = broker::Clock::now() + resend_after();
+    }
+    if (WatchingLiveness()) wait_until = std::min(wait_until, next_ask);
     Status s = ReceiveOne(wait_until);
     drained = false;
     if (s.code() == StatusCode::kTimeout && broker::Clock::now() < deadline) continue;
     if (s.code() == StatusCode::kTimeout) {
       return Timeout(
           "{}: nothing from rank(s) {} before the deadline; a peer may have died or "
-          "be far slower (see --peer-timeout)",
+          "be far slower (see --peer-timeout, and --round-timeout with heartbeats)",
           what, fmt::join(still, ", "));
     }
     P2P_RETURN_IF_ERROR(s);
@@ -328,7 +361,7 @@ Result<std::map<int, broker::Envelope>> Mailbox::Collect(broker::MessageType typ
     auto node = parked_.extract(Key{type, round, r});
     out.emplace(r, std::move(node.mapped()));
   }
-  CompleteRounds(type, round);
+  if (complete_round) CompleteRounds(type, round);
   return out;
 }
 

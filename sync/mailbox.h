@@ -18,6 +18,16 @@
 // of an earlier view is stale, and Send(kAllRanks) reaches the view's members only. Every admitted
 // message is a sign of life for the FailureDetector; HEARTBEATs are nothing else.
 //
+// Recovery between live members (with failure detection): a frame lost on the way (a ZeroMQ
+// connection dropped and re-made, say) must not stall a round for good while its sender keeps
+// heartbeating. So the Mailbox keeps the last two view-scoped envelopes it sent per type and
+// destination, and Collect asks a live member whose message is still missing after
+// resend_after() to send it again (RESEND, naming the round and the highest seq it has received
+// from that member). The member re-signs and re-sends it only when that seq shows the original
+// went out before something that did arrive (channels are FIFO), so a merely slow peer is not
+// made to send twice. Likewise a member still in an earlier view (its heartbeats say so) long
+// after this peer installed the current one missed the VIEW_INSTALL: it is sent again.
+//
 // Thread-safety: one thread receives and collects. Send may also be called from one other thread
 // (the heartbeat sender, sync/membership/heartbeat.h): sends are serialised under a lock, which
 // every Transport allows once connected (broker/transport.h).
@@ -25,6 +35,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
@@ -141,12 +152,27 @@ class Mailbox {
   // Blocks until an envelope of `type` for `round` arrived from every rank in `from`, or the
   // deadline passes (Timeout naming the missing ranks, with `what` describing the wait), or —
   // with failure detection — a rank it waits for is suspected (Unavailable naming it; Suspects()
-  // then says who). Marks the round complete for `type`, so late copies are dropped as stale.
+  // then says who). Marks the round complete for `type`, so late copies are dropped as stale —
+  // unless `complete_round` is false: a caller that takes a round in two parts (an omniscient
+  // attacker reads the honest gradients before it sends its own) completes it with the second.
   // Returns envelopes by sender.
   Result<std::map<int, broker::Envelope>> Collect(broker::MessageType type, Round round,
                                                   const std::vector<int>& from,
                                                   broker::Deadline deadline,
-                                                  const std::string& what);
+                                                  const std::string& what,
+                                                  bool complete_round = true);
+
+  // The VIEW_INSTALL envelope that made the current view (sent by the coordinator, or adopted);
+  // sent again to members that missed it (see above). Called by the view change.
+  void RememberInstall(const broker::Envelope& install);
+  // How long Collect waits for a live member's message before asking it again.
+  std::chrono::milliseconds resend_after() const;
+  struct RecoveryCounts {
+    uint64_t resend_requests = 0;     // RESENDs this peer sent
+    uint64_t resent = 0;              // messages this peer sent again when asked
+    uint64_t installs_forwarded = 0;  // VIEW_INSTALLs sent again to members that missed them
+  };
+  RecoveryCounts recovery() const;
 
   // Removes and returns the first parked envelope of `type` (in round, then sender order) that
   // `match` accepts; nullopt if none. For protocols that take whatever arrived instead of one
@@ -171,12 +197,25 @@ class Mailbox {
 
  private:
   using Key = std::tuple<broker::MessageType, Round, int>;  // type, round, sender
+  // A view-scoped envelope as last sent to `to` (or kAllRanks), kept for RESEND.
+  struct Sent {
+    broker::Envelope env;       // signed; env.seq is the highest seq any copy of it went out with
+    std::map<int, int> resent;  // times sent again, per asking rank
+  };
+  static constexpr size_t kSentKept = 2;  // per type and destination: a peer is <= 1 round ahead
+  static constexpr int kMaxResends = 3;   // per asking rank and message
+  Status SendLocked(broker::Envelope& env, int to);
+  void Keep(broker::Envelope env, int to);
+  void AnswerResend(const broker::Envelope& request);
+  void AskResend(broker::MessageType type, Round round, const std::vector<int>& ranks);
+  void CatchUp(int sender);
   Status ReceiveOne(broker::Deadline deadline);
   // Whether an envelope that passed the envelope-level checks may be parked (authentication).
   bool Admit(const broker::Envelope& env);
   void Park(broker::Envelope env);
   Status SignAndSend(broker::Envelope& env, int receiver, int to);
-  Status SendBytes(int to, std::span<const std::byte> bytes);
+  // `type` decides whether an unreachable rank is tried anyway (see SendBytes).
+  Status SendBytes(int to, std::span<const std::byte> bytes, broker::MessageType type);
   bool WatchingLiveness();
   // Whether `env` is no longer acceptable under the current view (and was rejected).
   bool RejectedByView(const broker::Envelope& env);
@@ -196,6 +235,14 @@ class Mailbox {
   std::mutex liveness_mu_;
   std::optional<membership::FailureDetector> detector_;  // under liveness_mu_
   std::chrono::milliseconds suspect_after_{0};
+  // Recovery (see the class comment). sent_ under send_mu_; the rest on the receiving thread.
+  std::map<std::pair<broker::MessageType, int>, std::deque<Sent>> sent_;
+  std::map<int, uint64_t> last_seq_from_;  // highest seq admitted per sender
+  std::optional<broker::Envelope> install_;
+  broker::Clock::time_point view_installed_at_{};
+  std::map<int, broker::Clock::time_point> install_forwarded_at_;
+  RecoveryCounts recovery_;
+  bool resending_ = false;  // under send_mu_: AnswerResend is sending
 };
 
 // Whether messages of `type` belong to one view (gradients, aggregates, an epoch's totals): those

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +62,16 @@ struct StrategyOptions {
   uint64_t seed = 0;
   // How the W decoded gradients become one (sync/rules/rule.h); every peer must use the same.
   std::string rule = "mean";
+  // Experiments only (peer/attack.h: alie, ipm). Set on an attacking peer whose attack needs the
+  // round's honest gradients: it waits for the gradients of every member not in `attackers`,
+  // hands them (rank order) to `corrupt` with its own gradient to overwrite, and only then
+  // sends. Only allgather-average, where every peer receives every gradient, can do this.
+  struct OmniscientAttack {
+    std::vector<int> attackers;
+    std::function<void(const std::vector<std::span<const float>>& honest, std::span<float> grad)>
+        corrupt;
+  };
+  std::optional<OmniscientAttack> omniscient_attack;
 };
 
 // By name ("allgather-average"); an unknown name, an invalid codec or rule, or a rule the

@@ -61,6 +61,7 @@ Result<ViewChangeOutcome> Adopt(Mailbox& mailbox, const broker::Envelope& env,
     return Evicted(env.epoch, coordinator, install.members);
   }
   Finish(mailbox, env.epoch);
+  mailbox.RememberInstall(env);
   return ViewChangeOutcome{View{env.epoch, install.members}, install.resume_after, coordinator,
                            attempts};
 }
@@ -117,9 +118,15 @@ class Coordinator {
     for (const auto& [rank, p] : proposals_) notify.push_back(rank);
     std::sort(notify.begin(), notify.end());
     notify.erase(std::unique(notify.begin(), notify.end()), notify.end());
-    P2P_RETURN_IF_ERROR(SendEach(mailbox_, notify, MessageType::kViewInstall, id_, mailbox_.rank(),
-                                 EncodeViewInstall(install)));
+    broker::Envelope decided;
+    decided.type = MessageType::kViewInstall;
+    decided.epoch = id_;
+    decided.step = static_cast<uint64_t>(mailbox_.rank());
+    decided.body = EncodeViewInstall(install);
+    P2P_RETURN_IF_ERROR(
+        SendEach(mailbox_, notify, MessageType::kViewInstall, id_, mailbox_.rank(), decided.body));
     Finish(mailbox_, id_);
+    mailbox_.RememberInstall(decided);
     return ViewChangeOutcome{View{id_, members}, resume, mailbox_.rank(), attempts};
   }
 

@@ -89,6 +89,22 @@ TEST(RobustnessTest, RobustRulesResistASignFlipperThatBreaksTheMean) {
   }
 }
 
+TEST(RobustnessTest, AnOmniscientAlieAttackerRunsAndEveryPeerEndsEqual) {
+  // ALIE waits for the honest gradients of each round before it sends; the run must neither
+  // deadlock nor let the peers diverge. auto picks allgather-average for it.
+  const RunOutcome run = Launch("median", {"--attack", "alie", "--attack-ranks", "1"});
+  ASSERT_EQ(run.process.exit_code, 0) << run.process.err;
+  EXPECT_THAT(run.process.err, HasSubstr("--attack alie:z=0.253347")) << run.process.err;
+  EXPECT_THAT(run.process.err, HasSubstr("gradients combined by allgather-average"));
+  ExpectAllHashesEqual(run, "median under alie");
+  EXPECT_GT(run.accuracy, 0.5) << "median under a one-in-five ALIE attacker still learns";
+
+  const RunOutcome wrong = Launch(
+      "median", {"--attack", "ipm", "--attack-ranks", "1", "--strategy", "reduce-scatter-average"});
+  EXPECT_EQ(wrong.process.exit_code, 2) << wrong.process.err;
+  EXPECT_THAT(wrong.process.err, HasSubstr("only --strategy allgather-average"));
+}
+
 TEST(RobustnessTest, ANanAttackerStopsTheRunWithAnErrorNamingIt) {
   // median runs on reduce-scatter: the attacker's raw slices carry the NaN to the honest peers,
   // whose decoders refuse it; never a NaN model.

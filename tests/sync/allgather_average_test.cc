@@ -266,5 +266,67 @@ TEST(AgreementTest, MatchingPeersAgree) {
   for (const auto& s : statuses) EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// An omniscient attacker (ALIE, IPM: peer/attack.h) reads the honest gradients of the round
+// before it sends. Two attackers (ranks 1 and 3 of 5) must each see exactly the three honest
+// gradients, in rank order, every round; the others must all average the attackers' crafted
+// vectors into the same bits; and nobody may deadlock waiting for the other attacker.
+TEST(AllgatherOmniscientAttackTest, AttackersSeeTheHonestGradientsFirstAndEveryPeerAgrees) {
+  constexpr int kW = 5;
+  constexpr size_t kP = 257;
+  const std::vector<int> attackers = {1, 3};
+  std::vector<std::vector<float>> out(kW);
+  std::vector<std::vector<std::vector<float>>> seen(kW);  // per attacker: the last honest inputs
+  const auto statuses = RunGroup(kW, [&](int r, Mailbox& mailbox) -> Status {
+    StrategyOptions options{.peer_timeout = 10s};
+    if (r == 1 || r == 3) {
+      options.omniscient_attack = StrategyOptions::OmniscientAttack{
+          .attackers = attackers,
+          .corrupt = [&seen, r](const std::vector<std::span<const float>>& honest,
+                                std::span<float> grad) {
+            seen[r].clear();
+            for (auto h : honest) seen[r].emplace_back(h.begin(), h.end());
+            // -1 x the sum of the honest gradients: easy to recompute below.
+            for (size_t i = 0; i < grad.size(); ++i) {
+              float sum = 0;
+              for (auto h : honest) sum += h[i];
+              grad[i] = -sum;
+            }
+          }};
+    }
+    AllgatherAverage strategy(mailbox, options);
+    for (uint64_t step = 0; step < 3; ++step) {
+      out[r] = GradientOf(r, kP);
+      P2P_RETURN_IF_ERROR(strategy.Average({1, step}, 10, out[r]));
+    }
+    return Status::Ok();
+  });
+  for (int r = 0; r < kW; ++r) ASSERT_TRUE(statuses[r].ok()) << statuses[r].ToString();
+  for (int a : attackers) {
+    ASSERT_EQ(seen[a].size(), 3u) << "attacker " << a;
+    EXPECT_EQ(seen[a][0], GradientOf(0, kP));
+    EXPECT_EQ(seen[a][1], GradientOf(2, kP));
+    EXPECT_EQ(seen[a][2], GradientOf(4, kP));
+  }
+  for (int r = 1; r < kW; ++r) EXPECT_EQ(out[r], out[0]) << "rank " << r << " differs bitwise";
+  // Equal weights: (g0 + g2 + g4 + 2 x -(g0 + g2 + g4)) / 5 = -(g0 + g2 + g4) / 5.
+  for (size_t i = 0; i < kP; ++i) {
+    const double honest = GradientOf(0, kP)[i] + GradientOf(2, kP)[i] + GradientOf(4, kP)[i];
+    EXPECT_NEAR(out[0][i], -honest / 5, 1e-5) << i;
+  }
+}
+
+TEST(AllgatherOmniscientAttackTest, OnlyAllgatherAverageCanCarryIt) {
+  auto group = broker::MakeInProcGroup(2);
+  Mailbox mailbox(*group[0], {.run_id = "t"});
+  StrategyOptions options;
+  options.omniscient_attack =
+      StrategyOptions::OmniscientAttack{.attackers = {0}, .corrupt = [](auto&, auto) {}};
+  auto made = MakeStrategy("reduce-scatter-average", mailbox, options);
+  ASSERT_FALSE(made.ok());
+  EXPECT_NE(made.status().message().find("only --strategy allgather-average"), std::string::npos)
+      << made.status().message();
+  EXPECT_TRUE(MakeStrategy("allgather-average", mailbox, options).ok());
+}
+
 }  // namespace
 }  // namespace p2p::sync

@@ -12,6 +12,7 @@
 #include "broker/inproc_transport.h"
 #include "sync/membership/failure_detector.h"
 #include "sync/membership/view_messages.h"
+#include "tests/sync/lossy_transport.h"
 
 namespace p2p::sync::membership {
 namespace {
@@ -21,30 +22,7 @@ using broker::MessageType;
 
 constexpr auto kAttempt = 300ms;  // short: every wait here ends by a decision or a timeout
 
-// Drops the envelopes `drop(to, envelope)` selects; everything else goes to the real transport.
-class LossyTransport final : public broker::Transport {
- public:
-  using Filter = std::function<bool(int to, const broker::Envelope&)>;
-  LossyTransport(broker::Transport& inner, Filter drop) : inner_(inner), drop_(std::move(drop)) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  Status Connect(broker::Deadline d) override { return inner_.Connect(d); }
-  Status Send(int to, std::span<const std::byte> msg) override {
-    auto env = broker::DecodeEnvelope(msg);
-    if (env.ok() && drop_(to, *env)) return Status::Ok();
-    return inner_.Send(to, msg);
-  }
-  Status Broadcast(std::span<const std::byte> msg) override { return inner_.Broadcast(msg); }
-  Result<std::optional<broker::Message>> Receive(broker::Deadline d) override {
-    return inner_.Receive(d);
-  }
-  broker::TransportStats Stats() const override { return inner_.Stats(); }
-  Status Close() override { return inner_.Close(); }
-
- private:
-  broker::Transport& inner_;
-  Filter drop_;
-};
+using test::LossyTransport;
 
 struct RankScript {
   enum Kind { kRun, kDead, kCrashAfterProposals } kind = kRun;
@@ -223,6 +201,22 @@ TEST(ViewMessages, RoundTripAndHostileBodies) {
   const ViewProposal unsorted{1, {}, {2, 1}};
   EXPECT_EQ(DecodeViewProposal(EncodeViewProposal(unsorted), 6).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(FailureDetector, AnUnreachableRankIsSkippedUntilHeardButSuspectedOnlyBySilence) {
+  using Clock = FailureDetector::Clock;
+  const auto t0 = Clock::time_point{} + 100s;
+  FailureDetector fd(0, {0, 1, 2}, 3s, t0);
+  fd.Unreachable(1);
+  EXPECT_TRUE(fd.IsUnreachable(1));
+  EXPECT_FALSE(fd.IsUnreachable(2));
+  EXPECT_TRUE(fd.Suspects(t0 + 1s).empty());  // a failed send alone is no proof of death
+  fd.Heard(1, t0 + 2s);
+  EXPECT_FALSE(fd.IsUnreachable(1));  // it answered: send to it again
+  fd.Unreachable(2);
+  EXPECT_EQ(fd.Suspects(t0 + 4s), (std::vector<int>{2}));  // and silence still convicts
+  fd.Gone(1);
+  EXPECT_TRUE(fd.IsUnreachable(1));
 }
 
 TEST(FailureDetector, SuspectsSilentAndGoneRanksOnly) {
