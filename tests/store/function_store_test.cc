@@ -133,5 +133,35 @@ TEST(FunctionStoreTest, ABadDatabaseOrMissingKeyFailsTheTaskNamingIt) {
   EXPECT_THAT(r.status().message(), HasSubstr("holds 7 parameters")) << r.status().ToString();
 }
 
+// The store fields survive the task frame, and a frame with bad ones is refused before use.
+TEST(FunctionStoreTest, TheTaskFrameCarriesTheStoreFieldsAndRejectsBadOnes) {
+  Fixture f = Fixture::Make(4);
+  Task t = f.Tasks(1)[0];
+  t.store = Task::Store{.url = "unix:///tmp/x.sock",
+                        .password = "pw",
+                        .params_key = "p",
+                        .list_key = "l",
+                        .index = 7};
+  std::string frame = EncodeTask(t);
+  auto decoded = TakeTask(frame);
+  ASSERT_TRUE(decoded.ok() && decoded->has_value()) << decoded.status().ToString();
+  ASSERT_TRUE((*decoded)->store.has_value());
+  EXPECT_EQ((*decoded)->store->url, "unix:///tmp/x.sock");
+  EXPECT_EQ((*decoded)->store->password, "pw");
+  EXPECT_EQ((*decoded)->store->params_key, "p");
+  EXPECT_EQ((*decoded)->store->list_key, "l");
+  EXPECT_EQ((*decoded)->store->index, 7u);
+  for (auto bad :
+       {Task::Store{.url = "", .params_key = "p", .list_key = "l"},
+        Task::Store{.url = "u", .params_key = std::string(5000, 'k'), .list_key = "l"},
+        Task::Store{.url = "u", .params_key = "p", .list_key = "l", .index = 1u << 30}}) {
+    t.store = bad;
+    frame = EncodeTask(t);
+    auto r = TakeTask(frame);
+    EXPECT_FALSE(r.ok());
+    EXPECT_THAT(r.status().message(), HasSubstr("task store")) << r.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace p2p::offload
