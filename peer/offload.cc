@@ -28,6 +28,7 @@ struct OffloadSession {
   offload::PoolStats last;  // counters at the previous epoch's metrics
   std::chrono::steady_clock::time_point epoch_start = std::chrono::steady_clock::now();
   uint64_t next_id = 1;
+  std::optional<OffloadStore> db;  // SPIRT's store path (AttachOffload)
 
   // The round's parts run in batches of a few tasks per function, their results summed in task
   // order as each batch completes (WeightedSum: the same bits as one batch). A fan-out round of
@@ -35,6 +36,7 @@ struct OffloadSession {
   // mlp on Fashion-MNIST).
   Result<double> Gradient(std::vector<GradientPart>& parts, std::span<const float> params,
                           std::span<float> grad) {
+    if (db) return GradientInStore(parts, params.size(), grad);
     P2P_ASSIGN_OR_RETURN(const auto version, store.Publish(params));
     uint64_t total = 0;
     for (const auto& part : parts) total += part.y.size();
@@ -62,6 +64,47 @@ struct OffloadSession {
       }
     }
     return sum.loss_sum();
+  }
+
+  // The store path: the functions read the parameters from the peer's database and write their
+  // gradients into the round's list there, slot i for part i; the peer checks the sample counts
+  // and hands them to the SPIRT round, which averages the list in part order (the same weights
+  // and order as WeightedSum above, so the same bits). `grad` is zeroed: the gradient is in the
+  // database, and SPIRT's Average puts the aggregate there (client-side: into `grad`).
+  Result<double> GradientInStore(std::vector<GradientPart>& parts, size_t num_params,
+                                 std::span<float> grad) {
+    if (parts.empty()) return InvalidArgument("an offloaded round without samples");
+    P2P_ASSIGN_OR_RETURN(const auto where, db->begin_round(parts.size()));
+    std::vector<uint64_t> samples;
+    double loss_sum = 0;
+    const size_t batch = static_cast<size_t>(std::max(4 * config.pool.functions, 8));
+    for (size_t begin = 0; begin < parts.size(); begin += batch) {
+      const size_t end = std::min(parts.size(), begin + batch);
+      std::vector<offload::Task> tasks(end - begin);
+      for (size_t i = 0; i < tasks.size(); ++i) {
+        offload::Task& t = tasks[i];
+        t.id = next_id++;
+        t.model = model;
+        t.params_version = where.second;
+        t.num_params = num_params;
+        t.store = where.first;
+        t.store->index = static_cast<uint32_t>(begin + i);
+        t.x = std::move(parts[begin + i].x);
+        t.y = std::move(parts[begin + i].y);
+        samples.push_back(t.y.size());
+      }
+      P2P_ASSIGN_OR_RETURN(auto results, pool->RunAll(std::move(tasks)));
+      for (size_t i = 0; i < results.size(); ++i) {
+        if (results[i].samples != samples[begin + i]) {
+          return DataLoss("function result {} reports {} samples; its task had {}", results[i].id,
+                          results[i].samples, samples[begin + i]);
+        }
+        loss_sum += results[i].loss_sum;
+      }
+    }
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    db->pushed(std::move(samples));
+    return loss_sum;
   }
 
   nlohmann::json EpochMetrics() {
@@ -97,8 +140,14 @@ struct OffloadSession {
 
 }  // namespace
 
-Status AttachOffload(Trainer& trainer, const OffloadConfig& config) {
+Status AttachOffload(Trainer& trainer, const OffloadConfig& config,
+                     std::optional<OffloadStore> db) {
   if (config.mode == "none") return Status::Ok();
+  if (db && config.mode != "process") {
+    return InvalidArgument(
+        "--strategy spirt's functions read and write the peer's database, which only --offload "
+        "process supports (an amqp task would carry the database's password through the broker)");
+  }
   if (config.mode != "process" && config.mode != "amqp") {
     return InvalidArgument("--offload '{}' is not available; valid: none, process, amqp",
                            config.mode);
@@ -114,14 +163,18 @@ Status AttachOffload(Trainer& trainer, const OffloadConfig& config) {
   P2P_RETURN_IF_ERROR(prices.InstanceCost(config.instance_type, 0).status());
   auto session = std::make_shared<OffloadSession>(OffloadSession{
       config, trainer.model().options(), std::move(store), std::move(pool), prices, {}});
+  session->db = std::move(db);
   trainer.set_gradient_offload(
       [session](std::vector<GradientPart>& parts, std::span<const float> params,
                 std::span<float> grad) { return session->Gradient(parts, params, grad); },
       config.pool.functions);
   trainer.add_metrics_extra([session](int) { return session->EpochMetrics(); });
-  spdlog::info("offloading gradients to up to {} {} functions ({} MB, timeout {} s, {} retries{})",
-               config.pool.functions, config.mode, config.pool.memory_mb, config.pool.timeout_s,
-               config.pool.retries, config.pool.warm ? ", warm" : "");
+  spdlog::info(
+      "offloading gradients to up to {} {} functions ({} MB, timeout {} s, {} retries{}){}",
+      config.pool.functions, config.mode, config.pool.memory_mb, config.pool.timeout_s,
+      config.pool.retries, config.pool.warm ? ", warm" : "",
+      session->db ? "; they read the parameters from and write gradients to this peer's database"
+                  : "");
   return Status::Ok();
 }
 

@@ -174,7 +174,9 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                        spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
                                    : sync::MakeStrategy(options.strategy, mailbox, strategy_options));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
-  if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
+  if (spirt_strategy != nullptr) {
+    P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy, config.offload));
+  }
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
       fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
@@ -363,7 +365,8 @@ Status RunPeer(TrainConfig config, const PeerOptions& options) {
   P2P_ASSIGN_OR_RETURN(auto security, PeerSecurity::Load(options, config.rank, config.size));
   config.evaluation_slice = true;  // the epoch hook sums every peer's slice
   P2P_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config));
-  P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
+  // SPIRT's functions use its database: AttachSpirt attaches them once it is connected.
+  if (options.strategy != "spirt") P2P_RETURN_IF_ERROR(AttachOffload(*trainer, config.offload));
   P2P_ASSIGN_OR_RETURN(const auto attack, Attack::Make(options.attack, options.attack_ranks,
                                                        config.rank, config.size, config.seed));
   if (attack) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "peer/cli_checks.h"
+#include "peer/offload.h"
 #include "spirt/directory.h"
 
 namespace p2p::peer {
@@ -64,12 +65,6 @@ Status FinishStoreFlags(const TrainConfig& config, PeerOptions& o) {
         "--strategy spirt keeps the optimizer state in Redis, not in "
         "checkpoints; it cannot --resume yet");
   }
-  if (o.on_failure == "continue" && o.heartbeat_s > 0) {
-    spdlog::info(
-        "--strategy spirt: a lost peer stops the run (no view change for the databases "
-        "yet); --on-failure is stop");
-  }
-  o.on_failure = "stop";
   return Status::Ok();
 }
 
@@ -98,7 +93,13 @@ Result<std::unique_ptr<spirt::SpirtStrategy>> MakeSpirtStrategy(sync::Mailbox& m
       .in_db = o.in_db == "on",
       .peer_timeout = timeout,
       .key_ttl = std::chrono::milliseconds(static_cast<int64_t>(o.store_ttl_s * 1000)),
-      .optimizer = config.optimizer};
+      .optimizer = config.optimizer,
+      // The databases' heartbeat rides on the peers' (--heartbeat): a database that does not
+      // answer a PING within --peer-timeout suspects its peer.
+      .heartbeat = std::chrono::milliseconds(static_cast<int64_t>(o.heartbeat_s * 1000)),
+      .heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.peer_timeout_s * 1000)),
+      // The survivors of a lost peer may have to undo a round (peer_run.cc: membership).
+      .rollback = o.on_failure == "continue" && o.heartbeat_s > 0};
   auto strategy = spirt::SpirtStrategy::Create(mailbox, std::move(databases), std::move(options));
   if (!strategy.ok()) return strategy.status().Annotate("--strategy spirt");
   spdlog::info("SPIRT: this peer's database is {}; averaging and update {}",
@@ -106,8 +107,20 @@ Result<std::unique_ptr<spirt::SpirtStrategy>> MakeSpirtStrategy(sync::Mailbox& m
   return strategy;
 }
 
-Status AttachSpirt(Trainer& trainer, spirt::SpirtStrategy& spirt) {
+Status AttachSpirt(Trainer& trainer, spirt::SpirtStrategy& spirt, const OffloadConfig& offload) {
   P2P_RETURN_IF_ERROR(spirt.Init(trainer.model().Params()));
+  OffloadStore db{
+      .begin_round = [&spirt](size_t tasks) -> Result<std::pair<offload::Task::Store, uint64_t>> {
+        P2P_ASSIGN_OR_RETURN(const auto round, spirt.BeginFunctionRound(tasks));
+        offload::Task::Store where{.url = round.database.address.Describe(),
+                                   .password = round.database.password.value_or(""),
+                                   .params_key = round.params_key,
+                                   .list_key = round.list_key};
+        return std::make_pair(std::move(where), round.params_version);
+      },
+      .pushed =
+          [&spirt](std::vector<uint64_t> samples) { spirt.FunctionsPushed(std::move(samples)); }};
+  P2P_RETURN_IF_ERROR(AttachOffload(trainer, offload, std::move(db)));
   trainer.set_update_hook(
       [&spirt](std::span<float> params, std::span<const float> grad, ml::Optimizer& optimizer) {
         return spirt.Update(params, grad, optimizer);

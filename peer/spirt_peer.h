@@ -18,8 +18,7 @@ void AddStoreFlags(CLI::App& cmd, PeerOptions& options);
 
 // Checks the store flags against the rest: spirt needs a database (--store or --store-peers),
 // the mean rule, no codec, no --resume (the optimizer state lives in the database and is not in
-// checkpoints); a lost peer stops a SPIRT run (no view change for the databases yet), so
-// --on-failure becomes stop.
+// checkpoints).
 Status FinishStoreFlags(const TrainConfig& config, PeerOptions& options);
 
 // Connects to this peer's database and learns the others' (--store-peers).
@@ -28,7 +27,9 @@ Result<std::unique_ptr<spirt::SpirtStrategy>> MakeSpirtStrategy(sync::Mailbox& m
                                                                 const PeerOptions& options,
                                                                 std::chrono::milliseconds timeout);
 
-// Puts the initial parameters into the database and lets `spirt` update the model there.
-Status AttachSpirt(Trainer& trainer, spirt::SpirtStrategy& spirt);
+// Puts the initial parameters into the database and lets `spirt` update the model there; with
+// --offload, attaches the functions on the store path (they read the parameters from and write
+// their gradients to this peer's database).
+Status AttachSpirt(Trainer& trainer, spirt::SpirtStrategy& spirt, const OffloadConfig& offload);
 
 }  // namespace p2p::peer

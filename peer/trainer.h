@@ -79,7 +79,8 @@ class Trainer {
   static Result<std::unique_ptr<Trainer>> Create(TrainConfig config);
 
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
-  // Not with keep_rollback: a rollback restores only the in-process parameters and optimizer.
+  // A rollback restores only the in-process parameters and optimizer: with keep_rollback the
+  // hook's owner must undo its own part (SPIRT does in Strategy::LoadState).
   void set_update_hook(UpdateHook hook) { update_hook_ = std::move(hook); }
   // Evaluates only slice `rank` of `size` of the validation and test sets (loaded as slices when
   // config.evaluation_slice is set, cut here otherwise) and lets `hook` combine the slices' totals

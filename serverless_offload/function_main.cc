@@ -15,6 +15,7 @@
 #include "serverless_offload/gradient_worker.h"
 #include "serverless_offload/param_store.h"
 #include "serverless_offload/shared_file.h"
+#include "serverless_offload/store_task.h"
 #include "serverless_offload/task.h"
 
 namespace p2p::offload {
@@ -38,12 +39,17 @@ struct Kept {
   std::optional<MappedParams> params;
   std::optional<SharedFile> slot;
   ml::Matrix x;
+  StoreSession store;  // SPIRT's store path: parameters from and gradients to the peer's database
 };
 
-// The task's gradient into the worker's model, or into the task's shared slot if it names one
-// (then `in_slot` is set and the result carries no gradient values).
-Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bool& in_slot) {
-  const std::string key = fmt::format("{}#{}", task.params_path, task.params_version);
+// The parameters a task names: its peer's database (store path) or the pool's mapped snapshot.
+// `id` identifies the values for GradientWorker (same id, same parameters).
+Result<std::span<const float>> TaskParams(Kept& kept, const Task& task, std::string& id) {
+  if (task.store) {
+    id = fmt::format("store:{}#{}", task.store->params_key, task.params_version);
+    return kept.store.Params(task);
+  }
+  id = fmt::format("{}#{}", task.params_path, task.params_version);
   // A path names a descriptor of the pool (shared_file.h), and descriptor numbers are reused:
   // the mapping is kept only while the path still leads to the same file.
   if (!kept.params || kept.params_path != task.params_path ||
@@ -54,8 +60,20 @@ Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bo
     kept.params = std::move(params);
     kept.params_path = task.params_path;
   }
-  in_slot = !task.shared.path.empty();
-  if (!in_slot) return worker.Compute(task, key, kept.params->floats(), r);
+  return kept.params->floats();
+}
+
+// The task's gradient into the worker's model, or into the task's shared slot if it names one.
+// `in_reply` says whether the result must carry the gradient values: not when they are in the
+// shared slot already, nor on the store path, where they went into the peer's database.
+Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bool& in_reply) {
+  std::string key;
+  P2P_ASSIGN_OR_RETURN(const std::span<const float> params, TaskParams(kept, task, key));
+  in_reply = task.shared.path.empty() && !task.store;
+  if (task.shared.path.empty()) {
+    P2P_RETURN_IF_ERROR(worker.Compute(task, key, params, r));
+    return task.store ? kept.store.Push(task, worker.grads()) : Status::Ok();
+  }
   if (!kept.slot || kept.slot->path() != task.shared.path ||
       InodeOf(task.shared.path) != kept.slot->inode()) {
     kept.slot.reset();
@@ -68,9 +86,10 @@ Status Compute(GradientWorker& worker, Kept& kept, Task& task, TaskResult& r, bo
   kept.x.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
   std::copy(x.begin(), x.end(), kept.x.data());
   task.x.swap(kept.x);  // lend the kept matrix to the task, then take it back
-  Status s = worker.Compute(task, key, kept.params->floats(), r, grad);
+  Status s = worker.Compute(task, key, params, r, grad);
   task.x.swap(kept.x);
-  return s;
+  P2P_RETURN_IF_ERROR(s);
+  return task.store ? kept.store.Push(task, grad) : Status::Ok();
 }
 
 }  // namespace
@@ -88,8 +107,8 @@ Status ServeTasks(int in_fd, int out_fd) {
     if (task) {
       TaskResult r;
       r.id = task->id;
-      bool in_slot = false;
-      if (Status s = Compute(worker, kept, *task, r, in_slot); !s.ok()) {
+      bool in_reply = true;
+      if (Status s = Compute(worker, kept, *task, r, in_reply); !s.ok()) {
         r = TaskResult();
         r.id = task->id;
         r.error = s.message();
@@ -97,8 +116,9 @@ Status ServeTasks(int in_fd, int out_fd) {
         P2P_RETURN_IF_ERROR(WriteAll(out_fd, bytes.data(), bytes.size()));
         continue;
       }
-      // The gradient is in the shared slot already, or goes out straight from the model's buffer.
-      const auto g = in_slot ? std::span<const float>() : worker.grads();
+      // The gradient is in the shared slot or the database already, or goes out straight from
+      // the model's buffer.
+      const auto g = in_reply ? worker.grads() : std::span<const float>();
       const std::string head = EncodeResultHead(r, g.size());
       P2P_RETURN_IF_ERROR(WriteAll(out_fd, head.data(), head.size()));
       P2P_RETURN_IF_ERROR(

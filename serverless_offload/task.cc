@@ -51,6 +51,27 @@ Result<ml::ModelOptions> ModelFromJson(const nlohmann::json& j) {
   return m;
 }
 
+// The "store" object of a task header; every string bounded (a Redis key of the run is short).
+Result<Task::Store> StoreFromJson(const nlohmann::json& j) {
+  constexpr const char* kWhat = "task store";
+  constexpr size_t kMaxBytes = 4096;
+  Task::Store s;
+  P2P_ASSIGN_OR_RETURN(s.url, Field<std::string>(j, "url", kWhat));
+  P2P_ASSIGN_OR_RETURN(s.password, Field<std::string>(j, "password", kWhat));
+  P2P_ASSIGN_OR_RETURN(s.params_key, Field<std::string>(j, "params", kWhat));
+  P2P_ASSIGN_OR_RETURN(s.list_key, Field<std::string>(j, "list", kWhat));
+  P2P_ASSIGN_OR_RETURN(s.index, Field<uint32_t>(j, "index", kWhat));
+  for (const std::string* v : {&s.url, &s.password, &s.params_key, &s.list_key}) {
+    if (v->size() > kMaxBytes)
+      return DataLoss("{}: a field is longer than {} bytes", kWhat, kMaxBytes);
+  }
+  if (s.url.empty() || s.params_key.empty() || s.list_key.empty()) {
+    return DataLoss("{}: url, params and list must not be empty", kWhat);
+  }
+  if (s.index >= kMaxRows) return DataLoss("{}: slot index {} out of range", kWhat, s.index);
+  return s;
+}
+
 }  // namespace
 
 std::string EncodeTask(const Task& t) {
@@ -67,6 +88,13 @@ std::string EncodeTask(const Task& t) {
   if (shared) {
     header["shared"] = {
         {"path", t.shared.path}, {"x", t.shared.x_offset}, {"grad", t.shared.grad_offset}};
+  }
+  if (t.store) {
+    header["store"] = {{"url", t.store->url},
+                       {"password", t.store->password},
+                       {"params", t.store->params_key},
+                       {"list", t.store->list_key},
+                       {"index", t.store->index}};
   }
   std::string out = Frame(kTaskMagic, header);
   if (!shared) {
@@ -129,6 +157,9 @@ Result<std::optional<Task>> TakeTask(std::string& buffer) {
   if (t.num_params < 1 || t.num_params > kMaxFloats) return DataLoss("task: bad parameter count");
   P2P_ASSIGN_OR_RETURN(t.reply_to, OptionalField<std::string>(h, "reply_to", "", kWhat));
   if (t.reply_to.size() > kMaxNameBytes) return DataLoss("task: reply_to is too long");
+  if (h.contains("store")) {
+    P2P_ASSIGN_OR_RETURN(t.store, StoreFromJson(h.at("store")));
+  }
   if (!h.contains("model")) return DataLoss("task: no model");
   P2P_ASSIGN_OR_RETURN(t.model, ModelFromJson(h.at("model")));
   if (static_cast<uint64_t>(t.model.input.size()) != cols) {

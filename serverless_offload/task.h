@@ -6,7 +6,8 @@
 //         (no features when the header names a shared file: {"shared": {path, x, grad}})
 // Result: "P2PRSLT1" | u32 header_len | header JSON | u64 n | n f32 gradient
 // (little-endian). Task header: {"id", "attempt", "model": {name, hidden, dropout, input [c,h,w],
-// classes, loss}, "params_path", "params_version", "num_params", "reply_to", "rows", "cols"}.
+// classes, loss}, "params_path", "params_version", "num_params", "reply_to", "rows", "cols"}
+// (+ "store": {url, password, params, list, index} on SPIRT's store path).
 // Result header: {"id", "loss_sum", "samples", "compute_s", "busy_s", "worker", "cold",
 // "redelivered", "error"} (error: empty when ok). Fields added after version 1 are optional
 // when decoding. The framing helpers are in wire_frame.h.
@@ -46,6 +47,19 @@ struct Task {
     uint64_t rows = 0, cols = 0;  // decoded tasks: the shape of the samples in the file
   };
   Shared shared;
+  // SPIRT's store path (docs/spirt.md): the function reads the parameters from its peer's Redis
+  // database (`params_key`, cached per params_version) instead of params_path, and writes its
+  // gradient into slot `index` of the list `list_key` there (LSET: the peer sized the list, so
+  // the gradients stay in task order whatever order the functions finish in, and a retried task
+  // overwrites its own slot). Its result then carries no gradient values. The password travels
+  // only on the pool's private pipe: the process backend is the only one that sends these.
+  struct Store {
+    std::string url;  // store::StoreAddress::Describe(): no password in it
+    std::string password;
+    std::string params_key, list_key;
+    uint32_t index = 0;
+  };
+  std::optional<Store> store;
   ml::Matrix x;  // the samples, one per row (empty in a decoded task with a shared path)
   std::vector<int32_t> y;
 };

@@ -13,6 +13,10 @@ class RunKeys {
   explicit RunKeys(std::string run_id) : prefix_("p2p:" + std::move(run_id) + ":") {}
   std::string Params() const { return prefix_ + "params"; }
   std::string State() const { return prefix_ + "state"; }
+  // Both as they were before the last update (kept only when rounds can be undone: --on-failure
+  // continue), so a view change can roll the database back by one round.
+  std::string PreviousParams() const { return prefix_ + "params:prev"; }
+  std::string PreviousState() const { return prefix_ + "state:prev"; }
   // Per round `n` (counted from 0 over the whole run): the functions' gradients (a list), the
   // per-peer average `rank` announces, the copy of peer `from`'s average and the aggregate.
   std::string Grads(uint64_t n) const { return prefix_ + "grads:" + std::to_string(n); }

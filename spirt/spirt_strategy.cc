@@ -34,8 +34,15 @@ Result<std::unique_ptr<SpirtStrategy>> SpirtStrategy::Create(
   P2P_ASSIGN_OR_RETURN(store::RedisClient own,
                        store::RedisClient::Connect(databases[static_cast<size_t>(mailbox.rank())]));
   if (options.in_db) P2P_RETURN_IF_ERROR(own.RequireModule());
-  return std::unique_ptr<SpirtStrategy>(
+  std::unique_ptr<SpirtStrategy> strategy(
       new SpirtStrategy(mailbox, std::move(databases), std::move(options), std::move(own)));
+  const SpirtOptions& o = strategy->options_;
+  if (o.heartbeat.count() > 0 && mailbox.size() > 1) {
+    strategy->db_heartbeat_ =
+        std::make_unique<DbHeartbeat>(mailbox, strategy->databases_, mailbox.rank(),
+                                      mailbox.view().members, o.heartbeat, o.heartbeat_timeout);
+  }
+  return strategy;
 }
 
 SpirtStrategy::SpirtStrategy(sync::Mailbox& mailbox, std::vector<store::ConnectOptions> databases,
@@ -71,37 +78,76 @@ Result<store::RedisClient*> SpirtStrategy::Database(int rank) {
   return slot.get();
 }
 
-// (a) + (b): push the gradient onto the round's list, average the list; returns the average's
-// blob (its bytes are what the announcement's SHA-256 covers).
-Result<std::string> SpirtStrategy::PerPeerAverage(uint64_t n, std::span<const float> grad) {
-  const std::string list = keys_.Grads(n), avg = keys_.Average(n, mailbox_.rank());
-  P2P_RETURN_IF_ERROR(own_->Command({"RPUSH", list, store::EncodeBlob(grad)}).status());
+Result<SpirtStrategy::FunctionRound> SpirtStrategy::BeginFunctionRound(size_t tasks) {
+  P2P_CHECK(tasks > 0, "a function round without tasks");
+  const uint64_t n = rounds_;
+  const std::string list = keys_.Grads(n);
+  std::vector<std::string_view> push = {"RPUSH", list};
+  push.insert(push.end(), tasks, std::string_view());  // empty: not a blob until written
+  P2P_RETURN_IF_ERROR(own_->Command({"DEL", list}).status());
+  P2P_RETURN_IF_ERROR(own_->Command(push).status());
   P2P_RETURN_IF_ERROR(Expire(list));
-  std::string blob;
+  pushed_.reset();
+  return FunctionRound{.database = databases_[static_cast<size_t>(mailbox_.rank())],
+                       .params_key = keys_.Params(),
+                       .list_key = list,
+                       .params_version = n};
+}
+
+void SpirtStrategy::FunctionsPushed(std::vector<uint64_t> samples) {
+  pushed_ = Pushed{.n = rounds_, .samples = std::move(samples)};
+}
+
+Result<std::string> SpirtStrategy::ListAverage(uint64_t n, const std::vector<uint64_t>& weights,
+                                               size_t floats) {
+  const std::string list = keys_.Grads(n), avg = keys_.Average(n, mailbox_.rank());
+  std::vector<std::string> w;
+  for (uint64_t v : weights) w.push_back(std::to_string(v));
   if (options_.in_db) {
-    P2P_RETURN_IF_ERROR(own_->Command({"P2P.LAVG", avg, list}).status());
+    std::vector<std::string_view> args = {"P2P.LAVG", avg, list, "WEIGHTS"};
+    args.insert(args.end(), w.begin(), w.end());
+    P2P_RETURN_IF_ERROR(own_->Command(args).status());
     P2P_RETURN_IF_ERROR(Expire(avg));
     P2P_ASSIGN_OR_RETURN(store::Reply r, own_->Command({"GET", avg}));
-    blob = std::move(r.str);
-  } else {
-    P2P_ASSIGN_OR_RETURN(store::Reply items, own_->Command({"LRANGE", list, "0", "-1"}));
-    std::vector<std::vector<float>> values;
-    std::vector<sync::rules::Input> inputs;
-    for (const store::Reply& item : items.elements) {
-      P2P_ASSIGN_OR_RETURN(values.emplace_back(), store::DecodeBlob(item.str));
-      if (values.back().size() != grad.size()) {
-        return DataLoss("{}: a gradient in {} has {} floats; the model has {}", own_->name(), list,
-                        values.back().size(), grad.size());
-      }
-    }
-    for (const auto& v : values) inputs.push_back({v, 1});
-    std::vector<float> mean(grad.size());
-    P2P_RETURN_IF_ERROR(sync::rules::MeanRule().Aggregate(inputs, mean));
-    blob = store::EncodeBlob(mean);
-    P2P_RETURN_IF_ERROR(
-        own_->Command({"SET", avg, blob, "PX", std::to_string(options_.key_ttl.count())}).status());
+    return std::move(r.str);
   }
+  P2P_ASSIGN_OR_RETURN(store::Reply items, own_->Command({"LRANGE", list, "0", "-1"}));
+  if (items.elements.size() != weights.size()) {
+    return DataLoss("{}: {} holds {} gradients; {} functions ran", own_->name(), list,
+                    items.elements.size(), weights.size());
+  }
+  std::vector<std::vector<float>> values;
+  std::vector<sync::rules::Input> inputs;
+  for (const store::Reply& item : items.elements) {
+    auto decoded = store::DecodeBlob(item.str);
+    if (!decoded.ok()) {
+      return decoded.status().Annotate(
+          fmt::format("{}: gradient {} of {}", own_->name(), values.size(), list));
+    }
+    if (decoded->size() != floats) {
+      return DataLoss("{}: a gradient in {} has {} floats; the model has {}", own_->name(), list,
+                      decoded->size(), floats);
+    }
+    values.push_back(std::move(*decoded));
+  }
+  for (size_t i = 0; i < values.size(); ++i) inputs.push_back({values[i], weights[i]});
+  std::vector<float> mean(floats);
+  P2P_RETURN_IF_ERROR(sync::rules::MeanRule().Aggregate(inputs, mean));
+  std::string blob = store::EncodeBlob(mean);
+  P2P_RETURN_IF_ERROR(
+      own_->Command({"SET", avg, blob, "PX", std::to_string(options_.key_ttl.count())}).status());
   return blob;
+}
+
+// (a) + (b): push the gradient onto the round's list (unless the functions filled it), average
+// the list; returns the average's blob (its bytes are what the announcement's SHA-256 covers).
+Result<std::string> SpirtStrategy::PerPeerAverage(uint64_t n, std::span<const float> grad) {
+  if (pushed_ && pushed_->n == n) return ListAverage(n, pushed_->samples, grad.size());
+  // A redone round (after a view change) pushes onto a fresh list.
+  P2P_RETURN_IF_ERROR(own_->Command({"DEL", keys_.Grads(n)}).status());
+  P2P_RETURN_IF_ERROR(own_->Command({"RPUSH", keys_.Grads(n), store::EncodeBlob(grad)}).status());
+  P2P_RETURN_IF_ERROR(Expire(keys_.Grads(n)));
+  return ListAverage(n, {1}, grad.size());
 }
 
 Result<std::string> SpirtStrategy::FetchChecked(uint64_t n, int q,
@@ -145,6 +191,7 @@ Status SpirtStrategy::Average(sync::Round round, uint32_t samples, std::span<flo
   if (n >= 2) P2P_RETURN_IF_ERROR(DeleteRound(n - 2, /*keep_average=*/false));
   round.view = mailbox_.view().id;
   const std::vector<int> members = mailbox_.view().members;
+  if (db_heartbeat_) db_heartbeat_->SetMembers(members);
   std::vector<int> others;
   for (int r : members) {
     if (r != mailbox_.rank()) others.push_back(r);
@@ -236,11 +283,11 @@ std::vector<std::string> SpirtStrategy::UpdateArgs(float lr, int64_t step) const
 Status SpirtStrategy::Update(std::span<float> params, std::span<const float> grad,
                              ml::Optimizer& optimizer) {
   P2P_CHECK(rounds_ > 0, "SpirtStrategy::Update before any Average");
+  if (options_.rollback) P2P_RETURN_IF_ERROR(KeepPrevious());
   if (options_.in_db) {
     const std::vector<std::string> args = UpdateArgs(optimizer.lr(), steps_ + 1);
     std::vector<std::string_view> views(args.begin(), args.end());
     P2P_RETURN_IF_ERROR(own_->Command(views).status());
-    ++steps_;
     P2P_ASSIGN_OR_RETURN(std::vector<float> updated, own_->GetBlob(keys_.Params()));
     if (updated.size() != params.size()) {
       return DataLoss("{}: {} holds {} floats; the model has {}", own_->name(), keys_.Params(),
@@ -255,7 +302,81 @@ Status SpirtStrategy::Update(std::span<float> params, std::span<const float> gra
                             .status());
   }
   P2P_RETURN_IF_ERROR(Expire(keys_.Params()));
+  ++steps_;
   return DeleteRound(rounds_ - 1, /*keep_average=*/true);
+}
+
+Status SpirtStrategy::KeepPrevious() {
+  // COPY keeps the TTL; a state that does not exist yet (step 1) leaves no :prev state.
+  P2P_RETURN_IF_ERROR(own_->Command({"DEL", keys_.PreviousState()}).status());
+  P2P_RETURN_IF_ERROR(
+      own_->Command({"COPY", keys_.Params(), keys_.PreviousParams(), "REPLACE"}).status());
+  return own_->Command({"COPY", keys_.State(), keys_.PreviousState(), "REPLACE"}).status();
+}
+
+Status SpirtStrategy::RestorePrevious() {
+  if (!options_.rollback) {
+    return Internal(
+        "SPIRT: asked to undo an update, but the database keeps no previous parameters");
+  }
+  P2P_ASSIGN_OR_RETURN(store::Reply copied,
+                       own_->Command({"COPY", keys_.PreviousParams(), keys_.Params(), "REPLACE"}));
+  if (copied.integer != 1) {
+    return DataLoss("{}: {} is gone; the update cannot be undone", own_->name(),
+                    keys_.PreviousParams());
+  }
+  P2P_ASSIGN_OR_RETURN(store::Reply state,
+                       own_->Command({"COPY", keys_.PreviousState(), keys_.State(), "REPLACE"}));
+  if (state.integer == 1) return Status::Ok();
+  return own_->Command({"DEL", keys_.State()}).status();  // undoing step 1: no state before it
+}
+
+namespace {
+
+// Counters as floats of 16 bits each (exact in binary32): SaveState's type is float buffers.
+void PutCounter(uint64_t v, std::vector<float>& out) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<float>((v >> (16 * i)) & 0xffff));
+}
+
+Result<uint64_t> TakeCounter(std::span<const float> in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    const float f = in[static_cast<size_t>(i)];
+    if (!(f >= 0 && f <= 65535) || f != static_cast<float>(static_cast<uint32_t>(f))) {
+      return InvalidArgument("not a SPIRT round counter");
+    }
+    v |= static_cast<uint64_t>(f) << (16 * i);
+  }
+  return v;
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> SpirtStrategy::SaveState() const {
+  std::vector<float> counters;
+  PutCounter(rounds_, counters);
+  PutCounter(static_cast<uint64_t>(steps_), counters);
+  return {counters};
+}
+
+Status SpirtStrategy::LoadState(std::vector<std::vector<float>> state) {
+  if (state.empty()) return Status::Ok();  // a fresh start: nothing to restore
+  if (state.size() != 1 || state[0].size() != 8) {
+    return InvalidArgument(
+        "the state given to --strategy spirt is not its round counters (a checkpoint of "
+        "another strategy?)");
+  }
+  P2P_ASSIGN_OR_RETURN(const uint64_t rounds, TakeCounter(std::span(state[0]).first(4)));
+  P2P_ASSIGN_OR_RETURN(const uint64_t steps, TakeCounter(std::span(state[0]).subspan(4)));
+  if (steps + 1 == static_cast<uint64_t>(steps_)) {
+    P2P_RETURN_IF_ERROR(RestorePrevious());
+  } else if (steps != static_cast<uint64_t>(steps_)) {
+    return Internal("SPIRT can undo one update in its database, not go from {} updates back to {}",
+                    steps_, steps);
+  }
+  rounds_ = rounds;
+  steps_ = static_cast<int64_t>(steps);
+  return Status::Ok();
 }
 
 Status SpirtStrategy::DeleteRound(uint64_t n, bool keep_average) {
@@ -269,6 +390,7 @@ Status SpirtStrategy::DeleteRound(uint64_t n, bool keep_average) {
 }
 
 Result<uint64_t> SpirtStrategy::Cleanup() {
+  db_heartbeat_.reset();
   uint64_t deleted = 0;
   std::string cursor = "0";
   const std::string pattern = keys_.Pattern();
