@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +61,12 @@ struct StrategyOptions {
   uint64_t seed = 0;
   // How the W decoded gradients become one (sync/rules/rule.h); every peer must use the same.
   std::string rule = "mean";
+  // mlless (sync/mlless.h): the significance threshold v, and the parameters the update will be
+  // applied to (read at the start of each round).
+  double significance = 0.01;
+  std::function<std::span<const float>()> parameters;
+  // Bounded staleness (sync/staleness.h): the update of round r is round r-S's; 0 = synchronous.
+  int staleness = 0;
 };
 
 // By name ("allgather-average"); an unknown name, an invalid codec or rule, or a rule the
