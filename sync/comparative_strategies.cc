@@ -47,20 +47,7 @@ Result<std::unique_ptr<Strategy>> MakeSharded(const std::string& name, int shard
 // mlless sends sparse raw values (its own body) and sums them: no codec, and only the mean.
 Result<std::unique_ptr<Strategy>> MakeMlless(Mailbox& mailbox, const StrategyOptions& options,
                                              const rules::Rule& rule) {
-  P2P_RETURN_IF_ERROR(CheckSignificance(options.significance));
-  P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
-  if (codec.id != "none") {
-    return InvalidArgument(
-        "--strategy mlless sends only the significant coordinates as (index, value) pairs; it "
-        "cannot also use --compression {}",
-        codecs::FormatCodecSpec(codec));
-  }
-  if (rule.name() != "mean") {
-    return InvalidArgument(
-        "--strategy mlless sums the peers' published updates; it cannot use --aggregation {} "
-        "(use allgather-average for robust rules)",
-        rule.name());
-  }
+  P2P_RETURN_IF_ERROR(CheckMlless(options.significance, options.codec, rule.name()));
   return std::unique_ptr<Strategy>(std::make_unique<Mlless>(mailbox, options));
 }
 

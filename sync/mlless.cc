@@ -30,6 +30,25 @@ Status CheckSignificance(double v) {
   return Status::Ok();
 }
 
+Status CheckMlless(double significance, const codecs::CodecConfig& codec,
+                   std::string_view rule_name) {
+  P2P_RETURN_IF_ERROR(CheckSignificance(significance));
+  P2P_ASSIGN_OR_RETURN(const codecs::CodecConfig canonical, codecs::CanonicalCodecConfig(codec));
+  if (canonical.id != "none") {
+    return InvalidArgument(
+        "--strategy mlless sends only the significant coordinates as (index, value) pairs; it "
+        "cannot also use --compression {}",
+        codecs::FormatCodecSpec(canonical));
+  }
+  if (rule_name != "mean") {
+    return InvalidArgument(
+        "--strategy mlless sums the peers' published updates; it cannot use --aggregation {} "
+        "(use allgather-average for robust rules)",
+        rule_name);
+  }
+  return Status::Ok();
+}
+
 Mlless::Mlless(Mailbox& mailbox, StrategyOptions options)
     : mailbox_(mailbox), options_(std::move(options)) {}
 

@@ -19,6 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string_view>
 #include <vector>
 
 #include "sync/mlless_body.h"
@@ -55,5 +57,9 @@ class Mlless final : public Strategy {
 
 // Whether `v` is a valid --significance; InvalidArgument saying what is allowed.
 Status CheckSignificance(double v);
+// Whether mlless can run with this significance, codec (a spec, sync/codecs/codec.h) and
+// --aggregation rule name: no codec (it sends its own sparse values) and the mean only.
+Status CheckMlless(double significance, const codecs::CodecConfig& codec,
+                   std::string_view rule_name);
 
 }  // namespace p2p::sync

@@ -124,23 +124,28 @@ Status StaleAllgather::CombineOldest(std::span<float> grad) {
   return Status::Ok();
 }
 
+Status CheckStaleness(const std::string& name, int s) {
+  if (s < 0 || s > kMaxStaleness) {
+    return InvalidArgument(
+        "--staleness must be 0 (synchronous), 1 or {} (a peer may run at most that many rounds "
+        "ahead: the mailbox parks 4 rounds ahead of the last one collected), got {}",
+        kMaxStaleness, s);
+  }
+  if (s > 0 && name != "allgather-average") {
+    return InvalidArgument(
+        "--staleness {} is built for --strategy allgather-average only, not '{}' (pass "
+        "--strategy allgather-average explicitly)",
+        s, name);
+  }
+  return Status::Ok();
+}
+
 std::optional<Result<std::unique_ptr<Strategy>>> MakeStaleStrategy(const std::string& name,
                                                                    Mailbox& mailbox,
                                                                    const StrategyOptions& options) {
   using Made = Result<std::unique_ptr<Strategy>>;
   if (options.staleness == 0) return std::nullopt;
-  if (options.staleness < 0 || options.staleness > kMaxStaleness) {
-    return Made(InvalidArgument(
-        "--staleness must be 0 (synchronous), 1 or {} (a peer may run at most that many rounds "
-        "ahead: the mailbox parks 4 rounds ahead of the last one collected), got {}",
-        kMaxStaleness, options.staleness));
-  }
-  if (name != "allgather-average") {
-    return Made(InvalidArgument(
-        "--staleness {} is built for --strategy allgather-average only, not '{}' (pass "
-        "--strategy allgather-average explicitly)",
-        options.staleness, name));
-  }
+  if (Status s = CheckStaleness(name, options.staleness); !s.ok()) return Made(s);
   auto codec = codecs::CanonicalCodecConfig(options.codec);
   if (!codec.ok()) return Made(codec.status());
   StrategyOptions canonical = options;

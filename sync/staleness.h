@@ -64,6 +64,8 @@ class StaleAllgather final : public Strategy {
   uint64_t applied_ = 0, warmup_ = 0;
 };
 
+// Whether --staleness `s` can run with --strategy `name`; InvalidArgument saying what can.
+Status CheckStaleness(const std::string& name, int s);
 // --staleness S with --strategy `name`: nullopt for S = 0 (the strategy as usual), else the
 // stale strategy or InvalidArgument (S out of range, a strategy other than allgather-average).
 std::optional<Result<std::unique_ptr<Strategy>>> MakeStaleStrategy(const std::string& name,

@@ -64,7 +64,7 @@ struct StrategyOptions {
   // mlless (sync/mlless.h): the significance threshold v, and the parameters the update will be
   // applied to (read at the start of each round).
   double significance = 0.01;
-  std::function<std::span<const float>()> parameters;
+  std::function<std::span<const float>()> parameters = nullptr;
   // Bounded staleness (sync/staleness.h): the update of round r is round r-S's; 0 = synchronous.
   int staleness = 0;
 };

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/hash.h"
+#include "sync/comparative_strategies.h"
 #include "sync/mlless_body.h"
 #include "sync/strategy.h"
 #include "tests/sync/run_group.h"
