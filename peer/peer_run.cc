@@ -155,14 +155,21 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                                                         {.peer_timeout = RoundTimeout(options),
                                                          .codec = std::move(codec),
                                                          .seed = config.seed,
-                                                         .rule = options.aggregation}));
+                                                         .rule = options.aggregation,
+                                                         .significance = options.significance,
+                                                         .parameters = [&trainer] {
+                                                           return std::span<const float>(
+                                                               trainer.model().Params());
+                                                         },
+                                                         .staleness = options.staleness}));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
   if (spirt_strategy != nullptr) P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy));
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
-      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
+      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
+                  "significance={} staleness={}",
                   config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
-                  options.strategy, options.aggregation);
+                  options.strategy, options.aggregation, options.significance, options.staleness);
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),
