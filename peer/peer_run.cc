@@ -27,6 +27,7 @@
 #include "sync/membership/elastic.h"
 #include "sync/membership/heartbeat.h"
 #include "sync/rules/rule.h"
+#include "sync/staleness.h"
 #include "sync/strategy.h"
 
 namespace p2p::peer {
@@ -137,7 +138,9 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
       transport,
-      {.run_id = options.run_id, .authenticator = security ? security->authenticator() : nullptr});
+      {.run_id = options.run_id,
+       .max_rounds_ahead = sync::MaxRoundsAheadFor(options.staleness),
+       .authenticator = security ? security->authenticator() : nullptr});
   if (security != nullptr) {
     P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.connect_timeout_s))));
   }
@@ -157,6 +160,7 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                                                          .seed = config.seed,
                                                          .rule = options.aggregation,
                                                          .significance = options.significance,
+                                                         .learning_rate = config.optimizer.lr,
                                                          .parameters = [&trainer] {
                                                            return std::span<const float>(
                                                                trainer.model().Params());

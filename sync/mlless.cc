@@ -76,9 +76,11 @@ Result<MllessUpdate> Mlless::Select(uint32_t samples, std::span<const float> gra
       acc_[f] += grad[f];
     }
   }
-  // MLLess's threshold decays with the square root of the step count.
+  // MLLess's threshold decays with the square root of the step count. The accumulated gradient
+  // times the learning rate is the parameter change it stands for.
+  const double lr = options_.learning_rate > 0 ? options_.learning_rate : 1.0;
   const float threshold =
-      static_cast<float>(options_.significance / std::sqrt(static_cast<double>(rounds_ + 1)));
+      static_cast<float>(options_.significance / std::sqrt(static_cast<double>(rounds_ + 1)) / lr);
   MllessUpdate update;
   update.samples = samples;
   for (size_t f = 0; f < p; ++f) {

@@ -1,9 +1,10 @@
 // mlless (MLLess's significance filter, REFERENCE.md Part A §5; docs/strategies.md): every peer
 // adds its gradient of the round into a local accumulator and publishes only the coordinates
-// whose accumulated value is significant, MLLess's per-parameter rule
-//     |acc[f]| > v / sqrt(k + 1) * |w[f]|      (i.e. |acc[f] / w[f]| > v / sqrt(k + 1))
-// where w is the parameter vector at the start of the round, k the number of rounds this strategy
-// has run and v the run's --significance. Published coordinates are reset to 0 in the
+// whose accumulated value is significant, MLLess's per-parameter rule on the relative change
+//     |lr * acc[f]| > v / sqrt(k + 1) * |w[f]|      (i.e. |lr * acc[f] / w[f]| > v / sqrt(k + 1))
+// where w is the parameter vector at the start of the round, lr options.learning_rate (the run's
+// --lr: lr * acc is the change plain SGD would make; 1 when not given), k the number of rounds
+// this strategy has run and v the run's --significance. Published coordinates are reset to 0 in the
 // accumulator; the others keep accumulating until they pass. With v = 0 every non-zero
 // coordinate is published every round.
 //

@@ -127,8 +127,8 @@ Status StaleAllgather::CombineOldest(std::span<float> grad) {
 Status CheckStaleness(const std::string& name, int s) {
   if (s < 0 || s > kMaxStaleness) {
     return InvalidArgument(
-        "--staleness must be 0 (synchronous), 1 or {} (a peer may run at most that many rounds "
-        "ahead: the mailbox parks 4 rounds ahead of the last one collected), got {}",
+        "--staleness must be 0 (synchronous), 1 or {} (rounds a peer may run ahead of the "
+        "slowest), got {}",
         kMaxStaleness, s);
   }
   if (s > 0 && name != "allgather-average") {

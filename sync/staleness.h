@@ -17,6 +17,7 @@
 // bit-exact with an uninterrupted one). No view changes: a peer that dies stops the run.
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -29,9 +30,12 @@
 
 namespace p2p::sync {
 
-// S the mailbox can hold: a peer S rounds ahead sends round r+S while we collect r-S, and the
-// mailbox parks at most 4 rounds ahead of the last one collected.
 inline constexpr int kMaxStaleness = 2;
+// The mailbox window (Mailbox::Options::max_rounds_ahead) --staleness S needs: while a peer has
+// collected round r-S-1 and not yet r-S, another one may already send round r+S, 2S+1 ahead.
+inline constexpr uint64_t MaxRoundsAheadFor(int staleness) {
+  return staleness > 0 ? std::max<uint64_t>(4, 2 * static_cast<uint64_t>(staleness) + 1) : 4;
+}
 
 class StaleAllgather final : public Strategy {
  public:

@@ -61,9 +61,11 @@ struct StrategyOptions {
   uint64_t seed = 0;
   // How the W decoded gradients become one (sync/rules/rule.h); every peer must use the same.
   std::string rule = "mean";
-  // mlless (sync/mlless.h): the significance threshold v, and the parameters the update will be
-  // applied to (read at the start of each round).
+  // mlless (sync/mlless.h): the significance threshold v, the parameters the update will be
+  // applied to (read at the start of each round), and the learning rate that turns the
+  // accumulated gradient into a parameter change (0: compare the accumulated gradient itself).
   double significance = 0.01;
+  double learning_rate = 0;
   std::function<std::span<const float>()> parameters = nullptr;
   // Bounded staleness (sync/staleness.h): the update of round r is round r-S's; 0 = synchronous.
   int staleness = 0;

@@ -214,6 +214,23 @@ TEST(MllessRuleTest, PublishesExactlyTheSignificantCoordinates) {
   EXPECT_TRUE(statuses[0].ok()) << statuses[0].ToString();
 }
 
+// With a learning rate the rule weighs the parameter change lr * acc, not the gradient itself.
+TEST(MllessRuleTest, TheLearningRateScalesTheAccumulatedGradient) {
+  std::vector<float> w = {1.0f, 1.0f};
+  const auto statuses = RunGroup(1, [&](int, Mailbox& mailbox) -> Status {
+    P2P_ASSIGN_OR_RETURN(
+        auto s, MakeStrategy("mlless", mailbox,
+                             {.significance = 0.01, .learning_rate = 0.5, .parameters = [&] {
+                                return std::span<const float>(w);
+                              }}));
+    std::vector<float> g = {0.015f, 0.03f};  // changes of 0.0075 and 0.015 against 0.01
+    P2P_RETURN_IF_ERROR(s->Average({1, 0}, 8, g));
+    EXPECT_EQ(g, (std::vector<float>{0.0f, 0.03f}));
+    return Status::Ok();
+  });
+  EXPECT_TRUE(statuses[0].ok()) << statuses[0].ToString();
+}
+
 TEST(MllessRuleTest, StateRoundTripsAndGarbageIsRefused) {
   auto group = broker::MakeInProcGroup(1);
   Mailbox m(*group[0], {.run_id = "r"});
