@@ -32,9 +32,10 @@ namespace p2p::sync {
 
 inline constexpr int kMaxStaleness = 2;
 // The mailbox window (Mailbox::Options::max_rounds_ahead) --staleness S needs: while a peer has
-// collected round r-S-1 and not yet r-S, another one may already send round r+S, 2S+1 ahead.
+// collected round r-S-1 and not yet r-S, another one may have completed round r+S (it needs only
+// our round r) and send round r+S+1: 2S+2 ahead.
 inline constexpr uint64_t MaxRoundsAheadFor(int staleness) {
-  return staleness > 0 ? std::max<uint64_t>(4, 2 * static_cast<uint64_t>(staleness) + 1) : 4;
+  return staleness > 0 ? std::max<uint64_t>(4, 2 * static_cast<uint64_t>(staleness) + 2) : 4;
 }
 
 class StaleAllgather final : public Strategy {
