@@ -83,7 +83,7 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
         return s.ok() ? std::string() : s.message();
       });
   cmd.add_option("--significance", o.significance,
-                 "--strategy mlless: a coordinate is published once |accumulated gradient / "
+                 "--strategy mlless: a coordinate is published once |lr x accumulated gradient / "
                  "parameter| exceeds V / sqrt(round + 1) (MLLess's filter; 0.01 = 1 %, 0 = "
                  "every non-zero coordinate every round; docs/strategies.md)")
       ->transform(NonNegativeReal(1e6));

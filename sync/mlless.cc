@@ -22,7 +22,7 @@ constexpr uint64_t kMaxSavedRounds = uint64_t{1} << 24;
 Status CheckSignificance(double v) {
   if (!std::isfinite(v) || v < 0 || v > 1e6) {
     return InvalidArgument(
-        "--significance must be a finite number >= 0 (the relative change |accumulated "
+        "--significance must be a finite number >= 0 (the relative change |lr x accumulated "
         "gradient / parameter| a coordinate needs before it is published, e.g. 0.01 for 1 %), "
         "got {}",
         v);
