@@ -16,7 +16,11 @@
 #include "peer/rendezvous_auth.h"
 #include "peer/shard_check.h"
 #include "peer/spirt_peer.h"
+#include "sync/codecs/codec.h"
 #include "sync/comparative_strategies.h"
+#include "sync/mlless.h"
+#include "sync/rules/rule.h"
+#include "sync/staleness.h"
 
 namespace p2p::peer {
 namespace {
@@ -42,6 +46,24 @@ void AddConnectionFlags(CLI::App& cmd, PeerOptions& o) {
                  "p2ptrain)");
 }
 
+// What the strategy factory would refuse once the peers are connected, checked before that so a
+// bad flag fails at once. A view change redoes the current round with the survivors, but
+// --staleness has S rounds of the old members' gradients in flight that no one can redo
+// (sync/staleness.h).
+Status CheckStrategyFlags(const PeerOptions& o) {
+  P2P_RETURN_IF_ERROR(sync::CheckStaleness(o.strategy, o.staleness));
+  if (o.staleness > 0 && o.heartbeat_s > 0 && o.on_failure == "continue") {
+    return InvalidArgument(
+        "--staleness {} cannot survive a view change (rounds in flight would be lost); run it "
+        "with --on-failure stop (or --heartbeat 0)",
+        o.staleness);
+  }
+  if (o.strategy != "mlless") return Status::Ok();
+  P2P_ASSIGN_OR_RETURN(const auto codec, sync::codecs::ParseCodecSpec(o.compression));
+  P2P_ASSIGN_OR_RETURN(const auto rule, sync::rules::MakeRule(o.aggregation));
+  return sync::CheckMlless(o.significance, codec, rule->name());
+}
+
 void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
   cmd.add_option("--sync-every", o.sync_every,
                  "Minibatches per gradient exchange, or 'epoch': average the whole shard's "
@@ -63,6 +85,16 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
         const Status s = sync::CheckStrategyName(name);
         return s.ok() ? std::string() : s.message();
       });
+  cmd.add_option("--significance", o.significance,
+                 "--strategy mlless: a coordinate is published once |lr x accumulated gradient / "
+                 "parameter| exceeds V / sqrt(round + 1) (MLLess's filter; 0.01 = 1 %, 0 = "
+                 "every non-zero coordinate every round; docs/strategies.md)")
+      ->transform(NonNegativeReal(1e6));
+  cmd.add_option("--staleness", o.staleness,
+                 "Bounded staleness: round r applies the average of round r-S's gradients, so a "
+                 "peer computes up to S rounds ahead of the exchange (0 = synchronous; 1 or 2; "
+                 "--strategy allgather-average and --on-failure stop only; docs/strategies.md)")
+      ->transform(IntIn(0, 2));
   cmd.add_option("--compression", o.compression,
                  "Gradient codec on the wire: NAME[:key=value,...] with NAME one of none, fp16, "
                  "qsgd, qsgd-elias, qsgd-linf, uint8, topk (e.g. qsgd:bits=4,bucket=512, "
@@ -209,6 +241,7 @@ Action AddPeerCommand(CLI::App& app) {
   AddOffloadFlags(*cmd, config->offload);
   return [config, options] {
     Status s = FinishPeerFlags(*config, *options);
+    if (s.ok()) s = CheckStrategyFlags(*options);
     if (s.ok()) s = CheckShardForRun(*config, /*check_rank=*/true);
     if (s.ok()) s = RunPeer(*config, *options);
     return RunExitCode(s, *config);

@@ -25,6 +25,8 @@ struct PeerOptions {
   // 2(W-1)/W instead of W-1 gradients sent per peer), else allgather-average. FinishPeerFlags
   // resolves it.
   std::string strategy = "auto";
+  double significance = 0.01;  // --strategy mlless: v of the significance filter (sync/mlless.h)
+  int staleness = 0;           // rounds a peer may run ahead (sync/staleness.h); 0: synchronous
   std::string compression = "none";  // codec spec (sync/codecs/codec.h); canonical after Finish
   int qsgd_bits = 0;                 // --qsgd-bits (0: not given)
   int64_t qsgd_bucket = -1;          // --qsgd-bucket (-1: not given)

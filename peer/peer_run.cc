@@ -27,6 +27,7 @@
 #include "sync/membership/elastic.h"
 #include "sync/membership/heartbeat.h"
 #include "sync/rules/rule.h"
+#include "sync/staleness.h"
 #include "sync/strategy.h"
 
 namespace p2p::peer {
@@ -148,7 +149,9 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
       transport,
-      {.run_id = options.run_id, .authenticator = security ? security->authenticator() : nullptr});
+      {.run_id = options.run_id,
+       .max_rounds_ahead = sync::MaxRoundsAheadFor(options.staleness),
+       .authenticator = security ? security->authenticator() : nullptr});
   if (security != nullptr) {
     P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.connect_timeout_s))));
   }
@@ -163,7 +166,15 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   sync::StrategyOptions strategy_options{.peer_timeout = RoundTimeout(options),
                                          .codec = std::move(codec),
                                          .seed = config.seed,
-                                         .rule = options.aggregation};
+                                         .rule = options.aggregation,
+                                         .significance = options.significance,
+                                         .learning_rate = config.optimizer.lr,
+                                         .parameters =
+                                             [&trainer] {
+                                               return std::span<const float>(
+                                                   trainer.model().Params());
+                                             },
+                                         .staleness = options.staleness};
   if (attack != nullptr && attack->omniscient()) {
     strategy_options.omniscient_attack = {
         .attackers = attack->attackers(),
@@ -179,9 +190,10 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   }
   // Everything that must match, including where everyone starts (resumed runs).
   const std::string fingerprint =
-      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={}",
+      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
+                  "significance={} staleness={}",
                   config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
-                  options.strategy, options.aggregation);
+                  options.strategy, options.aggregation, options.significance, options.staleness);
   P2P_ASSIGN_OR_RETURN(
       auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                      static_cast<uint64_t>(trainer.local_steps()),

@@ -9,6 +9,7 @@
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
 #include "sync/reduce_scatter_codec.h"
+#include "sync/staleness.h"
 #include "sync/strategy_util.h"
 
 namespace p2p::sync {
@@ -183,6 +184,7 @@ Result<std::unique_ptr<Strategy>> MakeStrategy(const std::string& name, Mailbox&
   if (Status s = rule->CheckCount(static_cast<size_t>(mailbox.size())); !s.ok()) {
     return s.Annotate(fmt::format("--aggregation with {} peers", mailbox.size()));
   }
+  if (auto stale = MakeStaleStrategy(name, mailbox, options)) return std::move(*stale);
   if (name == "allgather-average") {
     P2P_ASSIGN_OR_RETURN(codecs::CodecConfig codec, codecs::CanonicalCodecConfig(options.codec));
     StrategyOptions canonical = options;

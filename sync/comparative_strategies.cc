@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "sync/allreduce_master.h"
+#include "sync/mlless.h"
 #include "sync/reduce_scatter_average.h"
 #include "sync/sharded_reduce.h"
 
@@ -43,6 +44,13 @@ Result<std::unique_ptr<Strategy>> MakeSharded(const std::string& name, int shard
   return std::unique_ptr<Strategy>(std::make_unique<ShardedReduce>(mailbox, options, shards, name));
 }
 
+// mlless sends sparse raw values (its own body) and sums them: no codec, and only the mean.
+Result<std::unique_ptr<Strategy>> MakeMlless(Mailbox& mailbox, const StrategyOptions& options,
+                                             const rules::Rule& rule) {
+  P2P_RETURN_IF_ERROR(CheckMlless(options.significance, options.codec, rule.name()));
+  return std::unique_ptr<Strategy>(std::make_unique<Mlless>(mailbox, options));
+}
+
 }  // namespace
 
 std::optional<Result<std::unique_ptr<Strategy>>> MakeComparativeStrategy(
@@ -56,6 +64,7 @@ std::optional<Result<std::unique_ptr<Strategy>>> MakeComparativeStrategy(
     canonical.codec = std::move(*codec);
     return Made(std::unique_ptr<Strategy>(std::make_unique<AllreduceMaster>(mailbox, canonical)));
   }
+  if (name == "mlless") return MakeMlless(mailbox, options, rule);
   if (name == "scatter-reduce") {  // LambdaML's name for reduce-scatter-average's pattern
     if (Status s = CheckShardable(name, options, rule); !s.ok()) return Made(s);
     return Made(
@@ -68,7 +77,7 @@ std::optional<Result<std::unique_ptr<Strategy>>> MakeComparativeStrategy(
 }
 
 std::vector<std::string> ComparativeStrategyNames() {
-  return {"allreduce-master", "scatter-reduce", "hierarchical:shards=M", "k-reduce:k=K"};
+  return {"allreduce-master", "scatter-reduce", "hierarchical:shards=M", "k-reduce:k=K", "mlless"};
 }
 
 Status CheckStrategyName(const std::string& name) {

@@ -72,6 +72,14 @@ struct StrategyOptions {
         corrupt;
   };
   std::optional<OmniscientAttack> omniscient_attack;
+  // mlless (sync/mlless.h): the significance threshold v, the parameters the update will be
+  // applied to (read at the start of each round), and the learning rate that turns the
+  // accumulated gradient into a parameter change (0: compare the accumulated gradient itself).
+  double significance = 0.01;
+  double learning_rate = 0;
+  std::function<std::span<const float>()> parameters = nullptr;
+  // Bounded staleness (sync/staleness.h): the update of round r is round r-S's; 0 = synchronous.
+  int staleness = 0;
 };
 
 // By name ("allgather-average"); an unknown name, an invalid codec or rule, or a rule the
