@@ -60,7 +60,7 @@ Status Mailbox::SendLocked(broker::Envelope& env, int to) {
     if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
     P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
     for (int r : view_.members) {
-      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes, env.type));
+      if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes));
     }
     return Status::Ok();
   }
@@ -77,32 +77,23 @@ Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
   if (options_.authenticator != nullptr) P2P_RETURN_IF_ERROR(options_.authenticator->Sign(env));
   P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
   if (to == broker::kAllRanks) return transport_.Broadcast(bytes);
-  return SendBytes(to, bytes, env.type);
+  return SendBytes(to, bytes);
 }
 
-// Sends to one rank. With failure detection a rank the transport cannot reach is skipped until it
-// is heard from again, instead of failing the caller: if it is dead its silence gets it suspected
-// and the view change deals with it; if it was only slow it asks for what it missed (RESEND).
-Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes, broker::MessageType type) {
-  // What decides the membership, or was asked for by the rank itself, is worth one more blocked
-  // send; the rest (heartbeats, round messages: those are asked for again) is not.
-  const bool try_anyway = type == broker::MessageType::kViewPropose ||
-                          type == broker::MessageType::kViewInstall || resending_;
+// Sends to one rank. With failure detection a rank the transport cannot reach is reported gone
+// (and skipped from then on) instead of failing the caller: the failure detector and the view
+// change deal with it.
+Status Mailbox::SendBytes(int to, std::span<const std::byte> bytes) {
   {
     std::lock_guard live(liveness_mu_);
-    if (detector_ && (detector_->IsGone(to) || (detector_->IsUnreachable(to) && !try_anyway))) {
-      return Status::Ok();
-    }
+    if (detector_ && detector_->IsGone(to)) return Status::Ok();
   }
   Status s = transport_.Send(to, bytes);
   if (s.code() != StatusCode::kUnavailable) return s;
   std::lock_guard live(liveness_mu_);
   if (!detector_) return s;
-  spdlog::warn(
-      "rank {} did not take a message ({}); skipping it until it is heard from again, and "
-      "suspecting it if it stays silent for the peer timeout",
-      to, s.message());
-  detector_->Unreachable(to);
+  spdlog::warn("rank {} cannot be reached ({}); suspecting it", to, s.message());
+  detector_->Gone(to);
   return Status::Ok();
 }
 

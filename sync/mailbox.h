@@ -214,8 +214,7 @@ class Mailbox {
   bool Admit(const broker::Envelope& env);
   void Park(broker::Envelope env);
   Status SignAndSend(broker::Envelope& env, int receiver, int to);
-  // `type` decides whether an unreachable rank is tried anyway (see SendBytes).
-  Status SendBytes(int to, std::span<const std::byte> bytes, broker::MessageType type);
+  Status SendBytes(int to, std::span<const std::byte> bytes);
   bool WatchingLiveness();
   // Whether `env` is no longer acceptable under the current view (and was rejected).
   bool RejectedByView(const broker::Envelope& env);
@@ -242,7 +241,6 @@ class Mailbox {
   broker::Clock::time_point view_installed_at_{};
   std::map<int, broker::Clock::time_point> install_forwarded_at_;
   RecoveryCounts recovery_;
-  bool resending_ = false;  // under send_mu_: AnswerResend is sending
 };
 
 // Whether messages of `type` belong to one view (gradients, aggregates, an epoch's totals): those

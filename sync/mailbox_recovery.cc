@@ -103,9 +103,7 @@ void Mailbox::AnswerResend(const broker::Envelope& request) {
       ++sent.resent[asker];
       broker::Envelope copy = e;
       copy.signature.clear();
-      resending_ = true;
       Status s = SignAndSend(copy, asker, asker);
-      resending_ = false;
       if (!s.ok()) {
         spdlog::warn("could not send {} again to rank {}: {}", broker::MessageTypeName(e.type),
                      asker, s.message());

@@ -12,17 +12,6 @@ void FailureDetector::Heard(int rank, Clock::time_point now) {
   auto it = watched_.find(rank);
   if (it == watched_.end() || it->second.gone) return;
   if (now > it->second.last_heard) it->second.last_heard = now;
-  it->second.unreachable = false;
-}
-
-void FailureDetector::Unreachable(int rank) {
-  auto it = watched_.find(rank);
-  if (it != watched_.end()) it->second.unreachable = true;
-}
-
-bool FailureDetector::IsUnreachable(int rank) const {
-  const auto it = watched_.find(rank);
-  return it != watched_.end() && (it->second.gone || it->second.unreachable);
 }
 
 void FailureDetector::Gone(int rank) {
@@ -57,7 +46,7 @@ std::optional<FailureDetector::Clock::time_point> FailureDetector::NextSuspicion
 void FailureDetector::Watch(const std::vector<int>& members, Clock::time_point now) {
   watched_.clear();
   for (int r : members) {
-    if (r != self_) watched_.emplace(r, Entry{now});
+    if (r != self_) watched_.emplace(r, Entry{now, false});
   }
 }
 

@@ -2,10 +2,7 @@
 //
 // Fed with "heard from rank r at time t" (any authenticated message, heartbeats included) and with
 // the transports' own signals ("rank r is gone": a ZeroMQ disconnect, an AMQP queue deleted), it
-// suspects a rank after `timeout` of silence or at once when gone. A send that could not be
-// delivered in time only marks the rank unreachable: sends to it are skipped until it is heard
-// from again, but it is suspected only by its silence (on a starved machine a live peer can be
-// slow to drain; what it missed it asks for again, sync/mailbox.h). Time is always passed in, so
+// suspects a rank after `timeout` of silence or at once when gone. Time is always passed in, so
 // tests script it and nothing here sleeps or reads a clock.
 //
 // Thread-safety: none; the owner serialises calls.
@@ -33,9 +30,6 @@ class FailureDetector {
   void Gone(int rank);
   // Whether the transport reported `rank` unreachable (Gone) since it was last watched.
   bool IsGone(int rank) const;
-  // A send to `rank` failed: skip it (IsUnreachable) until it is heard from again.
-  void Unreachable(int rank);
-  bool IsUnreachable(int rank) const;
   // Watched ranks silent for longer than the timeout, or gone; ascending.
   std::vector<int> Suspects(Clock::time_point now) const;
   // The earliest moment a rank not yet suspected becomes suspect (a receive deadline); nullopt
@@ -50,7 +44,6 @@ class FailureDetector {
   struct Entry {
     Clock::time_point last_heard;
     bool gone = false;
-    bool unreachable = false;
   };
   int self_;
   Clock::duration timeout_;

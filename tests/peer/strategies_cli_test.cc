@@ -179,11 +179,10 @@ void ExpectSurvivorsOfAggregatorKill(const std::string& strategy, int victim) {
 }
 
 // DISABLED: with --peer-timeout 3 these need sends to live peers to go through within 750 ms (a
-// quarter of it), which a 2-core machine at load 15-20 does not give. Since lost messages are
-// asked for again (sync/mailbox_recovery.cc) and a failed send no longer convicts a live peer,
-// hierarchical passed 4 of 4 runs and allreduce-master 2 of 4 at load 11-21; both failures were
-// "lost quorum: 2 of 4 ranks reachable (1, 3)" after sends to the live rank 2 timed out during the
-// view change — a clear stop, no longer a hang. Run them with --gtest_also_run_disabled_tests.
+// quarter of it), which a 2-core machine at load 15-20 does not give: a send that times out
+// marks a live rank gone, and a second view change loses quorum. Lost messages between live
+// peers are now asked for again (sync/mailbox_recovery.cc), so none of these runs hangs any more;
+// they pass or stop with "lost quorum". Run them with --gtest_also_run_disabled_tests.
 TEST(StrategiesCliTest, DISABLED_AllreduceMasterSurvivesTheKillOfItsAggregator) {
   ExpectSurvivorsOfAggregatorKill("allreduce-master", 0);
 }

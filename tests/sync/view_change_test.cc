@@ -203,22 +203,6 @@ TEST(ViewMessages, RoundTripAndHostileBodies) {
             StatusCode::kInvalidArgument);
 }
 
-TEST(FailureDetector, AnUnreachableRankIsSkippedUntilHeardButSuspectedOnlyBySilence) {
-  using Clock = FailureDetector::Clock;
-  const auto t0 = Clock::time_point{} + 100s;
-  FailureDetector fd(0, {0, 1, 2}, 3s, t0);
-  fd.Unreachable(1);
-  EXPECT_TRUE(fd.IsUnreachable(1));
-  EXPECT_FALSE(fd.IsUnreachable(2));
-  EXPECT_TRUE(fd.Suspects(t0 + 1s).empty());  // a failed send alone is no proof of death
-  fd.Heard(1, t0 + 2s);
-  EXPECT_FALSE(fd.IsUnreachable(1));  // it answered: send to it again
-  fd.Unreachable(2);
-  EXPECT_EQ(fd.Suspects(t0 + 4s), (std::vector<int>{2}));  // and silence still convicts
-  fd.Gone(1);
-  EXPECT_TRUE(fd.IsUnreachable(1));
-}
-
 TEST(FailureDetector, SuspectsSilentAndGoneRanksOnly) {
   using Clock = FailureDetector::Clock;
   const auto t0 = Clock::time_point{} + 100s;
