@@ -50,7 +50,9 @@ inline constexpr uint64_t kDefaultMaxEnvelopeBytes = uint64_t{256} << 20;
   X(kParamsHash, 12, "PARAMS_HASH")   \
   X(kEpochEnd, 13, "EPOCH_END")       \
   X(kViewPropose, 14, "VIEW_PROPOSE") \
-  X(kViewInstall, 15, "VIEW_INSTALL")
+  X(kViewInstall, 15, "VIEW_INSTALL") \
+  X(kJoinRequest, 16, "JOIN_REQUEST") \
+  X(kState, 17, "STATE")
 
 enum class MessageType : uint8_t {
 #define P2P_ENVELOPE_TYPE_ENUM(e, v, n) e = v,

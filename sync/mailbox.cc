@@ -181,8 +181,16 @@ bool Mailbox::Admit(const broker::Envelope& env) {
   return verdict.action == Authenticator::Action::kAccept;
 }
 
+// What a restarted rank outside the view sends to be admitted again (docs/membership.md,
+// "Rejoining"): its handshake and its request. The authenticator still judges all of it.
+static bool RejoinTraffic(broker::MessageType type) {
+  using broker::MessageType;
+  return type == MessageType::kJoin || type == MessageType::kWelcome ||
+         type == MessageType::kJoinRequest;
+}
+
 bool Mailbox::RejectedByView(const broker::Envelope& env) {
-  if (!view_.Contains(env.sender)) {
+  if (!view_.Contains(env.sender) && !RejoinTraffic(env.type)) {
     Reject("evicted_sender",
            fmt::format("rank {} is not a member of view {} ({}): it was evicted, and nothing it "
                        "sends is applied",
