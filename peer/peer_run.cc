@@ -135,6 +135,19 @@ nlohmann::json ViewChangesJson(std::vector<sync::membership::ViewChangeRecord> c
           {"view_changes", std::move(list)}};
 }
 
+// A robust rule's precondition (krum's n >= 2f + 3, ...) was checked for the run's size at start;
+// a view that lost members must meet it too. Relaxing it (a smaller f) would weaken what the rule
+// guarantees without the user knowing, so the survivors stop instead (docs/membership.md).
+Status CheckRuleInView(const sync::rules::Rule& rule, const std::string& spec,
+                       const sync::membership::View& view) {
+  Status s = rule.CheckCount(view.members.size());
+  if (s.ok()) return s;
+  return Unavailable(
+      "view {} has {} members (ranks {}), too few for --aggregation {}: {}; the survivors stop "
+      "rather than weaken the rule (use a rule that fewer peers can meet)",
+      view.id, view.members.size(), sync::membership::RankList(view.members), spec, s.message());
+}
+
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
@@ -208,8 +221,12 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
                    Millis(options.connect_timeout_s));
     }
   }
+  P2P_ASSIGN_OR_RETURN(std::shared_ptr<sync::rules::Rule> rule,
+                       sync::rules::MakeRule(options.aggregation));
   ElasticSync elastic(mailbox, *strategy, membership ? &*membership : nullptr,
-                      RoundTimeout(options));
+                      RoundTimeout(options), [rule, &options](const sync::membership::View& view) {
+                        return CheckRuleInView(*rule, options.aggregation, view);
+                      });
   trainer.set_gradient_hook(
       [&](const StepInfo& info, std::span<float> grad) -> Result<RoundOutcome> {
         if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
