@@ -79,7 +79,11 @@ Status Rehandshake(sync::Mailbox& mailbox, sync::SessionAuthenticator& auth,
         broker::Envelope join;
         join.type = MessageType::kJoin;
         join.body = auth.handshake().JoinMessage();
-        P2P_RETURN_IF_ERROR(mailbox.Send(std::move(join), r));
+        // A rank that cannot take it now (dead, or its run ended) may later: the deadline decides.
+        if (Status s = mailbox.Send(std::move(join), r);
+            !s.ok() && s.code() != StatusCode::kUnavailable) {
+          return s;
+        }
       }
       next_resend = broker::Clock::now() + kJoinResend;
     }

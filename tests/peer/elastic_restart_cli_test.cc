@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -18,6 +19,7 @@
 
 #include "tests/support/file_watch.h"
 #include "tests/support/peer_files.h"
+#include "tests/support/run_keys.h"
 #include "tests/support/subprocess.h"
 
 namespace p2p {
@@ -156,6 +158,114 @@ TEST(ElasticRestartCliTest, ARankKilledInEpoch2IsRestartedRejoinsAndAllEndIdenti
       }
     }
     EXPECT_TRUE(saw_evicted && saw_joined) << "rank " << r;
+  }
+}
+
+std::vector<std::string> PeerArgv(int rank, const test::TempDir& dir,
+                                  const std::vector<std::string>& identity) {
+  std::vector<std::string> argv = {test::P2ptrainBin(),
+                                   "peer",
+                                   "--size",
+                                   std::to_string(kSize),
+                                   "--rank",
+                                   std::to_string(rank),
+                                   "--threads",
+                                   "1",
+                                   "--progress",
+                                   "off",
+                                   "--metrics",
+                                   test::MetricsFile(dir, rank),
+                                   "--model",
+                                   "mlp",
+                                   "--dataset",
+                                   "fashion-mnist",
+                                   "--epochs",
+                                   "3",
+                                   "--peer-timeout",
+                                   "3",
+                                   "--transport",
+                                   "zmq",
+                                   "--peers",
+                                   test::IpcPeers(dir, kSize)};
+  argv.insert(argv.end(), identity.begin(), identity.end());
+  return argv;
+}
+
+// A "restarted" rank 3 whose key is not in the run's trust store: every member refuses its JOIN
+// (untrusted_key, counted in their metrics), it stops with the reason at --connect-timeout, and
+// the three members finish undisturbed.
+TEST(ElasticRestartCliTest, AJoinerWithAKeyNotInTheRunIsRefusedAndCounted) {
+  test::TempDir dir;
+  std::vector<std::unique_ptr<test::Child>> members;
+  for (int r = 0; r < kSize; ++r) {
+    members.push_back(
+        std::make_unique<test::Child>(PeerArgv(r, dir, test::IdentityFlags(kSize, r))));
+  }
+  ASSERT_TRUE(test::WaitForFile(
+      members[kVictim]->err_path(),
+      [&] {
+        return test::ReadFile(members[kVictim]->err_path()).find("agree on the configuration") !=
+               std::string::npos;
+      },
+      2min));
+  members[kVictim]->Kill(SIGKILL);
+  // Another run's key for rank 3, with this run's trust directory (so it trusts the members).
+  const std::vector<std::string> foreign = test::IdentityFlags(kSize + 1, kVictim);
+  const std::vector<std::string> run = test::IdentityFlags(kSize, kVictim);
+  std::vector<std::string> identity = {foreign[0], foreign[1]};  // --key PATH
+  for (size_t i = 0; i + 1 < run.size(); ++i) {
+    if (run[i] == "--trust") identity.insert(identity.end(), {run[i], run[i + 1]});
+  }
+  ASSERT_EQ(identity.size(), 4u);
+  std::vector<std::string> argv = PeerArgv(kVictim, dir, identity);
+  argv.insert(argv.end(), {"--join", "--connect-timeout", "15"});
+  test::Child rogue(argv);
+
+  const test::ProcessResult refused = rogue.Wait(5min);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_NE(refused.err.find("did not take this restarted peer back"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("not in the trust store"), std::string::npos) << refused.err;
+  for (int r = 0; r < kVictim; ++r) {
+    const test::ProcessResult res = members[r]->Wait(5min);
+    ASSERT_EQ(res.exit_code, 0) << "rank " << r << ": " << res.err;
+    EXPECT_NE(res.out.find("all 3 live peers agree (view 1: ranks 0, 1, 2)"), std::string::npos)
+        << res.out;
+    uint64_t untrusted = 0;
+    for (const auto& rec : test::Records(dir, r)) {
+      untrusted += rec["rejected"].value("untrusted_key", uint64_t{0});
+    }
+    EXPECT_GT(untrusted, 0u) << "rank " << r << " did not count the refused JOINs";
+  }
+}
+
+// A robust rule checked for the run's size at start must hold in a view that lost members too:
+// multi-krum:f=0,m=4 averages 4 inputs, which 3 survivors cannot give. They stop with an error
+// naming the view and the rule instead of weakening it.
+TEST(ElasticRestartCliTest, ARuleTheSurvivorsCannotMeetStopsThemWithAClearError) {
+  test::TempDir dir;
+  std::vector<std::unique_ptr<test::Child>> peers;
+  for (int r = 0; r < kSize; ++r) {
+    std::vector<std::string> argv = PeerArgv(r, dir, test::IdentityFlags(kSize, r));
+    argv.insert(argv.end(), {"--aggregation", "multi-krum:f=0,m=4"});
+    peers.push_back(std::make_unique<test::Child>(argv));
+  }
+  ASSERT_TRUE(test::WaitForFile(
+      peers[kVictim]->err_path(),
+      [&] {
+        return test::ReadFile(peers[kVictim]->err_path()).find("agree on the configuration") !=
+               std::string::npos;
+      },
+      2min));
+  peers[kVictim]->Kill(SIGKILL);
+  for (int r = 0; r < kVictim; ++r) {
+    const test::ProcessResult res = peers[r]->Wait(5min);
+    ASSERT_FALSE(res.timed_out) << "rank " << r << " hung";
+    EXPECT_EQ(res.exit_code, 1) << res.err;
+    EXPECT_NE(res.err.find("view 1 has 3 members (ranks 0, 1, 2), too few for --aggregation "
+                           "multi-krum"),
+              std::string::npos)
+        << res.err;
   }
 }
 
