@@ -51,6 +51,8 @@ inline constexpr uint64_t kDefaultMaxEnvelopeBytes = uint64_t{256} << 20;
   X(kEpochEnd, 13, "EPOCH_END")       \
   X(kViewPropose, 14, "VIEW_PROPOSE") \
   X(kViewInstall, 15, "VIEW_INSTALL") \
+  X(kJoinRequest, 16, "JOIN_REQUEST") \
+  X(kState, 17, "STATE")              \
   X(kResend, 18, "RESEND")
 
 enum class MessageType : uint8_t {

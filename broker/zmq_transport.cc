@@ -417,7 +417,9 @@ Status ZmqTransport::Impl::DrainDealer(int peer) {
 
 bool ZmqTransport::Impl::AllConnected() const {
   for (int peer = 0; peer < options.size; ++peer) {
-    if (peer != options.rank && !(hello_from[peer] && ack_from[peer])) return false;
+    if (peer != options.rank && !((hello_from[peer] || options.joining) && ack_from[peer])) {
+      return false;
+    }
   }
   return true;
 }

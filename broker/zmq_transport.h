@@ -58,6 +58,9 @@ struct ZmqTransportOptions {
       60000};  // incomplete messages idle longer are dropped
   // Connections kept per claimed rank; a new one replaces the one heard from least recently.
   int max_links_per_rank = 4;
+  // Joining a running run (`p2ptrain peer --join`): the members sent their HELLOs when the run
+  // started, so Connect waits only for every rank's HELLO_ACK (our connections to them).
+  bool joining = false;
 };
 
 // The reassembly limits a ZmqTransport with `options` uses.

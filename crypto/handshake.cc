@@ -150,6 +150,14 @@ std::vector<int> JoinHandshake::missing() const {
   return out;
 }
 
+void JoinHandshake::Forget(int peer) {
+  proven_.erase(peer);
+  answered_.erase(peer);
+  refused_.erase(peer);
+  told_.erase(peer);
+  std::erase_if(key_owner_, [peer](const auto& entry) { return entry.second == peer; });
+}
+
 std::string JoinHandshake::MissingReport() const {
   std::vector<std::string> parts;
   for (int r : missing()) {

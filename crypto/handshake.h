@@ -80,6 +80,11 @@ class JoinHandshake {
   // us, e.g. "rank 2: its JOIN was refused: key SHA256:... is not in the trust store".
   std::string MissingReport() const;
 
+  // Drops what this handshake knows of `peer` (its session keys, key binding and answered JOINs),
+  // so that a restarted `peer` can run the handshake again with a fresh JOIN (elastic rejoin,
+  // docs/membership.md). Nonces already seen stay refused: an old JOIN cannot be replayed.
+  void Forget(int peer);
+
   // Session keys with a proven rank; nullptr until it is proven.
   const PairKeys* keys(int peer) const;
   const Fingerprint& fingerprint() const { return config_.key->fingerprint(); }

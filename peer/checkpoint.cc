@@ -154,11 +154,17 @@ Status SaveCheckpoint(const std::string& dir, const Checkpoint& ckpt) {
   return WriteAtomically(CheckpointPath(dir), Serialize(ckpt));
 }
 
+std::string SerializeCheckpoint(const Checkpoint& ckpt) { return Serialize(ckpt); }
+
 Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
   const std::string path = CheckpointPath(dir);
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("no checkpoint at {}", path);
   const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return ParseCheckpoint(data, path);
+}
+
+Result<Checkpoint> ParseCheckpoint(std::string_view data, const std::string& path) {
   if (data.size() < sizeof(kMagic) + 4 || std::memcmp(data.data(), kMagic, sizeof(kMagic)) != 0) {
     return Corrupt(path, "not a p2ptrain checkpoint (bad magic)");
   }
@@ -168,7 +174,7 @@ Result<Checkpoint> LoadCheckpoint(const std::string& dir) {
       crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size() - 4));
   if (static_cast<uint32_t>(crc) != stored_crc) return Corrupt(path, "checksum mismatch");
 
-  Reader r(std::string_view(data).substr(sizeof(kMagic), data.size() - sizeof(kMagic) - 4));
+  Reader r(data.substr(sizeof(kMagic), data.size() - sizeof(kMagic) - 4));
   Checkpoint c;
   uint64_t meta_len = 0;
   std::string meta;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -43,6 +44,11 @@ std::string CheckpointPath(const std::string& dir);
 Status SaveCheckpoint(const std::string& dir, const Checkpoint& ckpt);
 // kNotFound if there is no checkpoint; kDataLoss naming the file if it is corrupt or truncated.
 Result<Checkpoint> LoadCheckpoint(const std::string& dir);
+// The file's bytes, in memory: what a member sends a rejoining peer (docs/membership.md).
+std::string SerializeCheckpoint(const Checkpoint& ckpt);
+// Parses bytes in the file format (checksum, bounded lengths) as untrusted input; kDataLoss
+// naming `what` (the file, or the sender) if they are corrupt or truncated.
+Result<Checkpoint> ParseCheckpoint(std::string_view data, const std::string& what);
 
 // Checks `dir` (--checkpoint-dir; empty: none) before training starts: it is created if missing
 // and must take a new file (probed by creating and removing one, which also catches read-only

@@ -37,6 +37,7 @@ struct LaunchArgs {
   int zmq_base_port = 0;  // 0: ipc:// endpoints in a private temp directory
   std::string progress = "auto";
   double grace_s = 5;
+  int max_restarts = 0;  // per rank; restarted peers rejoin (--join)
   std::vector<std::string> peer_args;
   CLI::Option* broker_flag = nullptr;
   std::string store;         // "redis": one redis-server per peer (peer/launch_redis.h)
@@ -56,6 +57,7 @@ constexpr ReservedFlag kReservedFlags[] = {
     {"--transport", "pass --transport to launch"},
     {"--broker", "pass --broker to launch"},
     {"--progress", "launch shows one combined line (set it with launch --progress)"},
+    {"--join", "launch adds it to a restarted peer (launch --max-restarts N)"},
 };
 
 Status CheckPeerArgs(const std::vector<std::string>& peer_args) {
@@ -68,6 +70,29 @@ Status CheckPeerArgs(const std::vector<std::string>& peer_args) {
             reserved.flag, reserved.instead);
       }
     }
+  }
+  return Status::Ok();
+}
+
+bool SurvivesFailures(const std::vector<std::string>& peer_args);
+std::string PeerFlagValue(const std::vector<std::string>& args, const std::string& name,
+                          const std::string& fallback);
+
+// A restarted peer rejoins the run (`peer --join`): only peers that survive failures evict it and
+// admit it back, and only over ZeroMQ so far.
+Status CheckRestarts(const LaunchArgs& a) {
+  if (a.max_restarts == 0) return Status::Ok();
+  if (!SurvivesFailures(a.peer_args)) {
+    return InvalidArgument(
+        "--max-restarts {} needs peers that survive failures (--on-failure continue and "
+        "--heartbeat > 0, the defaults): a restarted peer rejoins a run that went on without it",
+        a.max_restarts);
+  }
+  if (a.transport != "zmq" || PeerFlagValue(a.peer_args, "--strategy", "auto") == "spirt" ||
+      !a.store.empty()) {
+    return InvalidArgument(
+        "--max-restarts is implemented for --transport zmq without --strategy spirt (a restarted "
+        "peer cannot rejoin over RabbitMQ or with SPIRT's databases yet)");
   }
   return Status::Ok();
 }
@@ -89,7 +114,8 @@ Status CheckArgs(const LaunchArgs& a) {
   if (a.run_id.empty() || !id_ok || a.run_id.front() == '.') {
     return InvalidArgument("--run-id '{}' must be letters, digits, '-', '_' or '.'", a.run_id);
   }
-  return CheckPeerArgs(a.peer_args);
+  P2P_RETURN_IF_ERROR(CheckPeerArgs(a.peer_args));
+  return CheckRestarts(a);
 }
 
 // The value of `flag` in the peer flags ("--flag V" or "--flag=V"), or nothing.
@@ -312,6 +338,9 @@ Status RunLaunch(LaunchArgs& a) {
     if (keys) {
       for (std::string& f : keys->PeerFlags(r)) spec.argv_per_rank.back().push_back(std::move(f));
     }
+    // Same rank, same key, same endpoints: the restarted peer asks the members to take it back.
+    spec.restart_argv_per_rank.push_back(spec.argv_per_rank.back());
+    spec.restart_argv_per_rank.back().push_back("--join");
   }
   std::unique_ptr<LaunchedRedis> redis;
   if (a.store == "redis") {
@@ -333,6 +362,7 @@ Status RunLaunch(LaunchArgs& a) {
   // SPIRT peers stop on a lost peer (no view change for the databases yet).
   const bool spirt = redis || PeerFlagValue(a.peer_args, "--strategy", "auto") == "spirt";
   options.tolerated_failures = SurvivesFailures(a.peer_args) && !spirt ? (a.size - 1) / 2 : 0;
+  options.max_restarts = static_cast<size_t>(a.max_restarts);
   P2P_ASSIGN_OR_RETURN(LaunchResult result, RunGroup(spec, options));
   PrintResults(a, result);
   return Status::Ok();
@@ -354,7 +384,9 @@ constexpr const char* kDescription =
     "without it as long as a strict majority lives (--on-failure continue, the default; "
     "docs/membership.md); otherwise (or with --on-failure stop) the others are stopped (SIGTERM, "
     "SIGKILL after --grace) and launch exits non-zero with that peer's error and last output "
-    "lines. "
+    "lines. With --max-restarts N a peer that dies is started again (same rank, same key) up to N "
+    "times and rejoins: the others evict it, then admit it back at the end of an epoch with the "
+    "run's parameters and optimizer state (docs/membership.md).\n"
     "Ctrl-C stops all peers.\n"
     "Example:\n"
     "  p2ptrain launch --size 4 -- --dataset fashion-mnist --model mlp --epochs 3\n"
@@ -385,6 +417,10 @@ Action AddLaunchCommand(CLI::App& app) {
   cmd->add_option("--grace", args->grace_s,
                   "Seconds the other peers get to exit after a failure before SIGKILL")
       ->transform(NonNegativeReal());
+  cmd->add_option("--max-restarts", args->max_restarts,
+                  "Times each peer that dies is restarted; it rejoins the run (`peer --join`, "
+                  "zmq only). Default 0: a dead peer stays gone")
+      ->transform(IntIn(0, 1000));
   cmd->add_option("--store", args->store,
                   "redis: start one private redis-server per peer (unix socket, random password, "
                   "no persistence, the p2ptrain module) for --strategy spirt, stopped at exit")

@@ -158,6 +158,16 @@ void AddSyncFlags(CLI::App& cmd, PeerOptions& o) {
                  "configuration at start")
       ->transform(PositiveReal())
       ->default_str("120");
+  cmd.add_flag("--join", o.join,
+               "Rejoin a running run as this rank restarted (what launch --max-restarts runs): "
+               "handshake with the members again, wait for them to admit this rank at the end "
+               "of an epoch, take the parameters, optimizer and epoch from them (checked against "
+               "the parameter hash every member reports) and train on (docs/membership.md)");
+  cmd.add_option("--join-timeout", o.join_timeout_s,
+                 "--join: seconds to wait for the members to admit this rank (they do at the end "
+                 "of their current epoch)")
+      ->transform(PositiveReal())
+      ->default_str("600");
 }
 
 void AddBrokerFlags(CLI::App& cmd, broker::RendezvousOptions& o, std::string& trust) {

@@ -10,16 +10,18 @@ using sync::membership::kEpochEndStep;
 
 ElasticSync::ElasticSync(sync::Mailbox& mailbox, sync::Strategy& strategy,
                          sync::membership::Membership* membership,
-                         broker::Clock::duration round_timeout)
+                         broker::Clock::duration round_timeout, ViewCheck check_view)
     : mailbox_(mailbox),
       strategy_(strategy),
       membership_(membership),
-      round_timeout_(round_timeout) {}
+      round_timeout_(round_timeout),
+      check_view_(std::move(check_view)) {}
 
 Result<bool> ElasticSync::RecoverFrom(const Status& failure) {
   if (membership_ == nullptr) return failure;
   const sync::Round mine = membership_->completed();
   P2P_ASSIGN_OR_RETURN(const sync::Round resume, membership_->Recover(failure));
+  if (check_view_) P2P_RETURN_IF_ERROR(check_view_(mailbox_.view()));
   if (resume == mine) return true;
   if (resume > mine) {
     return Internal("view change resumes after epoch {} step {}, a round this peer never completed",
@@ -82,8 +84,8 @@ Result<RoundOutcome> ElasticSync::EpochEnd(int epoch, sync::EpochTotals& totals)
 
 Status ElasticSync::End(uint64_t epochs_done, const std::string& param_hash) {
   while (true) {
-    Status s = sync::AgreeOnEnd(mailbox_, epochs_done, param_hash,
-                                broker::Clock::now() + round_timeout_);
+    Status s =
+        sync::AgreeOnEnd(mailbox_, epochs_done, param_hash, broker::Clock::now() + round_timeout_);
     if (s.ok()) return s;
     P2P_ASSIGN_OR_RETURN(const bool redo_this, RecoverFrom(s));
     if (!redo_this) return s.Annotate("a member died while the run was ending");

@@ -10,6 +10,7 @@
 // Thread-safety: the training thread only.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -24,9 +25,13 @@ namespace p2p::peer {
 
 class ElasticSync {
  public:
-  // `membership` may be nullptr (--on-failure stop, or no failure detection).
+  // Judges a view installed after a failure before any round runs in it; an error ends the run.
+  using ViewCheck = std::function<Status(const sync::membership::View&)>;
+  // `membership` may be nullptr (--on-failure stop, or no failure detection). `check_view` may be
+  // empty.
   ElasticSync(sync::Mailbox& mailbox, sync::Strategy& strategy,
-              sync::membership::Membership* membership, broker::Clock::duration round_timeout);
+              sync::membership::Membership* membership, broker::Clock::duration round_timeout,
+              ViewCheck check_view = {});
 
   Result<RoundOutcome> Round(const StepInfo& info, std::span<float> grad);
   Result<RoundOutcome> EpochEnd(int epoch, sync::EpochTotals& totals);
@@ -42,6 +47,7 @@ class ElasticSync {
   sync::Strategy& strategy_;
   sync::membership::Membership* membership_;
   broker::Clock::duration round_timeout_;
+  ViewCheck check_view_;
   std::vector<float> local_;  // this peer's gradient of the round in flight
   // The strategy's codec state before the round in flight and before the previous round.
   std::vector<std::vector<float>> state_before_, state_before_previous_;

@@ -204,10 +204,13 @@ class Group {
   void MaybeRedraw();
   void ClearProgress();
   Status FailureStatus(size_t r) const;
+  // Starts failed rank `r` again if it has restarts left; false if not (or if starting failed).
+  bool MaybeRestart(size_t r);
 
   LaunchOptions options_;
   LaunchOptions::Display display_;
   std::vector<Rank> ranks_;
+  const LaunchSpec* spec_ = nullptr;  // during Run
   StopSignals signals_;
   Clock::time_point start_;
   std::optional<size_t> failed_;  // the first rank seen failing (beyond the tolerated ones)
@@ -414,14 +417,35 @@ void Group::Reap(size_t r) {
   const bool ok = rank.outcome.signal == 0 && rank.outcome.exit_code == 0;
   if (ok || stopping_) return;
   const bool usage = rank.outcome.signal == 0 && rank.outcome.exit_code == options_.usage_exit_code;
+  if (!usage && MaybeRestart(r)) return;
   if (!usage && tolerated_ < options_.tolerated_failures) {
     ++tolerated_;
-    Emit(kErr, fmt::format("launch: {}; the other ranks go on without it",
-                           FailureStatus(r).message()));
+    Emit(kErr,
+         fmt::format("launch: {}; the other ranks go on without it", FailureStatus(r).message()));
     return;
   }
   failed_ = r;
   BeginStop();
+}
+
+bool Group::MaybeRestart(size_t r) {
+  Rank& rank = ranks_[r];
+  if (rank.outcome.restarts >= options_.max_restarts) return false;
+  const size_t restarts = rank.outcome.restarts + 1;
+  Emit(kErr, fmt::format("launch: {}; restarting it (restart {} of {})", FailureStatus(r).message(),
+                         restarts, options_.max_restarts));
+  const auto& argv = r < spec_->restart_argv_per_rank.size() ? spec_->restart_argv_per_rank[r]
+                                                             : spec_->argv_per_rank[r];
+  // A fresh rank: no output, progress or outcome of the process that died carries over.
+  Rank fresh;
+  fresh.outcome.restarts = restarts;
+  rank = std::move(fresh);
+  if (Status s = Start(r, argv); !s.ok()) {
+    Emit(kErr, fmt::format("launch: restarting rank {} failed: {}", r, s.message()));
+    rank.outcome.exit_code = 127;
+    return false;
+  }
+  return true;
 }
 
 // Everything the child wrote before it exited is in its pipes; a grandchild that still holds them
@@ -532,6 +556,7 @@ Status Group::FailureStatus(size_t r) const {
 
 Result<LaunchResult> Group::Run(const LaunchSpec& spec) {
   if (options_.handle_signals) P2P_RETURN_IF_ERROR(signals_.Start());
+  spec_ = &spec;
   Status started;
   for (size_t r = 0; r < ranks_.size() && started.ok(); ++r) {
     started = Start(r, spec.argv_per_rank[r]);

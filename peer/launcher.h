@@ -24,6 +24,9 @@ namespace p2p::peer {
 struct LaunchSpec {
   // Rank r runs argv_per_rank[r]; argv[0] is a path, or a name looked up on PATH.
   std::vector<std::vector<std::string>> argv_per_rank;
+  // What a restarted rank runs (LaunchOptions::max_restarts); empty: argv_per_rank again. A peer
+  // restarted into a running run must ask to join it (`p2ptrain peer --join`), not start it.
+  std::vector<std::vector<std::string>> restart_argv_per_rank;
 };
 
 struct LaunchOptions {
@@ -42,6 +45,10 @@ struct LaunchOptions {
   // continue): only the failure after these stops the group. A usage error is never tolerated.
   // Tolerated failures are in the result (RankOutcome), not an error.
   size_t tolerated_failures = 0;
+  // How many times each rank that fails (a signal, or an exit code other than 0 and
+  // usage_exit_code) is started again, torchrun's --max-restarts, before its failure counts
+  // (tolerated or fatal). A restart is announced on `err` with the failure it follows.
+  size_t max_restarts = 0;
   // false: ordinary stdout lines are not printed but kept in RankOutcome::stdout_lines (a
   // launcher prints them at the end, in rank order). Progress events are never printed.
   bool forward_stdout = true;
@@ -61,7 +68,8 @@ struct RankOutcome {
   int pid = -1;
   int exit_code = -1;                     // -1 if a signal ended it
   int signal = 0;                         // the signal that ended it, 0 if it exited
-  double wall_s = 0;                      // from start to exit
+  double wall_s = 0;                      // from the last start to exit
+  size_t restarts = 0;                    // how often the rank was started again
   std::vector<std::string> stdout_lines;  // the last keep_stdout_lines unprinted stdout lines
   size_t stdout_dropped = 0;              // earlier ones that did not fit
 };

@@ -42,6 +42,10 @@ struct PeerOptions {
   double round_timeout_s = 1800;
   double connect_timeout_s = 120;
   std::string on_failure = "continue";  // continue: survivors go on in a new view; stop: fail
+  // Rejoin a running run as a restarted rank (docs/membership.md, "Rejoining"): handshake again,
+  // then wait up to join_timeout_s for the members to admit this rank with the run's state.
+  bool join = false;
+  double join_timeout_s = 600;
   // How the W gradients of a round become one (sync/rules/rule.h); canonical after Finish.
   std::string aggregation = "mean";
   // Experiments only (peer/attack.h): the attack, and the ranks that carry it out.

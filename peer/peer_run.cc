@@ -13,6 +13,7 @@
 #include "ml/threads.h"
 #include "peer/attack.h"
 #include "peer/cli.h"
+#include "peer/elastic_join.h"
 #include "peer/elastic_sync.h"
 #include "peer/final_summary.h"
 #include "peer/offload.h"
@@ -136,6 +137,7 @@ nlohmann::json ViewChangesJson(std::vector<sync::membership::ViewChangeRecord> c
     list.push_back({{"view", c.view},
                     {"members", c.members},
                     {"evicted", c.evicted},
+                    {"joined", c.joined},
                     {"resume_after_epoch", c.resume_after.epoch},
                     {"resume_after_step", c.resume_after.step},
                     {"recovery_s", c.recovery_seconds}});
@@ -145,6 +147,19 @@ nlohmann::json ViewChangesJson(std::vector<sync::membership::ViewChangeRecord> c
           {"view_changes", std::move(list)}};
 }
 
+// A robust rule's precondition (krum's n >= 2f + 3, ...) was checked for the run's size at start;
+// a view that lost members must meet it too. Relaxing it (a smaller f) would weaken what the rule
+// guarantees without the user knowing, so the survivors stop instead (docs/membership.md).
+Status CheckRuleInView(const sync::rules::Rule& rule, const std::string& spec,
+                       const sync::membership::View& view) {
+  Status s = rule.CheckCount(view.members.size());
+  if (s.ok()) return s;
+  return Unavailable(
+      "view {} has {} members (ranks {}), too few for --aggregation {}: {}; the survivors stop "
+      "rather than weaken the rule (use a rule that fewer peers can meet)",
+      view.id, view.members.size(), sync::membership::RankList(view.members), spec, s.message());
+}
+
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
   sync::Mailbox mailbox(
@@ -152,9 +167,12 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
       {.run_id = options.run_id,
        .max_rounds_ahead = sync::MaxRoundsAheadFor(options.staleness),
        .authenticator = security ? security->authenticator() : nullptr});
-  if (security != nullptr) {
+  // A restarted peer (--join) runs its handshake in Rejoin, once the strategy can take its state.
+  if (security != nullptr && !options.join) {
     P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.connect_timeout_s))));
   }
+  auto* session =
+      security ? dynamic_cast<sync::SessionAuthenticator*>(security->authenticator()) : nullptr;
   // options.compression is the canonical codec spec (FinishPeerFlags); stochastic codecs draw
   // from the run's seed per (rank, round).
   P2P_ASSIGN_OR_RETURN(auto codec, sync::codecs::ParseCodecSpec(options.compression));
@@ -188,46 +206,78 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
   if (spirt_strategy != nullptr) {
     P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy, config.offload));
   }
-  // Everything that must match, including where everyone starts (resumed runs).
-  const std::string fingerprint =
-      fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
-                  "significance={} staleness={}",
-                  config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
-                  options.strategy, options.aggregation, options.significance, options.staleness);
-  P2P_ASSIGN_OR_RETURN(
-      auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
-                                     static_cast<uint64_t>(trainer.local_steps()),
-                                     DeadlineIn(Millis(options.connect_timeout_s))));
-  const int64_t agreed = static_cast<int64_t>(*std::max_element(steps.begin(), steps.end()));
-  trainer.set_steps_per_epoch(agreed);
-  spdlog::info(
-      "all {} peers agree on the configuration and initial parameters; {} steps per "
-      "epoch ({} with data here); gradients combined by {}",
-      config.size, agreed, trainer.local_steps(), options.strategy);
-
   // The codec's error-feedback buffers go into checkpoints and come back on --resume.
   P2P_RETURN_IF_ERROR(trainer.set_sync_state(
       [&strategy] { return strategy->SaveState(); },
       [&strategy](Trainer::SyncState state) { return strategy->LoadState(std::move(state)); }));
+  int64_t agreed = 0;
+  if (options.join) {
+    P2P_ASSIGN_OR_RETURN(
+        const Admission admission,
+        Rejoin(mailbox, session, trainer, DeadlineIn(Millis(options.connect_timeout_s)),
+               DeadlineIn(Millis(options.join_timeout_s))));
+    agreed = admission.steps_per_epoch;
+  } else {
+    // Everything that must match, including where everyone starts (resumed runs).
+    const std::string fingerprint =
+        fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
+                    "significance={} staleness={}",
+                    config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
+                    options.strategy, options.aggregation, options.significance,
+                    options.staleness);
+    P2P_ASSIGN_OR_RETURN(
+        auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
+                                       static_cast<uint64_t>(trainer.local_steps()),
+                                       DeadlineIn(Millis(options.connect_timeout_s))));
+    agreed = static_cast<int64_t>(*std::max_element(steps.begin(), steps.end()));
+  }
+  trainer.set_steps_per_epoch(agreed);
+  if (!options.join) {
+    spdlog::info(
+        "all {} peers agree on the configuration and initial parameters; {} steps per "
+        "epoch ({} with data here); gradients combined by {}",
+        config.size, agreed, trainer.local_steps(), options.strategy);
+  }
+
   // Failure detection from here on: every peer is up and agreed (docs/membership.md).
   std::optional<sync::membership::Heartbeat> heartbeat;
   std::optional<sync::membership::Membership> membership;
+  std::optional<JoinDesk> desk;  // admits restarted peers (peer/elastic_join.h)
   if (options.heartbeat_s > 0) {
     mailbox.StartFailureDetection(Millis(options.peer_timeout_s));
     heartbeat.emplace(mailbox, Millis(options.heartbeat_s));
     if (options.on_failure == "continue") {
       membership.emplace(mailbox, sync::membership::MembershipOptions{});
       trainer.keep_rollback(true);
+      desk.emplace(mailbox, session, trainer, *membership, agreed,
+                   Millis(options.connect_timeout_s));
     }
   }
+  P2P_ASSIGN_OR_RETURN(std::shared_ptr<sync::rules::Rule> rule,
+                       sync::rules::MakeRule(options.aggregation));
   ElasticSync elastic(mailbox, *strategy, membership ? &*membership : nullptr,
-                      RoundTimeout(options));
-  trainer.set_gradient_hook([&](const StepInfo& info, std::span<float> grad) {
-    if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
-    return elastic.Round(info, grad);
+                      RoundTimeout(options), [rule, &options](const sync::membership::View& view) {
+                        return CheckRuleInView(*rule, options.aggregation, view);
+                      });
+  trainer.set_gradient_hook(
+      [&](const StepInfo& info, std::span<float> grad) -> Result<RoundOutcome> {
+        if (attack != nullptr) attack->Corrupt(info.epoch, info.round, grad);
+        if (desk) P2P_RETURN_IF_ERROR(desk->Poll());
+        return elastic.Round(info, grad);
+      });
+  std::vector<int> joiners;  // agreed at the last epoch end
+  trainer.set_epoch_hook([&](int epoch, sync::EpochTotals& totals) -> Result<RoundOutcome> {
+    if (desk) {
+      P2P_RETURN_IF_ERROR(desk->Poll());
+      totals.joiners = desk->Requests();
+    }
+    P2P_ASSIGN_OR_RETURN(const RoundOutcome outcome, elastic.EpochEnd(epoch, totals));
+    joiners = totals.joiners;
+    return outcome;
   });
-  trainer.set_epoch_hook(
-      [&](int epoch, sync::EpochTotals& totals) { return elastic.EpochEnd(epoch, totals); });
+  trainer.set_between_epochs_hook([&](int epoch) {
+    return desk ? desk->Admit(epoch, std::exchange(joiners, {})) : Status::Ok();
+  });
   EpochCounters counters(transport, *strategy, mailbox);
   trainer.add_metrics_extra([&](int) {
     nlohmann::json extra = counters.Next();
@@ -350,6 +400,7 @@ Status FinishPeerFlags(TrainConfig& config, PeerOptions& options) {
     return InvalidArgument("--run-id '{}' must be 1-128 characters of A-Z a-z 0-9 . _ -",
                            options.run_id);
   }
+  P2P_RETURN_IF_ERROR(CheckJoinFlags(options));
   P2P_RETURN_IF_ERROR(FinishTrainFlags(config));
   P2P_RETURN_IF_ERROR(FinishStoreFlags(config, options));
   return CheckSecurityFlags(options);

@@ -118,27 +118,34 @@ Status Trainer::MaybeResume() {
     return Status::Ok();
   }
   if (!loaded.ok()) return loaded.status();
-  const Checkpoint& c = *loaded;
+  return Adopt(*loaded, "checkpoint in " + config_.checkpoint_dir);
+}
+
+Status Trainer::Adopt(const Checkpoint& c, const std::string& source) {
   if (c.config != config_.Fingerprint() || c.params.size() != model_->NumParams()) {
     return InvalidArgument(
-        "checkpoint in {} was written by a different configuration ({}) than this run ({}); "
+        "{} was written by a different configuration ({}) than this run ({}); "
         "use the same flags or another --checkpoint-dir",
-        config_.checkpoint_dir, c.config, config_.Fingerprint());
+        source, c.config, config_.Fingerprint());
   }
   if (c.model_buffers.size() != model_->NumBuffers()) {
     return DataLoss(
-        "checkpoint in {} holds {} BatchNorm buffer values but model {} has {} (written by a "
+        "{} holds {} BatchNorm buffer values but model {} has {} (written by a "
         "p2ptrain that did not save them?); start over with --overwrite",
-        config_.checkpoint_dir, c.model_buffers.size(), c.model, model_->NumBuffers());
+        source, c.model_buffers.size(), c.model, model_->NumBuffers());
   }
   std::copy(c.params.begin(), c.params.end(), model_->Params().begin());
   std::copy(c.model_buffers.begin(), c.model_buffers.end(), model_->Buffers().begin());
   P2P_RETURN_IF_ERROR(optimizer_->LoadState(c.optimizer));
   plateau_.set_state(c.plateau);
   early_stopping_.set_state(c.early_stopping);
-  resumed_sync_state_ = c.sync_state;
   first_epoch_ = c.epoch + 1;
-  spdlog::info("resumed from {} after epoch {}", CheckpointPath(config_.checkpoint_dir), c.epoch);
+  if (restore_sync_state_) {
+    P2P_RETURN_IF_ERROR(restore_sync_state_(c.sync_state));
+  } else {
+    resumed_sync_state_ = c.sync_state;
+  }
+  spdlog::info("continuing from the {} after epoch {}", source, c.epoch);
   return Status::Ok();
 }
 
@@ -152,6 +159,7 @@ Result<EpochResult> Trainer::Run() {
                    epoch, config_.early_stopping_patience);
       break;
     }
+    if (between_epochs_ && epoch < config_.epochs) P2P_RETURN_IF_ERROR(between_epochs_(epoch));
   }
   return last;
 }
@@ -373,8 +381,7 @@ Result<RoundOutcome> Trainer::Evaluate(int epoch, EpochResult& r, sync::EpochTot
   return RoundOutcome::kApply;
 }
 
-Status Trainer::SaveCheckpointAfter(int epoch) {
-  if (config_.checkpoint_dir.empty()) return Status::Ok();
+Checkpoint Trainer::Snapshot(int epoch) const {
   Checkpoint c;
   c.epoch = epoch;
   c.model = config_.model.name;
@@ -385,12 +392,18 @@ Status Trainer::SaveCheckpointAfter(int epoch) {
   c.plateau = plateau_.state();
   c.early_stopping = early_stopping_.state();
   if (save_sync_state_) c.sync_state = save_sync_state_();
-  return SaveCheckpoint(config_.checkpoint_dir, c);
+  return c;
+}
+
+Status Trainer::SaveCheckpointAfter(int epoch) {
+  if (config_.checkpoint_dir.empty()) return Status::Ok();
+  return SaveCheckpoint(config_.checkpoint_dir, Snapshot(epoch));
 }
 
 Status Trainer::set_sync_state(std::function<SyncState()> save,
                                const std::function<Status(SyncState)>& restore) {
   save_sync_state_ = std::move(save);
+  restore_sync_state_ = restore;
   Status s = restore(std::move(resumed_sync_state_));
   resumed_sync_state_.clear();
   if (!s.ok()) {

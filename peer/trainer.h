@@ -12,6 +12,7 @@
 #include "ml/epoch_schedule.h"
 #include "ml/model.h"
 #include "ml/optimizer.h"
+#include "peer/checkpoint.h"
 #include "peer/metrics.h"
 #include "peer/progress.h"
 #include "peer/train_config.h"
@@ -57,6 +58,9 @@ using UpdateHook = std::function<Status(std::span<float> params, std::span<const
                                         ml::Optimizer& optimizer)>;
 // Extra fields for an epoch's metrics record (e.g. a peer's network counters for that epoch).
 using MetricsExtra = std::function<nlohmann::json(int epoch)>;
+// Called after each epoch but the last (checkpoint and metrics written), before the next begins:
+// where the members of an elastic run admit a restarted peer (peer/elastic_join.h).
+using BetweenEpochsHook = std::function<Status(int epoch)>;
 
 struct EpochResult {
   int epoch = 0;
@@ -87,6 +91,14 @@ class Trainer {
   // across peers.
   void set_epoch_hook(EpochHook hook);
   void add_metrics_extra(MetricsExtra extra) { metrics_extra_.push_back(std::move(extra)); }
+  void set_between_epochs_hook(BetweenEpochsHook hook) { between_epochs_ = std::move(hook); }
+  // Everything a checkpoint after `epoch` holds, from the current state (what a member sends a
+  // rejoining peer).
+  Checkpoint Snapshot(int epoch) const;
+  // Continues from `c` as --resume would (parameters, optimizer, LR plateau, early stopping,
+  // sync state through set_sync_state's restore, the next epoch); `source` names where it came
+  // from in errors. InvalidArgument if it was written by another configuration.
+  Status Adopt(const Checkpoint& c, const std::string& source);
   // Offloads gradient work: with --sync-every 1 each minibatch is split into `parts_per_batch`
   // parts; with larger rounds every minibatch of the round is one part (the study's Step
   // Function fan-out). Functions always see the current parameters.
@@ -165,6 +177,8 @@ class Trainer {
   Rollback rollback_;
   int first_epoch_ = 1;
   std::function<SyncState()> save_sync_state_;
+  std::function<Status(SyncState)> restore_sync_state_;
+  BetweenEpochsHook between_epochs_;
   SyncState resumed_sync_state_;  // from the checkpoint, until set_sync_state takes it
 };
 

@@ -37,6 +37,7 @@ Result<std::unique_ptr<broker::Transport>> CreateZmq(const PeerOptions& o, int r
   z.rank = rank;
   z.size = size;
   z.run_id = o.run_id;
+  z.joining = o.join;
   // A peer that stops draining (dead, hung) must fail the run within --peer-timeout. With
   // heartbeats, well within it: a send blocked on a dead rank holds up this peer's heartbeats to
   // the living, who must not suspect us meanwhile.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 
 namespace p2p::sync {
 namespace {
@@ -68,14 +69,44 @@ broker::Bytes EncodeEpochTotals(const EpochTotals& t) {
   out.insert(out.end(), p, p + kHashChars);
   const auto* b = reinterpret_cast<const std::byte*>(t.buffers.data());
   out.insert(out.end(), b, b + t.buffers.size() * sizeof(float));
+  if (!t.joiners.empty()) {
+    Put(out, static_cast<uint32_t>(t.joiners.size()));
+    for (int r : t.joiners) Put(out, static_cast<uint32_t>(r));
+  }
   return out;
 }
+
+namespace {
+
+// The optional joiner list after the fixed part (`tail`); DataLoss if it is malformed.
+Result<std::vector<int>> DecodeJoiners(std::span<const std::byte> tail) {
+  std::vector<int> joiners;
+  if (tail.empty()) return joiners;
+  size_t pos = 0;
+  if (tail.size() < sizeof(uint32_t)) return DataLoss("epoch totals: truncated joiner list");
+  const auto n = Get<uint32_t>(tail, pos);
+  // Checked before allocating: the count must be exactly what the bytes hold.
+  if (n == 0 || n > kMaxJoinerRank || tail.size() != sizeof(uint32_t) * (1 + size_t{n})) {
+    return DataLoss("epoch totals: a joiner list of {} bytes does not hold the {} ranks it states",
+                    tail.size(), n);
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    const auto r = Get<uint32_t>(tail, pos);
+    if (r >= kMaxJoinerRank || (!joiners.empty() && static_cast<int>(r) <= joiners.back())) {
+      return DataLoss("epoch totals: joiner ranks must be ascending and below {}", kMaxJoinerRank);
+    }
+    joiners.push_back(static_cast<int>(r));
+  }
+  return joiners;
+}
+
+}  // namespace
 
 Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body, size_t num_buffers) {
   // The length is checked against the count this peer's own model has before anything is
   // allocated: a peer cannot make us hold more than our own model's buffers.
   const size_t expected = kBodyBytes + num_buffers * sizeof(float);
-  if (body.size() != expected) {
+  if (body.size() < expected) {
     return DataLoss(
         "epoch totals: {} bytes, expected {} ({} BatchNorm buffer values); peers must "
         "train the same model",
@@ -97,6 +128,7 @@ Result<EpochTotals> DecodeEpochTotals(std::span<const std::byte> body, size_t nu
   for (float v : t.buffers) {
     if (!std::isfinite(v)) return DataLoss("epoch totals: non-finite BatchNorm buffer value");
   }
+  P2P_ASSIGN_OR_RETURN(t.joiners, DecodeJoiners(body.subspan(expected)));
   if (!IsHexHash(t.param_hash))
     return DataLoss("epoch totals: parameter hash is not 16 hex digits");
   if (!std::isfinite(t.train_loss_sum) || !std::isfinite(t.val_loss_sum)) {
@@ -128,6 +160,7 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
   sum.param_hash = mine.param_hash;
   std::vector<EpochTotals> decoded_all(members.size());
   std::vector<const EpochTotals*> in_rank_order;
+  std::set<int> joiners;
   for (size_t i = 0; i < members.size(); ++i) {
     const int r = members[i];
     if (r == mailbox.rank()) {
@@ -151,7 +184,11 @@ Result<EpochTotals> ExchangeEpochTotals(Mailbox& mailbox, uint64_t epoch, const 
     sum.val_samples += t.val_samples;
     sum.test_correct += t.test_correct;
     sum.test_samples += t.test_samples;
+    for (int j : t.joiners) {
+      if (j < mailbox.size() && !mailbox.view().Contains(j)) joiners.insert(j);
+    }
   }
+  sum.joiners.assign(joiners.begin(), joiners.end());
   sum.buffers = WeightedMeanBuffers(in_rank_order);
   return sum;
 }

@@ -107,6 +107,10 @@ void Mailbox::InstallView(membership::View view) {
     std::lock_guard lock(send_mu_);
     P2P_CHECK(view.id > view_.id && view.Contains(rank()), "installing view {} after {}", view.id,
               view_.id);
+    for (int r : view.members) {
+      // A rank that joins (again) is a new process: its seq numbers start afresh.
+      if (!view_.Contains(r)) last_seq_from_.erase(r);
+    }
     view_ = std::move(view);
     sent_.clear();  // rounds of earlier views are never asked for again
   }
@@ -190,8 +194,16 @@ bool Mailbox::Admit(const broker::Envelope& env) {
   return verdict.action == Authenticator::Action::kAccept;
 }
 
+// What a restarted rank outside the view sends to be admitted again (docs/membership.md,
+// "Rejoining"): its handshake and its request. The authenticator still judges all of it.
+static bool RejoinTraffic(broker::MessageType type) {
+  using broker::MessageType;
+  return type == MessageType::kJoin || type == MessageType::kWelcome ||
+         type == MessageType::kJoinRequest;
+}
+
 bool Mailbox::RejectedByView(const broker::Envelope& env) {
-  if (!view_.Contains(env.sender)) {
+  if (!view_.Contains(env.sender) && !RejoinTraffic(env.type)) {
     Reject("evicted_sender",
            fmt::format("rank {} is not a member of view {} ({}): it was evicted, and nothing it "
                        "sends is applied",

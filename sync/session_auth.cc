@@ -49,6 +49,12 @@ Status SessionAuthenticator::Sign(broker::Envelope& env) {
   env.signature.reserve(receivers.size() * crypto::kSlotBytes);
   for (int r : receivers) {
     const crypto::PairKeys* keys = handshake_.keys(r);
+    if (keys == nullptr && env.receiver == broker::kAllRanks && rejoinable_ && rejoinable_(r)) {
+      // A rank rejoining (outside the view, not proven again yet) receives no broadcast; its slot
+      // keeps its place so the others still find theirs by rank.
+      env.signature.insert(env.signature.end(), crypto::kSlotBytes, std::byte{0});
+      continue;
+    }
     if (keys == nullptr) {
       return Internal("cannot authenticate a {} to rank {}: it has not joined yet",
                       broker::MessageTypeName(env.type), r);
@@ -60,10 +66,30 @@ Status SessionAuthenticator::Sign(broker::Envelope& env) {
   return Status::Ok();
 }
 
+void SessionAuthenticator::PrepareRejoin(const broker::Envelope& join) {
+  const int from = join.sender;
+  const auto last = last_join_.find(from);
+  if (last != last_join_.end() && last->second == join.body) return;  // a resend: same handshake
+  if (handshake_.keys(from) != nullptr) {
+    handshake_.Forget(from);
+    last_seq_[from] = 0;  // a new process: its sequence numbers start over
+  }
+}
+
 Authenticator::Verdict SessionAuthenticator::OnHandshake(const broker::Envelope& env) {
   crypto::JoinHandshake::Step step;
   if (env.type == MessageType::kJoin) {
+    const bool rejoin = rejoinable_ && rejoinable_(env.sender);
+    if (rejoin) PrepareRejoin(env);
     step = handshake_.OnJoin(env.sender, env.body);
+    if (step.reply && !step.refusal) last_join_[env.sender] = env.body;
+    if (rejoin && step.reply && !step.refusal) {
+      // The restarted rank never saw our JOIN: it must answer it to prove itself to us.
+      broker::Envelope ours;
+      ours.type = MessageType::kJoin;
+      ours.body = handshake_.JoinMessage();
+      replies_.emplace_back(env.sender, std::move(ours));
+    }
   } else if (env.type == MessageType::kWelcome) {
     step = handshake_.OnWelcome(env.sender, env.body);
   } else {
@@ -149,6 +175,11 @@ Status JoinRun(Mailbox& mailbox, SessionAuthenticator& auth, broker::Deadline de
     P2P_RETURN_IF_ERROR(flush());
   }
   return flush();
+}
+
+Status SendHandshakeReplies(Mailbox& mailbox, SessionAuthenticator& auth) {
+  for (auto& [to, env] : auth.TakeReplies()) P2P_RETURN_IF_ERROR(mailbox.Send(std::move(env), to));
+  return Status::Ok();
 }
 
 }  // namespace p2p::sync

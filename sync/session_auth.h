@@ -15,6 +15,8 @@
 // Thread-safety: one thread (the Mailbox's) uses it.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -34,17 +36,29 @@ class SessionAuthenticator final : public Authenticator {
 
   bool joined() const { return handshake_.complete(); }
   crypto::JoinHandshake& handshake() { return handshake_; }
-  // Handshake replies produced by Verify, (receiver, envelope), for JoinRun to send.
+  // Handshake replies produced by Verify, (receiver, envelope), for JoinRun (or, for a rejoining
+  // rank, SendHandshakeReplies) to send.
   std::vector<std::pair<int, broker::Envelope>> TakeReplies();
+
+  // Ranks that may run the handshake again with a fresh JOIN: a restarted peer outside the
+  // current view (docs/membership.md, "Rejoining"). Its old session keys are dropped when its new
+  // JOIN arrives, this rank's JOIN is sent to it again (it never saw the first one), and its
+  // sequence numbers start over. A JOIN repeating the last one seen from that rank changes
+  // nothing. Without this (the default) a proven rank's JOIN is refused as rank_taken.
+  void set_rejoinable(std::function<bool(int)> rejoinable) { rejoinable_ = std::move(rejoinable); }
 
  private:
   Verdict OnHandshake(const broker::Envelope& env);
+  // A JOIN from a rank that may rejoin: forgets its old session first (see set_rejoinable).
+  void PrepareRejoin(const broker::Envelope& join);
 
   crypto::JoinHandshake handshake_;
   int rank_, size_;
   uint64_t last_signed_seq_ = 0;
   std::vector<uint64_t> last_seq_;  // per sender: the highest sequence number accepted
   std::vector<std::pair<int, broker::Envelope>> replies_;
+  std::function<bool(int)> rejoinable_;
+  std::map<int, broker::Bytes> last_join_;  // per rank: the body of the last JOIN answered
 };
 
 // Runs the join handshake through `mailbox`, whose authenticator must be `auth`: broadcasts this
@@ -52,5 +66,8 @@ class SessionAuthenticator final : public Authenticator {
 // identity. Timeout at the deadline naming the ranks that did not and why (what was refused).
 // Messages of ranks that finished first (the start agreement) stay parked for later.
 Status JoinRun(Mailbox& mailbox, SessionAuthenticator& auth, broker::Deadline deadline);
+
+// Sends the handshake replies `auth` queued (to a rejoining rank, while this peer trains).
+Status SendHandshakeReplies(Mailbox& mailbox, SessionAuthenticator& auth);
 
 }  // namespace p2p::sync

@@ -42,6 +42,20 @@ Result<Round> Membership::Recover(const Status& failure) {
   return outcome.resume_after;
 }
 
+void Membership::Admit(View view) {
+  ViewChangeRecord record;
+  record.view = view.id;
+  record.members = view.members;
+  record.joined = Without(view.members, mailbox_.view().members);
+  record.resume_after = completed_;
+  spdlog::info("view {}: admitted rank(s) {} (joined); members {}", view.id,
+               RankList(record.joined), RankList(view.members));
+  next_id_ = std::max(next_id_, view.id + 1);
+  mailbox_.InstallView(std::move(view));
+  stable_ = mailbox_.view();
+  changes_.push_back(std::move(record));
+}
+
 std::vector<ViewChangeRecord> Membership::TakeChanges() { return std::exchange(changes_, {}); }
 
 }  // namespace p2p::sync::membership

@@ -35,7 +35,7 @@ struct MembershipOptions {
 // One view change, for logs and metrics.
 struct ViewChangeRecord {
   uint64_t view = 0;
-  std::vector<int> members, evicted;
+  std::vector<int> members, evicted, joined;
   Round resume_after;
   double recovery_seconds = 0;  // from the start of the recovery to the install
 };
@@ -51,6 +51,11 @@ class Membership {
   // evicted) when it fails. Otherwise the next view is installed and the result is the last
   // round every member of it completed: redo what comes after it.
   Result<Round> Recover(const Status& failure);
+
+  // Installs `view`, the current view plus restarted ranks that every member agreed to admit at
+  // the end of an epoch (peer/elastic_join.h); it becomes the stable view at once (every member
+  // installs it after the same completed exchange) and is recorded with its `joined` ranks.
+  void Admit(View view);
 
   const Round& completed() const { return completed_; }
   const View& stable() const { return stable_; }

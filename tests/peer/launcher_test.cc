@@ -185,6 +185,53 @@ TEST(LauncherTest, ExitCode2IsAUsageError) {
   EXPECT_THAT(result.status().message(), HasSubstr("unknown model: nope"));
 }
 
+// --max-restarts: a rank killed by a signal is started again with its restart command line while
+// the other ranks keep running; the group succeeds once the restarted rank does.
+TEST(LauncherTest, AKilledRankIsRestartedWithItsRestartCommandAndTheGroupSucceeds) {
+  test::TempDir dir;
+  const std::string fifo = MakeFifo(dir, "f");
+  Captured c;
+  c.options.max_restarts = 1;
+  LaunchSpec spec;
+  // Rank 0 waits for the restarted rank 1 (a real rendezvous, not a sleep): it would hang, and
+  // the group fail, if rank 1 were not started again.
+  spec.argv_per_rank = {Sh("read x < " + fifo + "; echo rank0 heard $x"),
+                        Sh("echo first life; kill -KILL $$")};
+  spec.restart_argv_per_rank = {Sh("exit 9"), Sh("echo second life; echo back > " + fifo)};
+  auto result = RunGroup(spec, c.options);
+  ASSERT_TRUE(result.ok()) << result.status().message() << c.err;
+  EXPECT_EQ(result->ranks[0].restarts, 0u);
+  EXPECT_EQ(result->ranks[1].restarts, 1u);
+  EXPECT_EQ(result->ranks[1].exit_code, 0);
+  EXPECT_THAT(c.err, HasSubstr("rank 1 of 2 was killed by signal 9 (SIGKILL)"));
+  EXPECT_THAT(c.err, HasSubstr("restarting it (restart 1 of 1)"));
+  EXPECT_THAT(c.out, HasSubstr("[rank 1] first life"));
+  EXPECT_THAT(c.out, HasSubstr("[rank 1] second life"));
+  EXPECT_THAT(c.out, HasSubstr("[rank 0] rank0 heard back"));
+}
+
+// Restarts run out: the next failure is the group's failure, as without --max-restarts; a usage
+// error (exit 2) is never restarted, since the same command line would fail the same way.
+TEST(LauncherTest, ARankFailingMoreOftenThanItsRestartsFailsTheGroup) {
+  Captured c;
+  c.options.max_restarts = 2;
+  LaunchSpec spec;
+  spec.argv_per_rank = {Sh("echo try; exit 4")};
+  auto result = RunGroup(spec, c.options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(result.status().message(), HasSubstr("rank 0 of 1 exited with code 4"));
+  EXPECT_THAT(c.err, HasSubstr("(restart 2 of 2)"));
+  EXPECT_THAT(c.err, Not(HasSubstr("(restart 3 of 2)")));
+
+  Captured usage;
+  usage.options.max_restarts = 2;
+  spec.argv_per_rank = {Sh("echo 'bad flag' >&2; exit 2")};
+  result = RunGroup(spec, usage.options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(usage.err, Not(HasSubstr("restarting")));
+}
+
 TEST(LauncherTest, AProgramThatCannotBeStartedIsReported) {
   Captured c;
   LaunchSpec spec;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 
 #include "tests/sync/run_group.h"
@@ -108,6 +109,55 @@ TEST(EpochSummaryTest, BuffersOfTheWrongCountOrNonFiniteAreRejected) {
   EXPECT_EQ(DecodeEpochTotals(body, 0).status().code(), StatusCode::kDataLoss);
   t.buffers[1] = std::numeric_limits<float>::infinity();
   EXPECT_EQ(DecodeEpochTotals(EncodeEpochTotals(t), 2).status().code(), StatusCode::kDataLoss);
+}
+
+// Restarted ranks asking to rejoin ride on the totals (docs/membership.md, "Rejoining"): the
+// list is left out when empty, so a run without joiners sends exactly the bytes it always did.
+TEST(EpochSummaryTest, JoinersAreAnOptionalAscendingListAfterTheTotals) {
+  EpochTotals t = TotalsOf(0, "0123456789abcdef");
+  const auto plain = EncodeEpochTotals(t);
+  EXPECT_EQ(plain.size(), 6u * 8 + 16);
+  t.joiners = {3, 5};
+  const auto with = EncodeEpochTotals(t);
+  ASSERT_EQ(with.size(), plain.size() + 4 * 3);
+  auto decoded = DecodeEpochTotals(with);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->joiners, (std::vector<int>{3, 5}));
+  EXPECT_TRUE(DecodeEpochTotals(plain)->joiners.empty());
+
+  // A count that does not match the bytes, a truncated list, descending or duplicate ranks.
+  auto set_u32 = [](broker::Bytes& b, size_t at, uint32_t v) {
+    std::memcpy(b.data() + at, &v, sizeof v);
+  };
+  auto wrong_count = with;
+  set_u32(wrong_count, plain.size(), 3);
+  EXPECT_EQ(DecodeEpochTotals(wrong_count).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeEpochTotals(std::span(with).first(with.size() - 2)).status().code(),
+            StatusCode::kDataLoss);
+  auto descending = with;
+  set_u32(descending, plain.size() + 4, 5);
+  set_u32(descending, plain.size() + 8, 3);
+  EXPECT_EQ(DecodeEpochTotals(descending).status().code(), StatusCode::kDataLoss);
+  auto huge = with;
+  set_u32(huge, plain.size(), 0xffffffffu);
+  EXPECT_EQ(DecodeEpochTotals(huge).status().code(), StatusCode::kDataLoss);
+}
+
+// Every member of the view gets the union of the joiners the members hold, so all admit the same
+// ranks; a rank inside the view is never a joiner.
+TEST(EpochSummaryTest, EveryMemberGetsTheUnionOfTheJoiners) {
+  std::vector<EpochTotals> got(4);
+  const auto statuses = RunGroup(4, [&](int r, Mailbox& mailbox) -> Status {
+    if (r == 3) return Status::Ok();  // evicted: it takes no part
+    mailbox.InstallView({1, {0, 1, 2}});
+    EpochTotals mine = TotalsOf(r, "0123456789abcdef");
+    if (r == 0) mine.joiners = {3};
+    if (r == 2) mine.joiners = {1};  // a member: ignored
+    P2P_ASSIGN_OR_RETURN(got[r], ExchangeEpochTotals(mailbox, 2, mine, broker::DeadlineIn(5s)));
+    return Status::Ok();
+  });
+  for (const auto& s : statuses) ASSERT_TRUE(s.ok()) << s.ToString();
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(got[r].joiners, std::vector<int>{3}) << "rank " << r;
 }
 
 }  // namespace
