@@ -197,6 +197,10 @@ Result<std::vector<std::unique_ptr<broker::Transport>>> MakeTransports(Kind kind
         o.run_id = run_id;
         o.bind_endpoint = kind == Kind::kZmqTcp ? "tcp://127.0.0.1:*"
                                                 : fmt::format("ipc://{}/rank{}", ipc_dir, r);
+        // $P2P_BENCH_CHUNK_KB: another chunk size, to choose the default by measurement.
+        if (const char* kb = std::getenv("P2P_BENCH_CHUNK_KB"); kb != nullptr && *kb != '\0') {
+          o.max_chunk_bytes = static_cast<size_t>(std::strtoull(kb, nullptr, 10)) << 10;
+        }
         P2P_ASSIGN_OR_RETURN(auto t, broker::ZmqTransport::Create(std::move(o)));
         zmq.push_back(t.get());
         endpoints.push_back(t->bound_endpoint());
