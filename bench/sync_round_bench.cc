@@ -227,6 +227,16 @@ Result<std::vector<std::unique_ptr<broker::Transport>>> MakeTransports(Kind kind
   return InvalidArgument("unknown transport");
 }
 
+// Default strategy options, but $P2P_BENCH_PEER_TIMEOUT_S seconds of peer timeout when set: a
+// cold 4 x 100M round on a loaded 2-core machine can take longer than the default 60 s.
+StrategyOptions BenchStrategyOptions() {
+  StrategyOptions o;
+  if (const char* s = std::getenv("P2P_BENCH_PEER_TIMEOUT_S"); s != nullptr && *s != '\0') {
+    o.peer_timeout = std::chrono::seconds(std::max(1LL, std::strtoll(s, nullptr, 10)));
+  }
+  return o;
+}
+
 // W peer threads parked on a barrier between rounds. The main thread is the (W+1)-th party of
 // both barriers; their completion steps time-stamp the start and the end of a round.
 class Group {
@@ -356,7 +366,7 @@ class Group {
     if (peer.status.ok()) {
       peer.mailbox.emplace(*peer.transport, Mailbox::Options{.run_id = run_id_});
       auto s = MakeStrategy(mode_ == Mode::kSyncRs ? "reduce-scatter-average" : strategy_name_,
-                            *peer.mailbox, StrategyOptions{});
+                            *peer.mailbox, BenchStrategyOptions());
       if (s.ok()) {
         peer.strategy = std::move(s).value();
       } else {
@@ -389,7 +399,7 @@ class Group {
   // Rounds are aligned by the barriers, so this round's W-1 messages are exactly the next ones.
   Status AllgatherRound(Peer& peer) {
     P2P_RETURN_IF_ERROR(peer.transport->Broadcast(peer.payload));
-    const broker::Deadline deadline = broker::DeadlineIn(StrategyOptions{}.peer_timeout);
+    const broker::Deadline deadline = broker::DeadlineIn(BenchStrategyOptions().peer_timeout);
     for (int got = 0; got < w_ - 1; ++got) {
       P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> m, peer.transport->Receive(deadline));
       if (!m) return Timeout("raw round {}: only {} of {} messages", step_, got, w_ - 1);
@@ -428,7 +438,7 @@ class Group {
     got[0].resize(w_);
     got[1].resize(w_);
     int have[2] = {0, 0};
-    const broker::Deadline deadline = broker::DeadlineIn(StrategyOptions{}.peer_timeout);
+    const broker::Deadline deadline = broker::DeadlineIn(BenchStrategyOptions().peer_timeout);
     auto await = [&](int phase) -> Status {
       while (have[phase - 1] < w_ - 1) {
         P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> m, peer.transport->Receive(deadline));
