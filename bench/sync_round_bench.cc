@@ -198,6 +198,10 @@ Result<std::vector<std::unique_ptr<broker::Transport>>> MakeTransports(Kind kind
         o.run_id = run_id;
         o.bind_endpoint = kind == Kind::kZmqTcp ? "tcp://127.0.0.1:*"
                                                 : fmt::format("ipc://{}/rank{}", ipc_dir, r);
+        // $P2P_BENCH_CHUNK_KB: another chunk size, to choose the default by measurement.
+        if (const char* kb = std::getenv("P2P_BENCH_CHUNK_KB"); kb != nullptr && *kb != '\0') {
+          o.max_chunk_bytes = static_cast<size_t>(std::strtoull(kb, nullptr, 10)) << 10;
+        }
         P2P_ASSIGN_OR_RETURN(auto t, broker::ZmqTransport::Create(std::move(o)));
         zmq.push_back(t.get());
         endpoints.push_back(t->bound_endpoint());
@@ -222,6 +226,16 @@ Result<std::vector<std::unique_ptr<broker::Transport>>> MakeTransports(Kind kind
     }
   }
   return InvalidArgument("unknown transport");
+}
+
+// Default strategy options, but $P2P_BENCH_PEER_TIMEOUT_S seconds of peer timeout when set: a
+// cold 4 x 100M round on a loaded 2-core machine can take longer than the default 60 s.
+StrategyOptions BenchStrategyOptions() {
+  StrategyOptions o;
+  if (const char* s = std::getenv("P2P_BENCH_PEER_TIMEOUT_S"); s != nullptr && *s != '\0') {
+    o.peer_timeout = std::chrono::seconds(std::max(1LL, std::strtoll(s, nullptr, 10)));
+  }
+  return o;
 }
 
 // W peer threads parked on a barrier between rounds. The main thread is the (W+1)-th party of
@@ -354,7 +368,7 @@ class Group {
       peer.mailbox.emplace(*peer.transport, Mailbox::Options{.run_id = run_id_});
       // "STRATEGY+CODEC" runs STRATEGY with --compression CODEC.
       const size_t plus = strategy_name_.find('+');
-      StrategyOptions options;
+      StrategyOptions options = BenchStrategyOptions();
       if (plus != std::string::npos) {
         auto codec = codecs::ParseCodecSpec(strategy_name_.substr(plus + 1));
         P2P_CHECK(codec.ok(), "{}", codec.status().ToString());
@@ -395,7 +409,7 @@ class Group {
   // Rounds are aligned by the barriers, so this round's W-1 messages are exactly the next ones.
   Status AllgatherRound(Peer& peer) {
     P2P_RETURN_IF_ERROR(peer.transport->Broadcast(peer.payload));
-    const broker::Deadline deadline = broker::DeadlineIn(StrategyOptions{}.peer_timeout);
+    const broker::Deadline deadline = broker::DeadlineIn(BenchStrategyOptions().peer_timeout);
     for (int got = 0; got < w_ - 1; ++got) {
       P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> m, peer.transport->Receive(deadline));
       if (!m) return Timeout("raw round {}: only {} of {} messages", step_, got, w_ - 1);
@@ -434,7 +448,7 @@ class Group {
     got[0].resize(w_);
     got[1].resize(w_);
     int have[2] = {0, 0};
-    const broker::Deadline deadline = broker::DeadlineIn(StrategyOptions{}.peer_timeout);
+    const broker::Deadline deadline = broker::DeadlineIn(BenchStrategyOptions().peer_timeout);
     auto await = [&](int phase) -> Status {
       while (have[phase - 1] < w_ - 1) {
         P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> m, peer.transport->Receive(deadline));
@@ -505,6 +519,17 @@ class Group {
 
 // ------------------------------------------------------------------ the round benchmark
 
+// Peak resident memory of this process: VmHWM, reset to the current RSS by writing "5" to
+// /proc/self/clear_refs (Linux >= 4.0), so each case reports its own peak. 0 when unreadable.
+double PeakRssBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;  // in kB
+  }
+  return 0;
+}
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 // CPU time and page faults of this whole process (every peer thread and transport thread).
 struct Usage {
   double cpu_seconds = 0, sys_seconds = 0;
@@ -571,6 +596,7 @@ void BM_SyncRound(benchmark::State& state, Kind kind, int warmup, Mode mode) {
     }
   }
   const SyncTimings before = g.Timings();
+  ResetPeakRss();
   const Usage usage_before = Usage::Now();
   const std::optional<double> broker_before =
       kind == Kind::kAmqp ? BrokerCpuSeconds() : std::nullopt;
@@ -602,6 +628,8 @@ void BM_SyncRound(benchmark::State& state, Kind kind, int warmup, Mode mode) {
   state.counters["cpu_ms"] = (usage_after.cpu_seconds - usage_before.cpu_seconds) / rounds * 1e3;
   state.counters["sys_ms"] = (usage_after.sys_seconds - usage_before.sys_seconds) / rounds * 1e3;
   state.counters["faults"] = (usage_after.minor_faults - usage_before.minor_faults) / rounds;
+  // All W peers live in this process: the peak per peer, in units of one peer's gradient.
+  state.counters["rss_x_grad"] = PeakRssBytes() / double(w) / (4.0 * double(p));
   if (broker_before && broker_after) {
     state.counters["broker_cpu_ms"] = (*broker_after - *broker_before) / rounds * 1e3;
   }
@@ -729,8 +757,38 @@ struct SizePlan {
 };
 constexpr SizePlan kPlans[] = {{100'000, 60, 3}, {1'000'000, 30, 2}, {10'000'000, 3, 1}};
 
+// The sizes to run: kPlans, or the comma-separated P values of $P2P_BENCH_SIZES (bench/
+// sync_vs_gloo.sh uses it to add 100M), with timed rounds chosen by size as in kPlans.
+const std::vector<SizePlan>& Plans() {
+  static const std::vector<SizePlan> plans = [] {
+    const char* env = std::getenv("P2P_BENCH_SIZES");
+    if (env == nullptr || *env == '\0')
+      return std::vector<SizePlan>(std::begin(kPlans), std::end(kPlans));
+    std::vector<SizePlan> out;
+    std::string list(env);
+    for (size_t at = 0; at <= list.size();) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      const std::string item = list.substr(at, comma - at);
+      char* end = nullptr;
+      const long long p = std::strtoll(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || p < 1 || p > 1'000'000'000) {
+        std::fprintf(stderr,
+                     "sync_round_bench: P2P_BENCH_SIZES='%s': '%s' is not a float count in "
+                     "[1, 1e9] (expected e.g. 1000000,10000000)\n",
+                     env, item.c_str());
+        std::exit(2);
+      }
+      const int rounds = p <= 100'000 ? 60 : p <= 1'000'000 ? 30 : p <= 10'000'000 ? 5 : 3;
+      out.push_back({p, rounds, p <= 1'000'000 ? 2 : 1});
+      at = comma + 1;
+    }
+    return out;
+  }();
+  return plans;
+}
+
 void Register(const char* group, Kind kind, Mode mode) {
-  for (const SizePlan& plan : kPlans) {
+  for (const SizePlan& plan : Plans()) {
     auto* b = benchmark::RegisterBenchmark(fmt::format("{}/{}", group, KindName(kind)).c_str(),
                                            BM_SyncRound, kind, plan.warmup, mode);
     for (int64_t w : kWs) b->Args({w, plan.p});

@@ -4,6 +4,8 @@
 #include <array>
 #include <cstring>
 
+#include "common/byte_pool.h"
+
 namespace p2p::broker {
 namespace {
 
@@ -210,7 +212,8 @@ Result<std::optional<Message>> Reassembler::Add(uint32_t sender, const ChunkView
                     limits_.max_message_bytes);
   }
   if (h.count == 1) {
-    Bytes payload(chunk.payload.begin(), chunk.payload.end());
+    Bytes payload = BytePool::Global().Take(chunk.payload.size());
+    payload.assign(chunk.payload.begin(), chunk.payload.end());
     return Complete(sender, h.incarnation, h.seq, std::move(payload), now);
   }
   return AddToPartial(sender, chunk, now);
@@ -272,7 +275,7 @@ Result<std::optional<Message>> Reassembler::AddToPartial(uint32_t rank, const Ch
   if (h.index == p.next) {
     const auto [drained, drained_chunks] = ContiguousEarly(p, h.index + 1);
     const uint64_t needed = p.data.size() + chunk.payload.size() + drained;
-    after = p.charged - p.data.capacity() + GrowTo(needed, p.data.capacity(), h.total) -
+    after = p.charged - p.reserved + GrowTo(needed, p.reserved, h.total) -
             EarlyCharge(drained, drained_chunks);
   }
   if (p.charged == 0) after += kPartialOverhead;  // a new partial
@@ -302,7 +305,12 @@ void Reassembler::Store(Partial& p, const ChunkHeader& h, std::span<const std::b
     return;
   }
   const uint64_t needed = p.data.size() + payload.size() + ContiguousEarly(p, h.index + 1).first;
-  p.data.reserve(GrowTo(needed, p.data.capacity(), h.total));
+  if (p.data.capacity() == 0) {
+    // A whole-message buffer the process already holds: no regrowth, no fresh pages.
+    if (auto held = BytePool::Global().TakeHeld(h.total)) p.data = std::move(*held);
+  }
+  p.reserved = GrowTo(needed, p.reserved, h.total);
+  if (p.data.capacity() < p.reserved) p.data.reserve(p.reserved);
   p.data.insert(p.data.end(), payload.begin(), payload.end());
   ++p.next;
   for (auto e = p.early.find(p.next); e != p.early.end(); e = p.early.find(p.next)) {
@@ -315,7 +323,7 @@ void Reassembler::Store(Partial& p, const ChunkHeader& h, std::span<const std::b
 
 void Reassembler::Recharge(Sender& sender, Partial& p) {
   const uint64_t charge =
-      kPartialOverhead + p.data.capacity() + EarlyCharge(p.early_bytes, p.early.size());
+      kPartialOverhead + p.reserved + EarlyCharge(p.early_bytes, p.early.size());
   sender.pending_bytes = sender.pending_bytes - p.charged + charge;
   pending_bytes_ = pending_bytes_ - p.charged + charge;
   p.charged = charge;
@@ -379,6 +387,7 @@ bool Reassembler::EvictWeakest(std::optional<uint32_t> only, uint32_t keep_rank,
 void Reassembler::Erase(Sender& sender, std::map<PartialKey, Partial>::iterator it) {
   sender.pending_bytes -= it->second.charged;
   pending_bytes_ -= it->second.charged;
+  BytePool::Global().Give(std::move(it->second.data));  // empty after a completed message
   sender.partial.erase(it);
 }
 

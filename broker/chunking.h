@@ -108,7 +108,11 @@ const char* DropReasonName(DropReason reason);
 //
 // Memory grows with the bytes that arrived, never with what a header announces: a message's
 // buffer holds the chunks received in order (grown geometrically up to its total) and chunks
-// that came early are kept apart until their turn. When a budget or the per-sender count would be
+// that came early are kept apart until their turn. To avoid the regrowth copies and the fresh
+// pages of every round, a message's buffer is a whole-message one from the process's BytePool
+// (common/byte_pool.h) when the pool holds one that fits: reusing memory the process already
+// holds, bounded by the pool's budget, so forged chunks still cannot make it allocate more.
+// Buffers of dropped messages go back to the pool. When a budget or the per-sender count would be
 // exceeded, the incomplete messages that received the fewest bytes (then the least recently
 // active) are dropped: a genuine transfer receives whole chunks, a forged start usually does not.
 // This bounds memory, not availability: an attacker who sends more bytes per forged message than
@@ -162,7 +166,10 @@ class Reassembler {
   using PartialKey = std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>;  // inc, seq, total, stride
   struct Partial {
     uint32_t count = 0;
-    Bytes data;                       // chunks [0, next), contiguous
+    Bytes data;  // chunks [0, next), contiguous
+    // What `data` is charged for: its capacity as grown geometrically from what arrived. A buffer
+    // reused from the BytePool may be larger; that memory was held by the process already.
+    uint64_t reserved = 0;
     uint32_t next = 0;                // first chunk not in `data`
     std::map<uint32_t, Bytes> early;  // chunks after `next` that arrived before it
     uint64_t early_bytes = 0;         // their payload bytes

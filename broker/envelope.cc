@@ -7,6 +7,8 @@
 #include <msgpack.hpp>
 #include <new>
 
+#include "common/byte_pool.h"
+
 namespace p2p::broker {
 namespace {
 
@@ -86,8 +88,7 @@ void PackPrefix(Packer& pk, const Envelope& env, uint32_t map_size) {
 }
 
 Bytes EncodePrefix(const Envelope& env, uint32_t map_size, size_t reserve) {
-  Bytes out;
-  out.reserve(reserve);
+  Bytes out = BytePool::Global().Take(reserve);  // a gradient's envelope reuses last round's
   ByteSink sink(&out);
   Packer pk(sink);
   PackPrefix(pk, env, map_size);
@@ -140,6 +141,10 @@ Status ValidateCodec(const CodecInfo& codec) {
 struct DecodeState {
   Envelope env;
   uint32_t seen = 0;  // bit i = field i of kDecoders
+  // Where the body lies in the input; with body_in_place the body is not copied (the caller
+  // reuses the input's buffer, DecodeEnvelope(Bytes&&)).
+  bool body_in_place = false;
+  std::span<const std::byte> body;
 };
 
 using FieldDecoder = Status (*)(const msgpack::object&, DecodeState&);
@@ -295,7 +300,8 @@ Status DecodeCodecParams(const msgpack::object& o, DecodeState& s) {
 
 Status DecodeBody(const msgpack::object& o, DecodeState& s) {
   P2P_ASSIGN_OR_RETURN(auto body, GetBin(o, "body", std::numeric_limits<uint32_t>::max()));
-  s.env.body.assign(body.begin(), body.end());
+  s.body = body;
+  if (!s.body_in_place) s.env.body.assign(body.begin(), body.end());
   return Status::Ok();
 }
 
@@ -354,11 +360,10 @@ Status MissingFields(uint32_t seen) {
   return Status::Ok();
 }
 
-Result<Envelope> DecodeFields(const msgpack::object& root) {
+Result<Envelope> DecodeFields(const msgpack::object& root, DecodeState& state) {
   if (root.type != msgpack::type::MAP) return WrongType("<root>", root, "map");
   const msgpack::object* version = FindKey(root, "v");
   if (version == nullptr) return InvalidArgument("envelope: missing field 'v'");
-  DecodeState state;
   P2P_RETURN_IF_ERROR(DecodeVersion(*version, state));
   for (uint32_t i = 0; i < root.via.map.size; ++i) {
     const msgpack::object_kv& kv = root.via.map.ptr[i];
@@ -380,7 +385,7 @@ bool ReferenceBins(msgpack::type::object_type type, std::size_t, void*) {
   return type == msgpack::type::BIN;
 }
 
-Result<Envelope> UnpackAndDecode(std::span<const std::byte> data) {
+Result<Envelope> UnpackAndDecode(std::span<const std::byte> data, DecodeState& state) {
   // Containers: the root map (12 keys) and cparams (<= 16); nesting at most 2 deep. No arrays or
   // ext are legal, but small arrays are let through so the field check can name the field.
   const msgpack::unpack_limit limits(/*array=*/kMaxCodecParams, /*map=*/kMaxCodecParams,
@@ -393,7 +398,7 @@ Result<Envelope> UnpackAndDecode(std::span<const std::byte> data) {
   if (offset != data.size()) {
     return DataLoss("envelope: {} trailing bytes after the map", data.size() - offset);
   }
-  return DecodeFields(handle.get());
+  return DecodeFields(handle.get(), state);
 }
 
 }  // namespace
@@ -451,14 +456,17 @@ Result<Bytes> EncodeEnvelope(const Envelope& env) {
   return out;
 }
 
-Result<Envelope> DecodeEnvelope(std::span<const std::byte> data, const EnvelopeLimits& limits) {
+namespace {
+
+Result<Envelope> Decode(std::span<const std::byte> data, const EnvelopeLimits& limits,
+                        DecodeState& state) {
   if (data.size() > limits.max_envelope_bytes) {
     return InvalidArgument("envelope: {} bytes exceed the limit of {}", data.size(),
                            limits.max_envelope_bytes);
   }
   if (data.empty()) return DataLoss("envelope: empty message");
   try {
-    return UnpackAndDecode(data);
+    return UnpackAndDecode(data, state);
   } catch (const msgpack::insufficient_bytes&) {
     return DataLoss("envelope: truncated msgpack ({} bytes)", data.size());
   } catch (const msgpack::str_size_overflow&) {
@@ -472,6 +480,31 @@ Result<Envelope> DecodeEnvelope(std::span<const std::byte> data, const EnvelopeL
   } catch (...) {
     return DataLoss("envelope: malformed msgpack");
   }
+}
+
+}  // namespace
+
+Result<Envelope> DecodeEnvelope(std::span<const std::byte> data, const EnvelopeLimits& limits) {
+  DecodeState state;
+  return Decode(data, limits, state);
+}
+
+Result<Envelope> DecodeEnvelope(Bytes&& data, const EnvelopeLimits& limits) {
+  Bytes buffer = std::move(data);
+  DecodeState state;
+  state.body_in_place = true;
+  P2P_ASSIGN_OR_RETURN(Envelope env, Decode(buffer, limits, state));
+  // The body is a bin inside `buffer` (ReferenceBins): slide it to the front and cut the rest.
+  const size_t size = state.body.size();
+  if (size != 0) {
+    const auto offset = state.body.data() - buffer.data();
+    P2P_CHECK(offset > 0 && static_cast<size_t>(offset) + size <= buffer.size(),
+              "envelope body not inside the decoded buffer");
+    std::memmove(buffer.data(), state.body.data(), size);
+  }
+  buffer.resize(size);
+  env.body = std::move(buffer);
+  return env;
 }
 
 void VisitSigningBytes(const Envelope& env,

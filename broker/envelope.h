@@ -106,6 +106,10 @@ Result<Bytes> EncodeEnvelope(const Envelope& env);
 // Decodes untrusted bytes. InvalidArgument (bad field, unknown version, too large) or DataLoss
 // (truncated or malformed msgpack), each message naming the field. Never throws.
 Result<Envelope> DecodeEnvelope(std::span<const std::byte> data, const EnvelopeLimits& limits = {});
+// The same checks and results, but the body is not copied: `data`'s buffer becomes the body (its
+// bytes moved to the front in place), so a multi-megabyte message costs no second allocation.
+// `data` is consumed whether or not decoding succeeds.
+Result<Envelope> DecodeEnvelope(Bytes&& data, const EnvelopeLimits& limits = {});
 
 // The canonical bytes a signature covers: the msgpack map of every field except "sig", in
 // canonical order (so the body is last). Deterministic for equal envelopes; independent of the

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "common/byte_pool.h"
 #include "sync/comparative_strategies.h"
 #include "sync/gradient_body.h"
 #include "sync/reduce_scatter_average.h"
@@ -48,6 +49,8 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
   // A peer without samples this round carries no weight: it sends a payload but keeps its
   // error-feedback residual for a round that counts.
   const uint64_t seed = codecs::RoundSeed(options_.seed, mailbox_.rank(), round.epoch, round.step);
+  // Last round's body went to the mailbox (which gives it back to the pool): take one back.
+  if (sent_.capacity() == 0) sent_ = BytePool::Global().Take(8 + grad.size_bytes());
   if (Status s = EncodeGradientBody(encoder_, samples, grad, seed, sent_); !s.ok()) {
     return s.Annotate(fmt::format("encoding this peer's gradient of epoch {} step {} with {}",
                                   round.epoch, round.step, codec.id()));
@@ -118,6 +121,7 @@ Status AllgatherAverage::Average(Round round, uint32_t samples, std::span<float>
     return s.Annotate(
         fmt::format("combining the gradients of epoch {} step {}", round.epoch, round.step));
   }
+  for (auto& [r, e] : received) BytePool::Global().Give(std::move(e.body));  // next round's
   timings_.reduce_seconds += SecondsSince(t);
   return Status::Ok();
 }

@@ -3,6 +3,8 @@
 #include <bit>
 #include <cstring>
 
+#include "common/byte_pool.h"
+
 namespace p2p::sync {
 namespace {
 static_assert(std::endian::native == std::endian::little,
@@ -16,11 +18,16 @@ const codecs::Codec& NoneCodec() {
 }  // namespace
 
 broker::Bytes EncodeGradientBody(uint32_t samples, std::span<const float> values) {
-  broker::Bytes body(kHeader + values.size_bytes());
+  // From the BytePool and appended, not zero-filled first: one pass over the values.
+  broker::Bytes body = BytePool::Global().Take(kHeader + values.size_bytes());
   const auto count = static_cast<uint32_t>(values.size());
-  std::memcpy(body.data(), &samples, 4);
-  std::memcpy(body.data() + 4, &count, 4);
-  std::memcpy(body.data() + kHeader, values.data(), values.size_bytes());
+  const auto append = [&body](const void* p, size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    body.insert(body.end(), b, b + n);
+  };
+  append(&samples, 4);
+  append(&count, 4);
+  append(values.data(), values.size_bytes());
   return body;
 }
 

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/byte_pool.h"
+
 namespace p2p::sync {
 
 uint64_t RejectCounts::total() const {
@@ -33,9 +35,13 @@ void Mailbox::StartFailureDetection(std::chrono::milliseconds suspect_after) {
 
 Status Mailbox::Send(broker::Envelope env, int to) {
   std::lock_guard lock(send_mu_);
-  P2P_RETURN_IF_ERROR(SendLocked(env, to));
-  if (ViewScoped(env.type)) Keep(std::move(env), to);
-  return Status::Ok();
+  Status s = SendLocked(env, to);
+  if (s.ok() && ViewScoped(env.type)) {
+    Keep(std::move(env), to);  // for RESEND; its body goes back to the pool once replaced
+  } else {
+    BytePool::Global().Give(std::move(env.body));
+  }
+  return s;
 }
 
 Status Mailbox::SendLocked(broker::Envelope& env, int to) {
@@ -59,6 +65,7 @@ Status Mailbox::SendLocked(broker::Envelope& env, int to) {
     env.seq = next_seq_++;
     if (auth != nullptr) P2P_RETURN_IF_ERROR(auth->Sign(env));
     P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
+    const ReturnToPool give_bytes_back{bytes};
     for (int r : view_.members) {
       if (r != rank()) P2P_RETURN_IF_ERROR(SendBytes(r, bytes));
     }
@@ -76,6 +83,7 @@ Status Mailbox::SignAndSend(broker::Envelope& env, int receiver, int to) {
   env.seq = next_seq_++;
   if (options_.authenticator != nullptr) P2P_RETURN_IF_ERROR(options_.authenticator->Sign(env));
   P2P_ASSIGN_OR_RETURN(broker::Bytes bytes, broker::EncodeEnvelope(env));
+  const ReturnToPool give_back{bytes};
   if (to == broker::kAllRanks) return transport_.Broadcast(bytes);
   return SendBytes(to, bytes);
 }
@@ -263,7 +271,7 @@ void Mailbox::Park(broker::Envelope env) {
 Status Mailbox::ReceiveOne(broker::Deadline deadline) {
   P2P_ASSIGN_OR_RETURN(std::optional<broker::Message> msg, transport_.Receive(deadline));
   if (!msg) return Timeout("deadline passed");
-  auto env = broker::DecodeEnvelope(msg->payload);
+  auto env = broker::DecodeEnvelope(std::move(msg->payload));  // the payload becomes the body
   if (!env.ok()) {
     Reject("malformed", env.status().message(), msg->from_rank);
     return Status::Ok();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/byte_pool.h"
 #include "sync/mailbox.h"
 
 namespace p2p::sync {
@@ -57,7 +58,10 @@ void Mailbox::RememberInstall(const broker::Envelope& install) {
 void Mailbox::Keep(broker::Envelope env, int to) {
   auto& kept = sent_[{env.type, to}];
   kept.push_back(Sent{std::move(env), {}});
-  while (kept.size() > kSentKept) kept.pop_front();
+  while (kept.size() > kSentKept) {
+    BytePool::Global().Give(std::move(kept.front().env.body));
+    kept.pop_front();
+  }
 }
 
 void Mailbox::AskResend(broker::MessageType type, Round round, const std::vector<int>& ranks) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/byte_pool.h"
 #include "sync/gradient_body.h"
 #include "sync/strategy_util.h"
 
@@ -113,6 +114,10 @@ Status ReduceScatterAverage::Average(Round round, uint32_t samples, std::span<fl
     }
   }
   timings_.reduce_seconds += SecondsSince(t);
+  // The received buffers serve the next round's messages (common/byte_pool.h).
+  for (auto* received : {&slices, &averages}) {
+    for (auto& [r, e] : *received) BytePool::Global().Give(std::move(e.body));
+  }
   return Status::Ok();
 }
 

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <optional>
 #include <string>
+
+#include "common/byte_pool.h"
 
 namespace p2p::broker {
 namespace {
@@ -416,6 +419,103 @@ TEST(ChunkingKeyed, AnUnprotectedTransferCanBeEvictedByHeavierForgedStarts) {
     auto m = r.Add(7, DecodeChunk(genuine[i], kMax).value(), t + std::chrono::milliseconds(i));
     EXPECT_FALSE(m.ok() && m->has_value()) << "chunk " << i;
   }
+}
+
+// ------------------------------------------------------------------ buffers from the BytePool
+
+constexpr size_t kKiB = 1024;
+
+// Feeds every chunk of `payload` (seq `seq`, strides of `stride` bytes) in order; the message.
+std::optional<Message> FeedAll(Reassembler& r, uint64_t seq, const Bytes& payload, size_t stride,
+                               uint64_t* peak_pending = nullptr) {
+  std::optional<Message> out;
+  for (const Bytes& body : EncodeChunks(DataHeader(2, seq), payload, kChunkHeaderBytes + stride)) {
+    auto m = r.Add(DecodeChunk(body, uint64_t{1} << 30).value());
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    if (peak_pending != nullptr) *peak_pending = std::max(*peak_pending, r.pending_bytes());
+    if (m.ok() && m->has_value()) out = std::move(**m);
+  }
+  return out;
+}
+
+TEST(ChunkingPool, AHeldBufferReceivesTheMessageButTheChargeIsWhatArrived) {
+  BytePool& pool = BytePool::Global();
+  pool.Clear();
+  Bytes stale(4 * kKiB * kKiB, std::byte{0xee});  // stale bytes must never show through
+  const std::byte* memory = stale.data();
+  pool.Give(std::move(stale));
+  const Bytes payload = Pattern(3 * kKiB * kKiB + 5);
+  Reassembler r;
+  // The first chunk alone: charged for its 64 KiB, not for the 4 MiB buffer it landed in.
+  const std::vector<Bytes> bodies =
+      EncodeChunks(DataHeader(2, 1), payload, kChunkHeaderBytes + 64 * kKiB);
+  ASSERT_TRUE(r.Add(DecodeChunk(bodies[0], uint64_t{1} << 30).value()).ok());
+  EXPECT_LT(r.pending_bytes(), 65 * kKiB);
+  EXPECT_EQ(pool.stats().held_buffers, 0u);
+  std::optional<Message> m;
+  for (size_t i = 1; i < bodies.size(); ++i) {
+    auto got = r.Add(DecodeChunk(bodies[i], uint64_t{1} << 30).value());
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    if (got->has_value()) m = std::move(**got);
+  }
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->payload, payload);
+  EXPECT_EQ(m->payload.data(), memory);  // no regrowth: the held buffer took it all
+  EXPECT_EQ(r.pending_bytes(), 0u);
+}
+
+TEST(ChunkingPool, MessagesOfDifferentSizesInARowReuseAndStayExact) {
+  BytePool& pool = BytePool::Global();
+  pool.Clear();
+  Reassembler r;
+  uint64_t seq = 1;
+  // Large, smaller (fits the large buffer), larger than anything held (fresh), tiny (one chunk).
+  for (size_t n : {size_t{2} << 20, size_t{1} << 20, size_t{5} << 20, size_t{300}}) {
+    const Bytes payload = Pattern(n + seq);
+    std::optional<Message> m = FeedAll(r, seq++, payload, 256 * kKiB);
+    ASSERT_TRUE(m.has_value()) << n;
+    EXPECT_EQ(m->payload, payload) << n;
+    pool.Give(std::move(m->payload));  // as the strategies do after a round
+  }
+  EXPECT_GE(pool.stats().hits, 1u);
+  EXPECT_EQ(r.pending_bytes(), 0u);
+  EXPECT_EQ(r.rejected(), 0u);
+}
+
+TEST(ChunkingPool, OversizedAndTruncatedFramesAreStillRefusedAndTakeNothing) {
+  BytePool& pool = BytePool::Global();
+  pool.Clear();
+  pool.Give(Bytes(8 * kKiB * kKiB));
+  ReassemblyLimits limits;
+  limits.max_message_bytes = 4 * kKiB * kKiB;
+  limits.max_pending_bytes_per_sender = 16 * kKiB * kKiB;
+  limits.max_pending_bytes = 32 * kKiB * kKiB;
+  Reassembler r(limits);
+  // Announces one byte over the limit: refused before anything is taken or allocated.
+  const Bytes over = ForgedFrame(2, 7, 1, limits.max_message_bytes + 1, 1 << 20, 5, 0, 1 << 20);
+  EXPECT_FALSE(r.Add(DecodeChunk(over, uint64_t{1} << 30).value()).ok());
+  // A chunk shorter than its geometry says: refused by the decoder.
+  Bytes truncated = ForgedFrame(2, 7, 2, 3 << 20, 1 << 20, 3, 0, 1 << 20);
+  truncated.resize(truncated.size() - 1);
+  EXPECT_FALSE(DecodeChunk(truncated, limits.max_message_bytes).ok());
+  EXPECT_EQ(r.pending_bytes(), 0u);
+  EXPECT_EQ(pool.stats().held_buffers, 1u);  // still there for a genuine message
+}
+
+TEST(ChunkingPool, ADroppedIncompleteMessageGivesItsBufferBack) {
+  BytePool& pool = BytePool::Global();
+  pool.Clear();
+  pool.Give(Bytes(2 * kKiB * kKiB));
+  ReassemblyLimits limits;
+  limits.timeout = std::chrono::milliseconds(10);
+  Reassembler r(limits);
+  const auto t0 = Clock::now();
+  const Bytes first = ForgedFrame(2, 7, 1, 2 << 20, 1 << 20, 2, 0, 1 << 20);
+  ASSERT_TRUE(r.Add(DecodeChunk(first, uint64_t{1} << 30).value(), t0).ok());
+  EXPECT_EQ(pool.stats().held_buffers, 0u);  // the partial holds it
+  EXPECT_EQ(r.EvictStale(t0 + std::chrono::seconds(1)), 1u);
+  EXPECT_EQ(pool.stats().held_buffers, 1u);
+  EXPECT_EQ(r.pending_bytes(), 0u);
 }
 
 }  // namespace

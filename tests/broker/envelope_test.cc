@@ -287,6 +287,40 @@ TEST(EnvelopeTest, AllocationProbeSeesBodies) {
   EXPECT_GE(g_largest, size_t{4} << 20);  // the probe works, so the "< 1 MiB" checks mean something
 }
 
+TEST(EnvelopeTest, DecodingAnOwnedBufferMovesItIntoTheBody) {
+  Envelope e = FullEnvelope();
+  e.body.resize(size_t{3} << 20);
+  for (size_t i = 0; i < e.body.size(); ++i) e.body[i] = static_cast<std::byte>(i * 7);
+  const Bytes wire = *EncodeEnvelope(e);
+  Bytes owned = wire;
+  const std::byte* memory = owned.data();
+  Result<Envelope> r = DecodeEnvelope(std::move(owned));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, e);
+  EXPECT_EQ(r->body.data(), memory);  // the wire buffer became the body: no copy
+  // An empty body too.
+  e.body.clear();
+  Result<Envelope> empty = DecodeEnvelope(Bytes(*EncodeEnvelope(e)));
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(*empty, e);
+}
+
+TEST(EnvelopeTest, DecodingAnOwnedBufferRejectsWhatTheViewRejects) {
+  const Bytes wire = *EncodeEnvelope(FullEnvelope());
+  for (size_t n = 0; n < wire.size(); ++n) {
+    Result<Envelope> r = DecodeEnvelope(Bytes(wire.begin(), wire.begin() + n));
+    ASSERT_FALSE(r.ok()) << "prefix of " << n << " bytes accepted";
+  }
+  Bytes trailing = wire;
+  trailing.push_back(std::byte{0xc0});
+  EXPECT_EQ(DecodeEnvelope(std::move(trailing)).status().code(), StatusCode::kDataLoss);
+  Envelope big = FullEnvelope();
+  big.body.resize(4096);
+  Result<Envelope> over = DecodeEnvelope(Bytes(*EncodeEnvelope(big)), EnvelopeLimits{1024});
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("limit"), std::string::npos);
+}
+
 TEST(EnvelopeTest, RejectsUnknownVersion) {
   ExpectRejected(WithField("v", [](Packer& pk) { pk.pack_uint8(2); }), StatusCode::kInvalidArgument,
                  "'v'");
