@@ -36,8 +36,10 @@ void Mailbox::StartFailureDetection(std::chrono::milliseconds suspect_after) {
 Status Mailbox::Send(broker::Envelope env, int to) {
   std::lock_guard lock(send_mu_);
   Status s = SendLocked(env, to);
-  if (s.ok() && ViewScoped(env.type)) {
-    Keep(std::move(env), to);  // for RESEND; its body goes back to the pool once replaced
+  if (s.ok() && ViewScoped(env.type) && WatchingLiveness()) {
+    // Kept for RESEND (only asked for with failure detection); its body goes back to the pool
+    // once a later round replaces it.
+    Keep(std::move(env), to);
   } else {
     BytePool::Global().Give(std::move(env.body));
   }
