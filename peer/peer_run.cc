@@ -162,11 +162,10 @@ Status CheckRuleInView(const sync::rules::Rule& rule, const std::string& spec,
 
 Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
              broker::Transport& transport, PeerSecurity* security, const Attack* attack) {
-  sync::Mailbox mailbox(
-      transport,
-      {.run_id = options.run_id,
-       .max_rounds_ahead = sync::MaxRoundsAheadFor(options.staleness),
-       .authenticator = security ? security->authenticator() : nullptr});
+  sync::Mailbox mailbox(transport,
+                        {.run_id = options.run_id,
+                         .max_rounds_ahead = sync::MaxRoundsAheadFor(options.staleness),
+                         .authenticator = security ? security->authenticator() : nullptr});
   // A restarted peer (--join) runs its handshake in Rejoin, once the strategy can take its state.
   if (security != nullptr && !options.join) {
     P2P_RETURN_IF_ERROR(security->Join(mailbox, DeadlineIn(Millis(options.connect_timeout_s))));
@@ -181,27 +180,24 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     P2P_ASSIGN_OR_RETURN(spirt_owned,
                          MakeSpirtStrategy(mailbox, config, options, RoundTimeout(options)));
   }
-  sync::StrategyOptions strategy_options{.peer_timeout = RoundTimeout(options),
-                                         .codec = std::move(codec),
-                                         .seed = config.seed,
-                                         .rule = options.aggregation,
-                                         .significance = options.significance,
-                                         .learning_rate = config.optimizer.lr,
-                                         .parameters =
-                                             [&trainer] {
-                                               return std::span<const float>(
-                                                   trainer.model().Params());
-                                             },
-                                         .staleness = options.staleness};
+  sync::StrategyOptions strategy_options{
+      .peer_timeout = RoundTimeout(options),
+      .codec = std::move(codec),
+      .seed = config.seed,
+      .rule = options.aggregation,
+      .significance = options.significance,
+      .learning_rate = config.optimizer.lr,
+      .parameters = [&trainer] { return std::span<const float>(trainer.model().Params()); },
+      .staleness = options.staleness};
   if (attack != nullptr && attack->omniscient()) {
     strategy_options.omniscient_attack = {
         .attackers = attack->attackers(),
         .corrupt = [attack](const std::vector<std::span<const float>>& honest,
                             std::span<float> grad) { attack->CorruptFromHonest(honest, grad); }};
   }
-  P2P_ASSIGN_OR_RETURN(auto strategy,
-                       spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
-                                   : sync::MakeStrategy(options.strategy, mailbox, strategy_options));
+  P2P_ASSIGN_OR_RETURN(
+      auto strategy, spirt_owned ? Result<std::unique_ptr<sync::Strategy>>(std::move(spirt_owned))
+                                 : sync::MakeStrategy(options.strategy, mailbox, strategy_options));
   auto* spirt_strategy = dynamic_cast<spirt::SpirtStrategy*>(strategy.get());
   if (spirt_strategy != nullptr) {
     P2P_RETURN_IF_ERROR(AttachSpirt(trainer, *spirt_strategy, config.offload));
@@ -219,12 +215,11 @@ Status Train(Trainer& trainer, TrainConfig& config, const PeerOptions& options,
     agreed = admission.steps_per_epoch;
   } else {
     // Everything that must match, including where everyone starts (resumed runs).
-    const std::string fingerprint =
-        fmt::format("{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
-                    "significance={} staleness={}",
-                    config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
-                    options.strategy, options.aggregation, options.significance,
-                    options.staleness);
+    const std::string fingerprint = fmt::format(
+        "{} epochs={} first_epoch={} compression={} strategy={} aggregation={} "
+        "significance={} staleness={}",
+        config.Fingerprint(), config.epochs, trainer.first_epoch(), options.compression,
+        options.strategy, options.aggregation, options.significance, options.staleness);
     P2P_ASSIGN_OR_RETURN(
         auto steps, sync::AgreeOnStart(mailbox, fingerprint, HashFloats(trainer.model().Params()),
                                        static_cast<uint64_t>(trainer.local_steps()),

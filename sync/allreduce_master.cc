@@ -8,24 +8,10 @@
 #include "sync/strategy_util.h"
 
 namespace p2p::sync {
-namespace {
-
-std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config) {
-  auto codec = codecs::MakeCodec(config);
-  P2P_CHECK(codec.ok(), "invalid codec for allreduce-master: {}", codec.status().ToString());
-  return std::shared_ptr<const codecs::Codec>(std::move(*codec));
-}
-
-std::string RoundName(Round round) {
-  return fmt::format("epoch {} step {}", round.epoch, round.step);
-}
-
-}  // namespace
-
 AllreduceMaster::AllreduceMaster(Mailbox& mailbox, StrategyOptions options)
     : mailbox_(mailbox),
       options_(std::move(options)),
-      encoder_(CodecOrDie(options_.codec)),
+      encoder_(CodecOrDie(options_.codec, "allreduce-master")),
       rule_(rules::MakeCheckedRule(options_.rule)) {}
 
 Status AllreduceMaster::Average(Round round, uint32_t samples, std::span<float> grad) {

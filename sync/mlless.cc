@@ -10,10 +10,6 @@
 namespace p2p::sync {
 namespace {
 
-std::string RoundName(Round round) {
-  return fmt::format("epoch {} step {}", round.epoch, round.step);
-}
-
 // The round count travels as a float in SaveState; floats hold integers exactly up to 2^24.
 constexpr uint64_t kMaxSavedRounds = uint64_t{1} << 24;
 

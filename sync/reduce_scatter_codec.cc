@@ -10,12 +10,6 @@
 namespace p2p::sync {
 namespace {
 
-std::shared_ptr<const codecs::Codec> CodecOrDie(codecs::CodecConfig config) {
-  auto codec = codecs::MakeCodec(config);
-  P2P_CHECK(codec.ok(), "invalid codec for reduce-scatter-average: {}", codec.status().ToString());
-  return std::shared_ptr<const codecs::Codec>(std::move(*codec));
-}
-
 // The gather stage's codec: the run's without momentum correction (its input is an average of
 // velocities already; accumulating it again would apply the momentum twice).
 codecs::CodecConfig WithoutMomentum(codecs::CodecConfig config) {
@@ -44,8 +38,8 @@ ReduceScatterCodec::ReduceScatterCodec(Mailbox& mailbox, StrategyOptions options
     : mailbox_(mailbox),
       options_(std::move(options)),
       rule_(rules::MakeCheckedRule(options_.rule)),
-      scatter_(CodecOrDie(options_.codec)),
-      gather_(CodecOrDie(WithoutMomentum(options_.codec))) {}
+      scatter_(CodecOrDie(options_.codec, "reduce-scatter-average")),
+      gather_(CodecOrDie(WithoutMomentum(options_.codec), "reduce-scatter-average")) {}
 
 void ReduceScatterCodec::Layout() {
   // The members of the current view share the slices, as in ReduceScatterAverage: after a view

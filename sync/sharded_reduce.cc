@@ -11,10 +11,6 @@
 namespace p2p::sync {
 namespace {
 
-std::string RoundName(Round round) {
-  return fmt::format("epoch {} step {}", round.epoch, round.step);
-}
-
 // A shard or aggregate body must be raw: a peer with another --strategy sends something else.
 Status CheckRaw(const broker::Envelope& e, int from, const std::string& strategy) {
   if (e.codec.id == "none" && e.codec.params.empty()) return Status::Ok();

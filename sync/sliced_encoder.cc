@@ -75,23 +75,7 @@ void SlicedEncoder::Kept(size_t begin, size_t len) {
 }
 
 Status SlicedEncoder::Restore(std::vector<float> residual, std::vector<float> velocity) {
-  if (!codec_->error_feedback() && !(residual.empty() && velocity.empty())) {
-    return InvalidArgument("codec {} keeps no error-feedback state, but the checkpoint has some",
-                           codec_->id());
-  }
-  if (codec_->momentum() <= 0 && !velocity.empty()) {
-    return InvalidArgument("codec {} has no momentum correction, but the checkpoint has a velocity",
-                           codec_->id());
-  }
-  if (!residual.empty() && !velocity.empty() && residual.size() != velocity.size()) {
-    return InvalidArgument("residual of {} values but velocity of {}", residual.size(),
-                           velocity.size());
-  }
-  for (const auto* v : {&residual, &velocity}) {
-    if (!std::all_of(v->begin(), v->end(), [](float x) { return std::isfinite(x); })) {
-      return InvalidArgument("codec state holds a non-finite value");
-    }
-  }
+  P2P_RETURN_IF_ERROR(codecs::CheckEncoderState(*codec_, residual, velocity));
   residual_ = std::move(residual);
   velocity_ = std::move(velocity);
   // The saved residual is zero outside the window it was saved with, which a run resumed in the

@@ -2,6 +2,17 @@
 
 namespace p2p::sync {
 
+std::string RoundName(Round round) {
+  return fmt::format("epoch {} step {}", round.epoch, round.step);
+}
+
+std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config,
+                                                std::string_view strategy) {
+  auto codec = codecs::MakeCodec(config);
+  P2P_CHECK(codec.ok(), "invalid codec for {}: {}", strategy, codec.status().ToString());
+  return std::shared_ptr<const codecs::Codec>(std::move(*codec));
+}
+
 double SecondsSince(broker::Clock::time_point t) {
   return std::chrono::duration<double>(broker::Clock::now() - t).count();
 }

@@ -2,6 +2,9 @@
 // the codec state a checkpoint carries.
 #pragma once
 
+#include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "broker/envelope.h"
@@ -14,6 +17,12 @@
 namespace p2p::sync {
 
 double SecondsSince(broker::Clock::time_point t);
+// "epoch E step S", for errors and logs.
+std::string RoundName(Round round);
+// The codec `config` names; `strategy` goes in the message of the check that fails when the
+// config was not validated first (peers validate --compression before building a strategy).
+std::shared_ptr<const codecs::Codec> CodecOrDie(const codecs::CodecConfig& config,
+                                                std::string_view strategy);
 // An envelope of `type` for `round` carrying a raw float32 ("none" codec) body.
 broker::Envelope RawEnvelope(broker::MessageType type, Round round, broker::Bytes body);
 // The encoder's residual and velocity, or nothing when its codec keeps no error feedback.

@@ -316,24 +316,30 @@ Status GradientEncoder::DecodeOwn(std::span<const std::byte> payload, std::span<
   return Status::Ok();
 }
 
-Status GradientEncoder::Restore(std::vector<float> residual, std::vector<float> velocity) {
-  if (!codec_->error_feedback() && !(residual.empty() && velocity.empty())) {
+Status CheckEncoderState(const Codec& codec, std::span<const float> residual,
+                         std::span<const float> velocity) {
+  if (!codec.error_feedback() && !(residual.empty() && velocity.empty())) {
     return InvalidArgument("codec {} keeps no error-feedback state, but the checkpoint has some",
-                           codec_->id());
+                           codec.id());
   }
-  if (codec_->momentum() <= 0 && !velocity.empty()) {
+  if (codec.momentum() <= 0 && !velocity.empty()) {
     return InvalidArgument("codec {} has no momentum correction, but the checkpoint has a velocity",
-                           codec_->id());
+                           codec.id());
   }
   if (!residual.empty() && !velocity.empty() && residual.size() != velocity.size()) {
     return InvalidArgument("residual of {} values but velocity of {}", residual.size(),
                            velocity.size());
   }
-  for (const auto* v : {&residual, &velocity}) {
-    for (float x : *v) {
+  for (const auto v : {residual, velocity}) {
+    for (float x : v) {
       if (!std::isfinite(x)) return InvalidArgument("codec state holds a non-finite value");
     }
   }
+  return Status::Ok();
+}
+
+Status GradientEncoder::Restore(std::vector<float> residual, std::vector<float> velocity) {
+  P2P_RETURN_IF_ERROR(CheckEncoderState(*codec_, residual, velocity));
   residual_ = std::move(residual);
   velocity_ = std::move(velocity);
   pending_feedback_ = false;

@@ -99,6 +99,11 @@ struct CompressionFlags {
 };
 Result<CodecConfig> ResolveCompression(const CompressionFlags& flags);
 
+// Whether a residual and velocity read from a checkpoint fit `codec`'s error feedback:
+// InvalidArgument if the codec keeps no such state, the sizes disagree or a value is not finite.
+Status CheckEncoderState(const Codec& codec, std::span<const float> residual,
+                         std::span<const float> velocity);
+
 // The sender's side of a round: encodes a gradient, decodes its own payload (every peer must
 // average exactly what the others will decode, including its own contribution), and for codecs
 // with error feedback keeps the residual (what was not transmitted) to add to the next gradient.
@@ -119,9 +124,8 @@ class GradientEncoder {
   // The residual: what the gradients so far sent minus what the payloads carried.
   std::span<const float> residual() const { return residual_; }
   std::span<const float> velocity() const { return velocity_; }
-  // Puts back a residual and velocity saved from an encoder of the same codec (a checkpoint).
-  // InvalidArgument if this codec keeps no such state, the sizes disagree or a value is not
-  // finite.
+  // Puts back a residual and velocity saved from an encoder of the same codec (a checkpoint),
+  // after CheckEncoderState.
   Status Restore(std::vector<float> residual, std::vector<float> velocity);
 
  private:
